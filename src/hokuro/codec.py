@@ -1,0 +1,1053 @@
+"""Value ⇄ bytes: msgpack that brings every value back equal and of the same type. No I/O.
+
+Two codecs store results and call arguments:
+
+* :class:`Codec` (``"msgpack"``, the default). Values made only of msgpack's own types (None,
+  bool, int, float, str, bytes, list, dict) are written exactly as msgpack writes them, so any
+  msgpack reader can open a record and a cache hit costs one ``unpackb``. Every other type the
+  codec knows travels as a msgpack *extension* (an ext code and a payload) and is rebuilt on
+  decode: tuple, set, frozenset, bytearray, ints beyond 64 bits, datetime / date / time (naive,
+  or with a ``datetime.timezone`` or ``zoneinfo.ZoneInfo`` zone; ``fold`` kept), timedelta,
+  Decimal, UUID, complex, pathlib paths, Enum members, NumPy arrays and scalars, and pandas
+  DataFrame / Series / Index. Anything else raises :class:`SerializationError` that says how to
+  teach the codec (``register_type`` / ``register``) or to choose pickle for that function.
+  ``memoryview`` is written as its bytes and read back as ``bytes`` (a view cannot outlive the
+  buffer it viewed).
+* :class:`PickleCodec` (``"pickle"``), only for marks that ask for it: loading pickle runs code
+  named by the data (DESIGN invariant 7), so nothing here ever unpickles on its own.
+
+Ext codes 0..95 belong to users (beautyspot projects register e.g. 10 and 20); 96..127 are
+hokuro's built-ins below. A code, once written to a ledger, keeps its meaning forever: new
+formats get new codes. A type registered with an encoder that returns ``bytes`` is written
+exactly as beautyspot wrote it (``ExtType(code, encoder(obj))``), so old beautyspot records
+decode once the same types are registered.
+
+Registered and built-in types match by exact type: a subclass of a registered class is not
+the registered class and is refused until it is registered itself (silently writing it as its
+base class would bring back a different type).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import pathlib
+import pickle
+import struct
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgpack
+from msgpack import ExtType, Timestamp
+
+from hokuro.errors import ConfigurationError, MissingDependency, SerializationError
+
+__all__ = ["BUILTIN_CODES", "USER_CODES", "Codec", "PickleCodec", "codec_for"]
+
+#: Ext codes users may register types under.
+USER_CODES = range(0, 96)
+#: Ext codes reserved for hokuro's built-in types.
+BUILTIN_CODES = range(96, 128)
+
+_TUPLE = 96
+_SET = 97
+_FROZENSET = 98
+_BIGINT = 99
+_BYTEARRAY = 100
+_DATETIME = 101
+_DATE = 102
+_TIME = 103
+_TIMEDELTA = 104
+_DECIMAL = 105
+_UUID = 106
+_PATH = 107
+_COMPLEX = 108
+_ENUM = 109
+_RAW_EXT = 110  # a msgpack.ExtType the user put in a value, kept as such
+_CUSTOM = 111  # a registered type whose encoder returned a value rather than bytes
+_NDARRAY = 112
+_NPSCALAR = 113
+_DATAFRAME = 114
+_SERIES = 115
+_INDEX = 116
+
+# Types msgpack's C packer writes itself, never calling ``default``: registering one would
+# silently do nothing, so it is refused.
+_NATIVE = frozenset({type(None), bool, int, float, str, bytes, bytearray, memoryview, list, dict,
+                     ExtType, Timestamp})
+
+_PATH_CLASSES: tuple[type[pathlib.PurePath], ...] = (
+    pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath, pathlib.WindowsPath,
+)
+_COMPLEX_LAYOUT = struct.Struct("<dd")
+_MICROSECOND = timedelta(microseconds=1)
+# A value that needs the bigint extension has more than 64 bits: 9 bytes at least.
+_BIGINT_MIN_BYTES = 9
+# Packers are reused per thread because building one costs more than packing a small value;
+# one that grew beyond this is dropped so a thread does not keep a huge buffer alive.
+_POOLED_BUFFER_LIMIT = 256 * 1024
+_WALKED = frozenset({list, dict, bytearray, ExtType})
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+def _name(type_: type) -> str:
+    return f"{type_.__module__}.{type_.__qualname__}"
+
+
+class _Unencodable(SerializationError):
+    """Raised deep inside packing; :meth:`Codec.encode` turns it into the message users see.
+
+    ``leaf`` is the value no encoder knows, ``anchor`` the object to look for in the user's
+    value to say where it sat (a container may re-anchor to itself when the leaf lies inside
+    something the path search cannot enter), ``notes`` extra context gathered on the way up.
+    """
+
+    def __init__(self, leaf: Any, reason: str | None = None) -> None:
+        super().__init__(reason or "")
+        self.leaf = leaf
+        self.anchor = leaf
+        self.reason = reason
+        self.notes: list[str] = []
+
+
+# -- values msgpack would write wrongly --------------------------------------------------------
+
+def _holds_raw(container: list | dict) -> bool:
+    """True when a list / dict tree holds a bytearray or a msgpack.ExtType.
+
+    msgpack's C packer writes a bytearray exactly like bytes and writes an ExtType as the
+    extension it is, without calling ``default``: the first would come back as bytes, the
+    second be read as one of our types. Only a walk can find them. The walk stops at every
+    other container (tuple, set, registered types...) because those reach ``default``, which
+    walks its own payload. Dict keys are not walked: a bytearray cannot be one, and an ExtType
+    used as a key is written as the extension it is.
+    """
+    values = container.values() if type(container) is dict else container
+    if len(values) > 16:
+        # One C-speed pass over a long list decides most cases without a Python loop.
+        kinds = set(map(type, values))
+        if kinds.isdisjoint(_WALKED):
+            return False
+        if bytearray in kinds or ExtType in kinds:
+            return True
+    for item in values:
+        kind = type(item)
+        if kind is list or kind is dict:
+            if _holds_raw(item):
+                return True
+        elif kind is bytearray or kind is ExtType:
+            return True
+    return False
+
+
+def _lower(obj: Any) -> Any:
+    """A copy of a list / dict tree with bytearray and ExtType wrapped in our extensions."""
+    kind = type(obj)
+    if kind is list:
+        return [_lower(item) for item in obj]
+    if kind is dict:
+        return {key: _lower(item) for key, item in obj.items()}
+    if kind is bytearray:
+        return ExtType(_BYTEARRAY, bytes(obj))
+    if kind is ExtType:
+        return ExtType(_RAW_EXT, obj.code.to_bytes(1, "big", signed=True) + obj.data)
+    return obj
+
+
+# -- built-in encoders: (value, pack) -> ExtType ------------------------------------------------
+# ``pack`` is the codec's own packing function, so payloads may hold any encodable value.
+
+Pack = Callable[[Any], bytes]
+
+
+def _encode_tuple(obj: tuple, pack: Pack) -> ExtType:
+    return ExtType(_TUPLE, pack(list(obj)))
+
+
+def _encode_set(obj: set, pack: Pack) -> ExtType:
+    return ExtType(_SET, pack(list(obj)))
+
+
+def _encode_frozenset(obj: frozenset, pack: Pack) -> ExtType:
+    return ExtType(_FROZENSET, pack(list(obj)))
+
+
+def _encode_bigint(obj: int, pack: Pack) -> ExtType:
+    # msgpack calls ``default`` for an int only when it overflows 64 bits.
+    return ExtType(_BIGINT, obj.to_bytes((obj.bit_length() + 8) // 8, "little", signed=True))
+
+
+def _tz_state(owner: Any, tz: Any) -> str | list:
+    """A zone as data: a ZoneInfo by its key, a fixed offset as [microseconds(, name)]."""
+    kind = type(tz)
+    if kind is timezone:
+        offset, *name = tz.__getinitargs__()  # the name only when one was given
+        return [offset // _MICROSECOND, *name]
+    if kind is ZoneInfo:
+        if tz.key is None:
+            raise _Unencodable(owner, "its ZoneInfo was loaded from a file and has no key to "
+                               "rebuild it by; use zoneinfo.ZoneInfo('Area/City')")
+        return tz.key
+    raise _Unencodable(owner, f"its tzinfo is a {_name(kind)}; hokuro rebuilds "
+                       "datetime.timezone and zoneinfo.ZoneInfo zones faithfully, so convert "
+                       "with .astimezone(zoneinfo.ZoneInfo('Area/City')) or .replace(tzinfo=...)")
+
+
+def _tz_from(state: Any) -> Any:
+    if type(state) is str:
+        try:
+            return ZoneInfo(state)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SerializationError(
+                f"the stored value uses the time zone {state!r}, which this machine does not "
+                "know; install the tzdata package (pip install tzdata)") from exc
+    if type(state) is list and 1 <= len(state) <= 2:
+        return timezone(state[0] * _MICROSECOND, *state[1:])
+    raise ValueError(f"bad time zone {state!r}")
+
+
+def _encode_datetime(obj: datetime, pack: Pack) -> ExtType:
+    state = [obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second, obj.microsecond,
+             obj.fold]
+    if obj.tzinfo is not None:
+        state.append(_tz_state(obj, obj.tzinfo))
+    return ExtType(_DATETIME, pack(state))
+
+
+def _encode_date(obj: date, pack: Pack) -> ExtType:
+    return ExtType(_DATE, pack([obj.year, obj.month, obj.day]))
+
+
+def _encode_time(obj: time, pack: Pack) -> ExtType:
+    state = [obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold]
+    if obj.tzinfo is not None:
+        state.append(_tz_state(obj, obj.tzinfo))
+    return ExtType(_TIME, pack(state))
+
+
+def _encode_timedelta(obj: timedelta, pack: Pack) -> ExtType:
+    return ExtType(_TIMEDELTA, pack([obj.days, obj.seconds, obj.microseconds]))
+
+
+def _encode_decimal(obj: Decimal, pack: Pack) -> ExtType:
+    # str() of a Decimal is exact and reversible: sign, digits, exponent, NaN payloads.
+    return ExtType(_DECIMAL, str(obj).encode("ascii"))
+
+
+def _encode_uuid(obj: uuid.UUID, pack: Pack) -> ExtType:
+    return ExtType(_UUID, obj.bytes)
+
+
+def _encode_path(obj: pathlib.PurePath, pack: Pack) -> ExtType:
+    # surrogatepass keeps file names that were not valid UTF-8 (os.fsdecode's surrogates).
+    kind = _PATH_CLASSES.index(type(obj))
+    return ExtType(_PATH, bytes([kind]) + str(obj).encode("utf-8", "surrogatepass"))
+
+
+def _encode_complex(obj: complex, pack: Pack) -> ExtType:
+    return ExtType(_COMPLEX, _COMPLEX_LAYOUT.pack(obj.real, obj.imag))
+
+
+_BUILTIN_ENCODERS: dict[type, Callable[[Any, Pack], ExtType]] = {
+    tuple: _encode_tuple,
+    set: _encode_set,
+    frozenset: _encode_frozenset,
+    int: _encode_bigint,
+    datetime: _encode_datetime,
+    date: _encode_date,
+    time: _encode_time,
+    timedelta: _encode_timedelta,
+    Decimal: _encode_decimal,
+    uuid.UUID: _encode_uuid,
+    complex: _encode_complex,
+    **{cls: _encode_path for cls in _PATH_CLASSES},
+}
+
+
+# -- Enum members, by the import path of their class -------------------------------------------
+
+_ENUM_PATHS: dict[type, tuple[str, str]] = {}
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _enum_path(member: enum.Enum) -> tuple[str, str]:
+    cls = type(member)
+    known = _ENUM_PATHS.get(cls)
+    if known is not None:
+        return known
+    module, qualname = cls.__module__, cls.__qualname__
+    if "<locals>" in qualname:
+        raise _Unencodable(member, "its Enum class is defined inside a function, so it cannot "
+                           "be imported when the value is read back; define it at module level")
+    try:
+        found = _resolve(module, qualname)
+    except Exception:
+        found = None
+    if found is not cls:
+        raise _Unencodable(member, f"importing {module}.{qualname} does not give back its Enum "
+                           "class, so it could not be rebuilt; define it at module level")
+    _ENUM_PATHS[cls] = (module, qualname)  # checked once per class, then a dict hit
+    return module, qualname
+
+
+def _decode_raw_ext(data: bytes) -> ExtType:
+    if not data:
+        raise ValueError("an empty ExtType payload")
+    return ExtType(int.from_bytes(data[:1], "big", signed=True), data[1:])
+
+
+def _decode_enum(module: Any, qualname: Any, value: Any) -> enum.Enum:
+    where = f"{module}.{qualname}"
+    try:
+        cls = _resolve(module, qualname)
+    except Exception as exc:
+        raise SerializationError(
+            f"the stored value holds a member of the Enum {where}, which cannot be imported "
+            f"here ({exc!r}); make its module importable before reading the record") from exc
+    if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+        raise SerializationError(f"the stored value names {where} as an Enum, but it is not one "
+                                 "here; the record is corrupt or the name now means another thing")
+    try:
+        return cls(value)
+    except ValueError as exc:
+        raise SerializationError(f"{value!r} is no longer a value of the Enum {where}; the "
+                                 "record was written by an older version of that Enum") from exc
+
+
+# -- NumPy ---------------------------------------------------------------------------------------
+
+def _encode_numpy(obj: Any, pack: Pack) -> ExtType:
+    import numpy as np
+
+    if type(obj) is np.ndarray:
+        return ExtType(_NDARRAY, pack(_ndarray_state(obj)))
+    if isinstance(obj, np.generic):
+        descr = np.lib.format.dtype_to_descr(obj.dtype)
+        # An empty str_ / bytes_ has an item size of 0, yet tobytes() pads it: store nothing.
+        data = obj.tobytes() if obj.dtype.itemsize else b""
+        return ExtType(_NPSCALAR, pack([descr, data]))
+    raise _Unencodable(obj)
+
+
+def _ndarray_state(array: Any) -> list:
+    import numpy as np
+
+    if array.dtype.hasobject:
+        raise _Unencodable(array, "it is a NumPy array of dtype object, which holds arbitrary "
+                           "Python objects; convert it with .tolist() (each element is then "
+                           "encoded on its own) or give it a fixed dtype")
+    if array.flags.f_contiguous and not array.flags.c_contiguous:
+        order, flat = "F", array.T  # the transpose of an F-ordered array is C-contiguous
+    else:
+        order, flat = "C", np.ascontiguousarray(array)
+    try:
+        data: Any = memoryview(flat)  # the packer copies from the view: one copy, not two
+    except (ValueError, TypeError, BufferError):
+        data = flat.tobytes()  # dtypes without a buffer format (datetime64, ...)
+    return [np.lib.format.dtype_to_descr(array.dtype), list(array.shape), order, data]
+
+
+def _numpy_dtype(descr: Any) -> Any:
+    import numpy as np
+
+    dtype = np.lib.format.descr_to_dtype(descr)
+    if dtype.hasobject:
+        # Bytes read as object pointers would be memory corruption: never.
+        raise ValueError("a NumPy payload claims dtype object")
+    return dtype
+
+
+def _ndarray_from(state: Any) -> Any:
+    import numpy as np
+
+    descr, shape, order, data = state
+    dtype = _numpy_dtype(descr)
+    if order not in ("C", "F") or not all(type(n) is int for n in shape):
+        raise ValueError("bad NumPy array header")
+    if dtype.itemsize == 0:
+        if data:
+            raise ValueError("bytes given for an array of empty items")
+        return np.empty(tuple(shape), dtype=dtype, order=order)
+    # frombuffer views immutable bytes; the copy gives the caller a normal, writable array.
+    view = np.frombuffer(data, dtype=dtype).reshape(tuple(shape), order=order)
+    return view.copy(order=order)
+
+
+def _npscalar_from(state: Any) -> Any:
+    import numpy as np
+
+    descr, data = state
+    dtype = _numpy_dtype(descr)
+    if len(data) != dtype.itemsize:
+        raise ValueError("a NumPy scalar payload of the wrong size")
+    if dtype.itemsize == 0:
+        return np.zeros((), dtype=dtype)[()]
+    return np.frombuffer(data, dtype=dtype).copy()[0]
+
+
+# -- pandas (without pyarrow unless a column is pyarrow-backed) ---------------------------------
+
+def _encode_pandas(obj: Any, pack: Pack) -> ExtType:
+    import pandas as pd
+
+    kind = type(obj)
+    try:
+        if kind is pd.DataFrame:
+            columns = []
+            for position in range(obj.shape[1]):
+                try:
+                    columns.append(pack(_array_state(obj.iloc[:, position].array)))
+                except _Unencodable as exc:
+                    exc.notes.append(f"in column {_short(obj.columns[position])}")
+                    raise
+            state = [_index_state(obj.columns), _index_state(obj.index), columns, obj.attrs,
+                     obj.flags.allows_duplicate_labels]
+            return ExtType(_DATAFRAME, pack(state))
+        if kind is pd.Series:
+            state = [obj.name, _index_state(obj.index), _array_state(obj.array), obj.attrs,
+                     obj.flags.allows_duplicate_labels]
+            return ExtType(_SERIES, pack(state))
+        if isinstance(obj, pd.Index):
+            return ExtType(_INDEX, pack(_index_state(obj)))
+    except _Unencodable as exc:
+        exc.anchor = obj  # the path search cannot enter a pandas object: point at it
+        raise
+    raise _Unencodable(obj)
+
+
+def _index_state(index: Any) -> list:
+    import pandas as pd
+
+    kind = type(index)
+    if kind is pd.RangeIndex:
+        return ["range", index.start, index.stop, index.step, index.name]
+    if kind is pd.MultiIndex:
+        return ["multi", [_index_state(level) for level in index.levels],
+                [code.copy() for code in index.codes], list(index.names)]
+    freq = None
+    if isinstance(index, pd.DatetimeIndex | pd.TimedeltaIndex) and index.freq is not None:
+        freq = index.freqstr
+    return ["index", _array_state(index.array), index.name, freq]
+
+
+def _index_from(state: Any) -> Any:
+    import pandas as pd
+
+    kind = state[0]
+    if kind == "range":
+        _, start, stop, step, name = state
+        return pd.RangeIndex(start, stop, step, name=name)
+    if kind == "multi":
+        _, levels, codes, names = state
+        return pd.MultiIndex(levels=[_index_from(level) for level in levels], codes=codes,
+                             names=names, verify_integrity=True)
+    if kind == "index":
+        _, array_state, name, freq = state
+        values = _array_from(array_state)
+        index = pd.Index(values, dtype=values.dtype, name=name, copy=False)
+        if freq is not None:
+            rebuild = pd.DatetimeIndex if isinstance(index, pd.DatetimeIndex) else pd.TimedeltaIndex
+            index = rebuild(index, freq=freq)
+        return index
+    raise ValueError(f"bad pandas index kind {kind!r}")
+
+
+def _array_state(values: Any) -> list:
+    """One column (or index) of values as data, kind by kind, without pyarrow when possible."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(values, pd.arrays.NumpyExtensionArray):
+        values = values.to_numpy()  # a plain NumPy column, wrapped; its dtype says so
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        array = np.asarray(values)
+        if dtype.kind == "O":
+            # Each element goes through the codec, so it comes back with its own type.
+            return ["object", array.tolist()]
+        return ["numpy", array]
+    if isinstance(dtype, pd.StringDtype):
+        missing_is_na = dtype.na_value is pd.NA
+        return ["string", dtype.storage, missing_is_na,
+                values.to_numpy(dtype=object, na_value=None).tolist()]
+    if isinstance(dtype, pd.CategoricalDtype):
+        return ["category", np.asarray(values.codes), _index_state(dtype.categories),
+                bool(dtype.ordered)]
+    if isinstance(values, pd.arrays.IntegerArray | pd.arrays.FloatingArray
+                  | pd.arrays.BooleanArray):
+        fill = dtype.numpy_dtype.type(0)
+        return ["masked", values.to_numpy(dtype=dtype.numpy_dtype, na_value=fill),
+                np.asarray(values.isna(), dtype=bool)]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        utc = np.asarray(values, dtype=f"datetime64[{dtype.unit}]")
+        tz = dtype.tz
+        if type(tz) in (timezone, ZoneInfo):
+            return ["datetimetz", utc, _tz_state(values, tz), None]
+        return ["datetimetz", utc, None, str(dtype)]  # pytz / dateutil: pandas' own name
+    if isinstance(dtype, pd.PeriodDtype):
+        return ["period", np.asarray(values.asi8), values.freqstr]
+    if isinstance(dtype, pd.IntervalDtype):
+        return ["interval", _array_state(values.left.array), _array_state(values.right.array),
+                values.closed]
+    if isinstance(dtype, pd.ArrowDtype):
+        return ["arrow", _arrow_bytes(values)]
+    raise _Unencodable(values, f"pandas dtype {dtype} is not one hokuro rebuilds faithfully "
+                       "(numpy dtypes, object, string, category, nullable Int/Float/boolean, "
+                       "datetime with tz, period, interval, pyarrow); convert the column")
+
+
+def _array_from(state: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    kind = state[0]
+    if kind == "numpy":
+        return state[1]
+    if kind == "object":
+        items = state[1]
+        # fromiter stores each item as one element; np.array(items) would unpack sequences.
+        return np.fromiter(items, dtype=object, count=len(items))
+    if kind == "string":
+        _, storage, missing_is_na, items = state
+        try:
+            dtype = pd.StringDtype(storage=storage, na_value=pd.NA if missing_is_na else np.nan)
+        except TypeError:  # pandas before 2.3 has no na_value parameter
+            dtype = pd.StringDtype(storage=storage)
+        return pd.array(items, dtype=dtype)
+    if kind == "category":
+        _, codes, categories, ordered = state
+        dtype = pd.CategoricalDtype(_index_from(categories), ordered=ordered)
+        return pd.Categorical.from_codes(codes, dtype=dtype)
+    if kind == "masked":
+        _, data, mask = state
+        if mask.dtype != bool or mask.shape != data.shape:
+            raise ValueError("bad mask of a nullable pandas column")
+        cls = {"b": pd.arrays.BooleanArray, "f": pd.arrays.FloatingArray}.get(
+            data.dtype.kind, pd.arrays.IntegerArray)
+        return cls(data, mask)
+    if kind == "datetimetz":
+        _, utc, tz_state, dtype_name = state
+        tz = _tz_from(tz_state) if tz_state is not None else pd.api.types.pandas_dtype(
+            dtype_name).tz
+        return pd.DatetimeIndex(utc).tz_localize("UTC").tz_convert(tz).array
+    if kind == "period":
+        _, ordinals, freq = state
+        return pd.arrays.PeriodArray(ordinals, dtype=pd.PeriodDtype(freq))
+    if kind == "interval":
+        _, left, right, closed = state
+        return pd.arrays.IntervalArray.from_arrays(_array_from(left), _array_from(right),
+                                                   closed=closed)
+    if kind == "arrow":
+        return _arrow_array(state[1])
+    raise ValueError(f"bad pandas column kind {kind!r}")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as exc:
+        raise MissingDependency("pyarrow", "pandas") from exc
+    return pyarrow
+
+
+def _arrow_bytes(values: Any) -> bytes:
+    pa = _pyarrow()
+    table = pa.table({"values": pa.array(values)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_array(data: bytes) -> Any:
+    import pandas as pd
+
+    pa = _pyarrow()
+    column = pa.ipc.open_stream(data).read_all().column("values")
+    return pd.arrays.ArrowExtensionArray(column)
+
+
+def _frame_from(state: Any, unpack: Callable[[bytes], Any]) -> Any:
+    import pandas as pd
+
+    columns_state, index_state, packed_columns, attrs, allows_duplicates = state
+    columns = _index_from(columns_state)
+    index = _index_from(index_state)
+    arrays = [_array_from(unpack(packed)) for packed in packed_columns]
+    if len(arrays) != len(columns):
+        raise ValueError("column count does not match the column labels")
+    if arrays:
+        # Built by position and labelled after: labels may repeat, and Series given to the
+        # DataFrame constructor keep their exact dtype (a list or object array would be
+        # re-inferred, e.g. to pandas' string dtype).
+        frame = pd.DataFrame(
+            {position: pd.Series(array, dtype=array.dtype, copy=False)
+             for position, array in enumerate(arrays)}, copy=False)
+        frame.index = index
+    else:
+        frame = pd.DataFrame(index=index)
+    frame.columns = columns
+    frame.attrs = attrs
+    if not allows_duplicates:
+        frame = frame.set_flags(allows_duplicate_labels=False)
+    return frame
+
+
+def _series_from(state: Any) -> Any:
+    import pandas as pd
+
+    name, index_state, array_state, attrs, allows_duplicates = state
+    array = _array_from(array_state)
+    series = pd.Series(array, index=_index_from(index_state), name=name, dtype=array.dtype,
+                       copy=False)
+    series.attrs = attrs
+    if not allows_duplicates:
+        series = series.set_flags(allows_duplicate_labels=False)
+    return series
+
+
+# -- the codecs ----------------------------------------------------------------------------------
+
+class Codec:
+    """msgpack with faithful types, and a registry of user types (ext codes 0..95).
+
+    One instance belongs to one Spot. Encoding and decoding take no lock; ``register_type``
+    builds new registry dicts and swaps them in, so threads encoding meanwhile see either the
+    old or the new registry, never half of one.
+    """
+
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # serialises registrations only
+        self._encoders: dict[type, Callable[[Any, Pack], ExtType]] = dict(_BUILTIN_ENCODERS)
+        self._user_types: dict[int, type] = {}
+        self._decoders: dict[int, Callable[[bytes], Any]] = {
+            _TUPLE: lambda data: tuple(self._unpack_list(data)),
+            _SET: lambda data: set(self._unpack_list(data)),
+            _FROZENSET: lambda data: frozenset(self._unpack_list(data)),
+            _BIGINT: self._decode_bigint,
+            _BYTEARRAY: bytearray,
+            _DATETIME: self._decode_datetime,
+            _DATE: lambda data: date(*self._unpack_list(data, 3)),
+            _TIME: self._decode_time,
+            _TIMEDELTA: lambda data: timedelta(*self._unpack_list(data, 3)),
+            _DECIMAL: lambda data: Decimal(data.decode("ascii")),
+            _UUID: lambda data: uuid.UUID(bytes=data),
+            _PATH: self._decode_path,
+            _COMPLEX: lambda data: complex(*_COMPLEX_LAYOUT.unpack(data)),
+            _ENUM: lambda data: _decode_enum(*self._unpack_list(data, 3)),
+            _RAW_EXT: _decode_raw_ext,
+            _CUSTOM: self._decode_custom,
+            _NDARRAY: lambda data: _ndarray_from(self._unpack_list(data, 4)),
+            _NPSCALAR: lambda data: _npscalar_from(self._unpack_list(data, 2)),
+            _DATAFRAME: lambda data: _frame_from(self._unpack_list(data, 5), self._unpack),
+            _SERIES: lambda data: _series_from(self._unpack_list(data, 5)),
+            _INDEX: lambda data: _index_from(self._unpack_list(data)),
+        }
+        self._hook = self._ext_hook  # bound once: decode is the hot path of every cache hit
+        self._pack = self._packing(unicode_errors=None)
+        # Lone surrogates (from os.fsdecode) are not valid UTF-8; msgpack refuses them unless
+        # told otherwise, which costs speed, so only a value that needs it is packed this way.
+        self._pack_surrogates = self._packing(unicode_errors="surrogatepass")
+
+    # registration ------------------------------------------------------------------------------
+
+    def register_type(self, type_: type, code: int, encoder: Callable[[Any], Any],
+                      decoder: Callable[[Any], Any]) -> None:
+        """Teach the codec a type under ext ``code`` (0..95), as beautyspot's ``register_type``.
+
+        ``encoder(obj)`` returns ``bytes`` (written as the ext payload, beautyspot's format) or
+        any value this codec can encode, including other registered types. ``decoder`` receives
+        exactly what the encoder returned, decoded, and returns the object. Only instances of
+        exactly ``type_`` use it; subclasses must be registered on their own.
+        """
+        if not isinstance(type_, type):
+            raise ConfigurationError(f"register_type needs a class, got {type_!r}")
+        if not callable(encoder) or not callable(decoder):
+            raise ConfigurationError(f"register_type({type_.__qualname__}, ...) needs a "
+                                     "callable encoder and a callable decoder")
+        type_name = _name(type_)
+
+        def encode(obj: Any, pack: Pack) -> ExtType:
+            try:
+                out = encoder(obj)
+            except Exception as exc:
+                raise SerializationError(
+                    f"the encoder registered for {type_name} raised {exc!r}") from exc
+            if type(out) is bytes:
+                return ExtType(code, out)
+            try:
+                return ExtType(_CUSTOM, pack([code, out]))
+            except _Unencodable as exc:
+                exc.notes.append(f"in what the encoder registered for {type_name} returned")
+                exc.anchor = obj
+                raise
+
+        def decode(data: Any) -> Any:
+            try:
+                return decoder(data)
+            except Exception as exc:
+                raise SerializationError(
+                    f"the decoder registered for {type_name} (ext code {code}) raised "
+                    f"{exc!r}") from exc
+
+        with self._lock:
+            self._check_registration(type_, code)
+            # Decoders first: a thread that encodes with the new type can already decode it.
+            self._decoders = {**self._decoders, code: decode}
+            self._user_types = {**self._user_types, code: type_}
+            self._encoders = {**self._encoders, type_: encode}
+
+    def register(self, code: int, encoder: Callable[[Any], Any] | None = None,
+                 decoder: Callable[[Any], Any] | None = None) -> Callable[[type], type]:
+        """Class decorator: ``@codec.register(code)`` registers the class under ``code``.
+
+        Without ``encoder`` / ``decoder``, a dataclass is written as its fields and rebuilt by
+        calling the class with them (fields with ``init=False`` are set afterwards); any other
+        class is written as ``vars(obj)`` and rebuilt with ``cls.__new__(cls)`` and that dict.
+        """
+        self._check_code(code)
+        if (encoder is None) != (decoder is None):
+            raise ConfigurationError(f"register({code}, ...) needs both encoder= and decoder=, "
+                                     "or neither to use the class's fields")
+
+        def decorate(cls: type) -> type:
+            if encoder is not None and decoder is not None:
+                self.register_type(cls, code, encoder, decoder)
+            elif dataclasses.is_dataclass(cls):
+                self.register_type(cls, code, *_dataclass_coders(cls))
+            else:
+                self.register_type(cls, code, *_plain_class_coders(cls))
+            return cls
+
+        return decorate
+
+    def _check_code(self, code: Any) -> None:
+        if type(code) is not int or code not in USER_CODES:
+            raise ConfigurationError(
+                f"ext code {code!r} is not allowed: codes 0..95 are for your types and 96..127 "
+                "are reserved for hokuro's built-in types; choose a free code in 0..95"
+                f"{self._codes_in_use()}")
+
+    def _check_registration(self, type_: type, code: int) -> None:
+        self._check_code(code)
+        if type_ in _NATIVE:
+            raise ConfigurationError(f"{_name(type_)} is one of msgpack's own types, which "
+                                     "hokuro always writes itself; it cannot be registered")
+        if code in self._user_types:
+            raise ConfigurationError(
+                f"ext code {code} is already registered for {_name(self._user_types[code])}; "
+                f"choose another code for {_name(type_)}{self._codes_in_use()}. A code is "
+                "stored with the data, so never give a used code to another type")
+        for used, known in self._user_types.items():
+            if known is type_:
+                raise ConfigurationError(
+                    f"{_name(type_)} is already registered with ext code {used}; register each "
+                    "type once per Spot")
+
+    def _codes_in_use(self) -> str:
+        used = sorted(self._user_types)
+        return f" (in use: {', '.join(map(str, used))})" if used else ""
+
+    # encoding ----------------------------------------------------------------------------------
+
+    def _packing(self, unicode_errors: str | None) -> Pack:
+        """The packing function of one string mode; ``default`` and nested payloads share it."""
+        encoders_of = self  # read at call time: registrations swap the dict
+
+        def default(obj: Any) -> Any:
+            encode = encoders_of._encoders.get(type(obj))
+            if encode is not None:
+                return encode(obj, pack)
+            return encoders_of._encode_other(obj, pack)
+
+        local = threading.local()
+
+        def pack(obj: Any) -> bytes:
+            kind = type(obj)
+            if kind is list or kind is dict:
+                if _holds_raw(obj):
+                    obj = _lower(obj)
+            elif kind is bytearray or kind is ExtType:
+                obj = _lower(obj)
+            if unicode_errors is not None:
+                return _packb(obj, default=default, strict_types=True,
+                              unicode_errors=unicode_errors)
+            # Packer is not thread-safe and packing re-enters through ``default`` (and user
+            # encoders may call encode): each call takes a packer out of this thread's pool
+            # and puts it back only after a clean pack.
+            try:
+                pool = local.pool
+            except AttributeError:
+                pool = local.pool = []
+            packer = pool.pop() if pool else msgpack.Packer(default=default, strict_types=True)
+            data = packer.pack(obj)
+            if len(data) <= _POOLED_BUFFER_LIMIT:
+                pool.append(packer)
+            return data
+
+        return pack
+
+    def _encode_other(self, obj: Any, pack: Pack) -> ExtType:
+        if isinstance(obj, enum.Enum):
+            module, qualname = _enum_path(obj)
+            try:
+                return ExtType(_ENUM, pack([module, qualname, obj.value]))
+            except _Unencodable as exc:
+                exc.notes.append(f"in the value of {obj!r}")
+                exc.anchor = obj
+                raise
+        module = type(obj).__module__
+        # numpy and pandas are imported only when a value of theirs shows up.
+        if module == "numpy" or module.startswith("numpy."):
+            return _encode_numpy(obj, pack)
+        if module == "pandas" or module.startswith("pandas."):
+            return _encode_pandas(obj, pack)
+        raise _Unencodable(obj)
+
+    def encode(self, value: Any, *, root: str = "value") -> bytes:
+        """The bytes of ``value``; :meth:`decode` gives back an equal value of the same type.
+
+        ``root`` names the value in error messages, e.g. ``result['items'][2]``.
+        """
+        try:
+            return self._pack(value)
+        except UnicodeEncodeError:
+            pass  # a str with lone surrogates: packed again below in the mode that keeps them
+        except Exception as exc:
+            _raise_encode_error(exc, value, root)
+        try:
+            return self._pack_surrogates(value)
+        except Exception as exc:
+            _raise_encode_error(exc, value, root)
+
+    # decoding ----------------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> Any:
+        """The value that :meth:`encode` turned into ``data``.
+
+        Bytes that are truncated, corrupt or not hokuro msgpack raise SerializationError.
+        """
+        try:
+            return _unpackb(data, ext_hook=self._hook, strict_map_key=False,
+                            unicode_errors="surrogatepass")
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot decode the stored value: the bytes are truncated, corrupt or not "
+                f"written by hokuro's msgpack codec ({exc!r})") from exc
+
+    def _unpack(self, data: bytes) -> Any:
+        return _unpackb(data, ext_hook=self._hook, strict_map_key=False,
+                        unicode_errors="surrogatepass")
+
+    def _unpack_list(self, data: bytes, length: int | None = None) -> list:
+        items = self._unpack(data)
+        if type(items) is not list or (length is not None and len(items) != length):
+            raise ValueError("an extension payload has the wrong shape")
+        return items
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        decoder = self._decoders.get(code)
+        if decoder is None:
+            raise self._unknown_code(code)
+        return decoder(data)
+
+    def _unknown_code(self, code: int) -> SerializationError:
+        if code in USER_CODES:
+            return SerializationError(
+                f"the stored value holds a custom type with ext code {code}, which is not "
+                "registered in this Spot; register the type in this Spot with "
+                f"spot.register_type(YourType, code={code}, encoder=..., decoder=...) or "
+                f"@spot.register({code}) before reading it")
+        if code in BUILTIN_CODES:
+            return SerializationError(
+                f"the stored value uses hokuro's built-in ext code {code}, which this version "
+                "of hokuro does not know; it was written by a newer hokuro, so upgrade")
+        return SerializationError(f"the stored value holds an unknown ext code {code}; the "
+                                  "record is corrupt or was not written by hokuro")
+
+    def _decode_bigint(self, data: bytes) -> int:
+        if len(data) < _BIGINT_MIN_BYTES:
+            raise ValueError("a big int payload shorter than 9 bytes")
+        return int.from_bytes(data, "little", signed=True)
+
+    def _decode_datetime(self, data: bytes) -> datetime:
+        state = self._unpack_list(data)
+        if len(state) not in (8, 9):
+            raise ValueError("bad datetime payload")
+        tz = _tz_from(state[8]) if len(state) == 9 else None
+        return datetime(*state[:7], tzinfo=tz, fold=state[7])
+
+    def _decode_time(self, data: bytes) -> time:
+        state = self._unpack_list(data)
+        if len(state) not in (5, 6):
+            raise ValueError("bad time payload")
+        tz = _tz_from(state[5]) if len(state) == 6 else None
+        return time(*state[:4], tzinfo=tz, fold=state[4])
+
+    def _decode_path(self, data: bytes) -> pathlib.PurePath:
+        cls = _PATH_CLASSES[data[0]]
+        try:
+            return cls(data[1:].decode("utf-8", "surrogatepass"))
+        except NotImplementedError as exc:
+            raise SerializationError(
+                f"the stored value holds a {cls.__name__}, which cannot be made on this "
+                f"operating system; read it where it was written, or store a "
+                f"Pure{cls.__name__} instead") from exc
+
+    def _decode_custom(self, data: bytes) -> Any:
+        code, value = self._unpack_list(data, 2)
+        if type(code) is not int or code not in USER_CODES:
+            raise ValueError("bad custom type payload")
+        decoder = self._decoders.get(code)
+        if decoder is None:
+            raise self._unknown_code(code)
+        return decoder(value)
+
+
+def _raise_encode_error(exc: Exception, value: Any, root: str) -> NoReturn:
+    if isinstance(exc, _Unencodable):
+        # The internal error becomes the user-facing one; keep what caused it, if anything.
+        raise SerializationError(_unencodable_message(exc, value, root)) from exc.__cause__
+    if isinstance(exc, SerializationError):
+        raise exc
+    if isinstance(exc, RecursionError) or "recursion limit" in str(exc):
+        raise SerializationError(
+            f"cannot encode {root}: it nests too deeply or contains itself (a list or dict "
+            "inside itself cannot be stored)") from exc
+    raise SerializationError(f"cannot encode {root}: {exc!r}") from exc
+
+
+def _dataclass_coders(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    fields = dataclasses.fields(cls)
+    names = [field.name for field in fields]
+    set_after = [field.name for field in fields if not field.init]
+
+    def encoder(obj: Any) -> dict:
+        return {name: getattr(obj, name) for name in names}
+
+    def decoder(state: dict) -> Any:
+        # Stored by name, so fields added later (with defaults) or reordered still decode.
+        later = {name: state.pop(name) for name in set_after if name in state}
+        obj = cls(**state)
+        for name, value in later.items():
+            object.__setattr__(obj, name, value)  # also works for frozen dataclasses
+        return obj
+
+    return encoder, decoder
+
+
+def _plain_class_coders(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    if cls.__dictoffset__ == 0:
+        raise ConfigurationError(
+            f"{_name(cls)} instances have no __dict__ (it uses __slots__), so register() "
+            "cannot store them by their attributes; pass encoder= and decoder=")
+
+    def decoder(state: dict) -> Any:
+        obj = cls.__new__(cls)
+        obj.__dict__.update(state)
+        return obj
+
+    return vars, decoder
+
+
+def _unencodable_message(exc: _Unencodable, value: Any, root: str) -> str:
+    leaf_type = type(exc.leaf)
+    where = _locate(value, exc.anchor, root)
+    place = f" at {where}" if where else f" inside {root}"
+    notes = "".join(f" ({note})" for note in exc.notes)
+    head = f"cannot encode a {_name(leaf_type)}{place}{notes}: "
+    pickle_hint = ('or store this function\'s values with pickle: @spot.mark(codec="pickle") '
+                   "(only for data you trust: loading pickle runs code).")
+    if exc.reason:
+        return f"{head}{exc.reason}; {pickle_hint}"
+    kind = "dataclass" if dataclasses.is_dataclass(leaf_type) else "class"
+    return (f"{head}hokuro's msgpack codec does not know this type. Teach it: "
+            f"spot.register_type({leaf_type.__qualname__}, code=<free code 0..95>, "
+            f"encoder=..., decoder=...), or decorate the {kind} with @spot.register(<code>); "
+            f"{pickle_hint}")
+
+
+def _short(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _locate(root: Any, target: Any, root_name: str, budget: int = 100_000) -> str | None:
+    """Where ``target`` sits in ``root``, as ``root['items'][2]``, or None if not found."""
+    stack: list[tuple[Any, str]] = [(root, root_name)]
+    seen: set[int] = set()
+    while stack and budget > 0:
+        budget -= 1
+        obj, path = stack.pop()
+        if obj is target:
+            return path
+        kind = type(obj)
+        if kind not in (dict, list, tuple, set, frozenset) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        children: list[tuple[Any, str]] = []
+        if kind is dict:
+            for position, (key, item) in enumerate(obj.items()):
+                children.append((key, f"{path}.keys()[{position}]"))
+                children.append((item, f"{path}[{_short(key)}]"))
+        elif kind is list or kind is tuple:
+            children = [(item, f"{path}[{position}]") for position, item in enumerate(obj)]
+        else:
+            children = [(item, f"{path}{{…}}") for item in obj]
+        stack.extend(reversed(children))  # depth first, in the order the value shows
+    return None
+
+
+class PickleCodec:
+    """pickle, protocol 5: for values msgpack cannot rebuild, when a mark chooses it.
+
+    Loading pickle runs code named by the data; the engine decodes with this codec only for
+    marks that chose ``codec="pickle"`` (DESIGN invariant 7).
+    """
+
+    name = "pickle"
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(f"pickle cannot encode this value: {exc!r}") from exc
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot unpickle the stored value (truncated, corrupt, or a class it names "
+                f"is gone): {exc!r}") from exc
+
+
+_CODEC_NAMES = ("msgpack", "pickle")
+
+
+def codec_for(name: str, msgpack_codec: Codec) -> Codec | PickleCodec:
+    """The codec a mark asked for: ``"msgpack"`` is the Spot's own codec, ``"pickle"`` pickle."""
+    if name == "msgpack":
+        return msgpack_codec
+    if name == "pickle":
+        return PickleCodec()
+    raise ConfigurationError(f"unknown codec {name!r}; valid codecs are "
+                             f"{', '.join(map(repr, _CODEC_NAMES))}")

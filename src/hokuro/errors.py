@@ -1,0 +1,98 @@
+"""Every error hokuro raises. One base class; each message says what to do next."""
+
+from __future__ import annotations
+
+
+class HokuroError(Exception):
+    """Base class of every error raised by hokuro."""
+
+
+class ConfigurationError(HokuroError, ValueError):
+    """An option or argument given to hokuro is not valid."""
+
+
+class UnkeyableArgument(HokuroError, TypeError):
+    """An argument cannot be turned into a stable task key."""
+
+    def __init__(self, path: str, value_type: type, reason: str = "") -> None:
+        self.path = path
+        self.value_type = value_type
+        name = f"{value_type.__module__}.{value_type.__qualname__}"
+        hint = (
+            f"argument {path!r} of type {name} cannot be part of a task key"
+            f"{': ' + reason if reason else ''}. Leave it out with "
+            f"@spot.mark(ignore=[{path.split('.')[0].split('[')[0]!r}]) or give the mark a "
+            "key= function (or KeyGen policy) that returns something keyable."
+        )
+        super().__init__(hint)
+
+
+class SerializationError(HokuroError, TypeError):
+    """A value cannot be encoded or decoded by the codec."""
+
+
+class BlobError(HokuroError):
+    """A blob could not be written, read or removed."""
+
+
+class BlobMissing(BlobError, FileNotFoundError):
+    """A blob named by a record is not in the blob store."""
+
+
+class UnsafeName(HokuroError, ValueError):
+    """A key, ident or blob reference would leave the blob store or hide a file."""
+
+
+class LedgerError(HokuroError):
+    """The ledger cannot be opened, read or written."""
+
+
+class SchemaError(LedgerError):
+    """The ledger's schema is newer than this hokuro, or missing where it must exist."""
+
+
+class TaskFailed(HokuroError):
+    """A task failed in another process (or its failure was cached); its error is attached.
+
+    Raised to callers that waited on a task another owner executed, and to callers of a
+    mark with ``cache_errors=True`` whose stored task failed.
+    """
+
+    def __init__(self, key: str, error_type: str | None, message: str | None,
+                 traceback: str | None = None) -> None:
+        self.key = key
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"task {key[:12]} failed with {error_type}: {message}")
+
+
+class MissingDependency(HokuroError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module!r} is not installed; install it with: pip install 'hokuro[{extra}]'"
+        )
+
+
+class RateLimitError(HokuroError):
+    """A rate limit can never grant the requested cost, or is not configured."""
+
+
+class RetryAfter(HokuroError):
+    """Raise from a rate-limited function when the far side says "too many requests".
+
+    The limiter that guards the function holds back every caller of its limits for
+    ``seconds`` (shared through its store, so other processes and machines wait too), then
+    retries the call. Typical use: ``raise RetryAfter(float(resp.headers["Retry-After"]))``.
+    """
+
+    def __init__(self, seconds: float, message: str | None = None) -> None:
+        seconds = float(seconds)
+        if seconds != seconds or seconds < 0 or seconds == float("inf"):
+            raise ConfigurationError(
+                f"RetryAfter needs a finite, non-negative number of seconds, not {seconds!r}"
+            )
+        self.seconds = seconds
+        super().__init__(message or f"the service asked to wait {seconds:g} s before retrying")

@@ -1,0 +1,100 @@
+"""The ledger protocol: where records live. Every backend implements :class:`TaskDB`.
+
+A custom backend subclasses :class:`TaskDB` and implements the abstract methods; the shared
+conformance suite (``tests/test_ledger_conformance.py``) tells whether it behaves.
+Each write method is atomic: it either happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+
+from ..records import Claim, ClaimResult, Outcome, Record, StatRow
+
+
+class TaskDB(ABC):
+    """Protocol of a ledger. Methods are called from many threads at once."""
+
+    #: Short name shown to people ("sqlite", "postgresql", ...).
+    kind: str = "custom"
+    #: True when the ledger is reached over a network (the engine then prefers a thread
+    #: for its calls from asyncio code).
+    remote: bool = False
+
+    # -- the engine's calls ---------------------------------------------------------------
+    @abstractmethod
+    def lookup(self, key: str) -> Record | None:
+        """The record of ``key`` (``args`` and ``log`` may be left out), or None."""
+
+    @abstractmethod
+    def claim(self, claim: Claim) -> ClaimResult:
+        """Atomically decide who executes ``claim.key``.
+
+        - no record, or a record that is not reusable (failed, cancelled, expired, or any
+          with ``claim.force``) and not leased by a live owner: the record becomes
+          ``running`` with ``owner``/``lease_until`` set, ``attempts`` + 1, ``started_at`` =
+          ``claim.now``, and the call fields (fn, fn_path, ident, args, version) stored:
+          ``ClaimResult("claimed", record, attempt)``;
+        - a ``done`` record not expired (and no ``force``), or a ``failed`` one when
+          ``claim.reuse_failed``: ``ClaimResult("hit", record)``;
+        - a ``running`` record whose lease is alive (``lease_until > claim.now``) and whose
+          owner is not ``claim.steal_from``: ``ClaimResult("busy", record)``.
+        """
+
+    @abstractmethod
+    def renew(self, owner: str, keys: Iterable[str], lease_until: float) -> set[str]:
+        """Extend the leases ``owner`` holds on ``keys``; return the keys still held."""
+
+    @abstractmethod
+    def finish(self, key: str, owner: str, outcome: Outcome) -> bool:
+        """Write the end of an execution if ``owner`` still holds the lease of ``key``.
+
+        Sets status, result/blob, error fields, log, finished_at, updated_at, expires_at
+        from ``outcome`` and clears ``lease_until``. Returns False (writing nothing) when
+        the lease was lost to another owner.
+        """
+
+    # -- reading --------------------------------------------------------------------------
+    @abstractmethod
+    def get(self, key: str) -> Record | None:
+        """The whole record of ``key``, or None."""
+
+    @abstractmethod
+    def find(self, *, fn: str | None = None, status: str | None = None,
+             since: float | None = None, until: float | None = None,
+             key_prefix: str | None = None, ident: str | None = None,
+             error_fingerprint: str | None = None, expired_at: float | None = None,
+             limit: int | None = None, full: bool = False) -> Iterator[Record]:
+        """Records matching every given filter, newest ``updated_at`` first, streamed.
+
+        ``since``/``until`` bound ``updated_at``; ``expired_at`` keeps records whose
+        ``expires_at`` is at or before it. ``full=False`` may leave out ``args``,
+        ``result`` and ``log`` to keep memory bounded.
+        """
+
+    @abstractmethod
+    def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
+        """Counts and total sizes per (collection, status), computed by the database."""
+
+    @abstractmethod
+    def blob_refs(self) -> Iterator[str]:
+        """Every blob reference (results and logs) that a record names."""
+
+    # -- writing outside the engine -------------------------------------------------------
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> list[Record]:
+        """Remove the records of ``keys``; return what was removed (for their blobs)."""
+
+    @abstractmethod
+    def put(self, record: Record) -> None:
+        """Insert or replace a whole record (imports, tests, maintenance)."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Further calls may reopen them."""
+
+    def describe(self) -> str:
+        """Where the ledger lives, with any password masked."""
+        return self.kind

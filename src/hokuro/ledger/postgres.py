@@ -1,0 +1,571 @@
+"""The shared ledger: one PostgreSQL database that every process and machine points at.
+
+Why these choices:
+- A ``psycopg_pool.ConnectionPool`` in autocommit mode: a read or a one-statement write
+  (``renew``, ``finish``, ``put``) is one round trip with no BEGIN/COMMIT; only ``claim``,
+  ``delete``, ``put_many`` and the schema step open an explicit transaction.
+- The pool opens on first use and belongs to one process: after ``fork`` the child builds
+  its own and drops the parent's without closing it (those sockets are the parent's; psycopg
+  does not send a terminate message for a connection made in another process).
+- ``claim`` locks the row with ``SELECT ... FOR UPDATE``; when there is no row it inserts
+  with ``ON CONFLICT DO NOTHING``, so of two claimers that both saw no row, the second
+  waits for the first to commit, inserts nothing, locks the row the first made and finds
+  it ``busy``: never an error, never two owners.
+- A lost connection (server restart, ``pg_terminate_backend``, failover) is retried a few
+  times with backoff. That is safe because every transaction either committed or was
+  rolled back by the server, and the writes that might have committed before the error are
+  recognised on the retry (a claim we already made, a finish we already wrote) or are
+  idempotent (renew, put).
+- The URL's password never appears in ``describe()``, ``repr()`` or an error message.
+- Schema creation and migration run in one transaction holding an advisory lock, so many
+  processes opening a new database at once are safe; ``read_only=True`` never creates.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from ..errors import ConfigurationError, HokuroError, LedgerError, MissingDependency, SchemaError
+from ..records import (
+    RECORD_COLUMNS,
+    Claim,
+    ClaimResult,
+    Outcome,
+    Record,
+    StatRow,
+    decide_claim,
+)
+from .base import TaskDB
+from .queries import load_queries
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise MissingDependency(
+        "psycopg_pool" if exc.name == "psycopg_pool" else "psycopg", "postgres"
+    ) from exc
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+Q = load_queries("postgres")
+_PAGE = 500
+_CHUNK = 1000
+# The same column sets as the SQLite ledger, so both return the same partial records.
+_LIGHT_COLUMNS = ("key", "fn", "status", "fn_path", "ident", "version", "blob", "codec",
+                  "content_type", "size", "checksum", "error_type", "error",
+                  "error_fingerprint", "log_blob", "attempts", "owner", "lease_until",
+                  "created_at", "started_at", "finished_at", "updated_at", "expires_at",
+                  "run_id", "scope", "priority", "run_after", "parents")
+_LOOKUP_COLUMNS = ("key", "fn", "status", "result", "blob", "codec", "content_type", "size",
+                   "checksum", "error_type", "error", "attempts", "owner", "lease_until",
+                   "started_at", "finished_at", "expires_at", "updated_at")
+# Filters of ``find``: each is one indexed condition over a named parameter.
+_FILTERS = {
+    "fn": "fn = %(fn)s",
+    "status": "status = %(status)s",
+    "since": "updated_at >= %(since)s",
+    "until": "updated_at <= %(until)s",
+    "key_prefix": "key >= %(key_prefix)s AND key < %(key_prefix_end)s",
+    "ident": "ident = %(ident)s",
+    "error_fingerprint": "error_fingerprint = %(error_fingerprint)s",
+    "expired_at": "expires_at IS NOT NULL AND expires_at <= %(expired_at)s",
+}
+_PAGE_AFTER = "(updated_at, key) < (%(cursor_updated)s, %(cursor_key)s)"
+# Options of ours in the URL's query string; libpq would refuse them, so they are taken out.
+_OUR_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "retries")
+# Waits before each retry of an operation whose connection was lost.
+_BACKOFF = (0.05, 0.25, 1.0, 2.0, 4.0)
+# Pools inherited from the parent by a forked child. Kept referenced so that their
+# finalizers (which signal worker threads that do not exist in the child) never run here.
+_INHERITED: list[Any] = []
+
+
+def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
+    return Record(**dict(zip(columns, row, strict=True)))
+
+
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; a log or traceback that contains one (binary output
+    # of a subprocess) would make finish() fail and the task run again forever.
+    if value is not None and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for errors after which the same operation may simply be tried again."""
+    if isinstance(exc, PoolTimeout):
+        return False  # the pool already waited its whole timeout
+    if isinstance(exc, psycopg.errors.TransactionRollback):
+        return True  # serialization failure or deadlock: the server rolled back
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    # No state: the client lost the socket. 08: connection exception. 57P: the server is
+    # shutting down, crashed, or is not accepting connections yet.
+    return state is None or state.startswith(("08", "57P"))
+
+
+class PostgresLedger(TaskDB):
+    """Records in a PostgreSQL database. ``read_only=True`` never creates, migrates or writes.
+
+    The URL may carry ``pool_min``, ``pool_max``, ``pool_timeout`` (seconds to wait for a
+    free connection) and ``retries`` in its query string; keyword arguments override them.
+    Every other query parameter goes to libpq (``sslmode``, ``options``, ...).
+    """
+
+    kind = "postgresql"
+    remote = True
+
+    def __init__(self, url: str, *, read_only: bool = False, pool_min: int | None = None,
+                 pool_max: int | None = None, pool_timeout: float | None = None,
+                 retries: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.read_only = read_only
+        self._where, self._secrets = _mask_url(url)
+        self._conninfo, options = _split_options(url, self._where)
+        self._kwargs = self._connect_kwargs()
+        self._pool_min = pool_min if pool_min is not None else int(options.get("pool_min", 1))
+        self._pool_max = pool_max if pool_max is not None else int(options.get("pool_max", 10))
+        self._pool_timeout = (pool_timeout if pool_timeout is not None
+                              else float(options.get("pool_timeout", 30.0)))
+        self._retries = retries if retries is not None else int(options.get("retries", 3))
+        if not 0 <= self._pool_min <= self._pool_max or self._pool_max < 1:
+            raise ConfigurationError(
+                f"pool sizes of {self._where} must satisfy 0 <= pool_min <= pool_max and "
+                f"pool_max >= 1 (got {self._pool_min}, {self._pool_max})"
+            )
+        self._sleep = sleep
+        self._pool_obj: ConnectionPool | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        #: How many times an operation was retried after a lost connection (for monitoring).
+        self.reconnects = 0
+        self._check_schema()
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect_kwargs(self) -> dict[str, Any]:
+        given = conninfo_to_dict(self._conninfo)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        # Defaults only: whatever the URL says wins.
+        if "connect_timeout" not in given:
+            kwargs["connect_timeout"] = 10
+        if "application_name" not in given:
+            kwargs["application_name"] = "hokuro"
+        return kwargs
+
+    def _configure(self, conn: Connection) -> None:
+        if self.read_only:
+            # A second guard under _write(): the server refuses any write on this session.
+            conn.execute(Q["session_read_only"])
+
+    def _pool(self) -> ConnectionPool:
+        pool, pid = self._pool_obj, os.getpid()
+        if pool is not None and self._pid == pid:
+            return pool
+        if self._pid != pid:
+            # A forked child: the parent's lock may have been held at fork time, and the
+            # parent's pool (its sockets, its threads) is not ours to use or close.
+            self._lock = threading.Lock()
+            if self._pool_obj is not None:
+                _INHERITED.append(self._pool_obj)
+            self._pool_obj, self._pid = None, pid
+        with self._lock:
+            if self._pool_obj is None:
+                pool = ConnectionPool(
+                    self._conninfo, kwargs=self._kwargs, min_size=self._pool_min,
+                    max_size=self._pool_max, timeout=self._pool_timeout, open=False,
+                    configure=self._configure, name="hokuro-ledger",
+                )
+                pool.open(wait=False)
+                self._pool_obj = pool
+            return self._pool_obj
+
+    def _run(self, work: Callable[[Connection, int], T]) -> T:
+        """``work(conn, attempt)`` on a pooled connection, retried after a lost connection.
+
+        ``attempt`` is 0 on the first try; work that is not idempotent uses it to recognise
+        its own write that committed just before the connection broke.
+        """
+        attempt = 0
+        while True:
+            try:
+                with self._pool().connection() as conn:
+                    return work(conn, attempt)
+            except psycopg.Error as exc:
+                if attempt >= self._retries or not _transient(exc):
+                    raise self._failure(exc) from _cause(exc, self._secrets)
+            attempt += 1
+            self.reconnects += 1
+            self._sleep(_BACKOFF[min(attempt, len(_BACKOFF)) - 1])
+            try:
+                # Other idle connections of the pool died the same way (a restart kills
+                # them all); replace them now rather than failing on each in turn.
+                self._pool().check()
+            except psycopg.Error:
+                pass
+
+    def _failure(self, exc: BaseException, doing: str = "") -> LedgerError:
+        message = self._hide(str(exc).strip()) or type(exc).__name__
+        hint = ""
+        if isinstance(exc, PoolTimeout):
+            hint = (f"; no connection was free or could be made within {self._pool_timeout:g}"
+                    " s: check that the server is up, or raise pool_max / pool_timeout")
+        elif isinstance(exc, psycopg.OperationalError) and _transient(exc):
+            hint = "; check that the server is running and reachable, and the URL is right"
+        return LedgerError(f"PostgreSQL ledger {self._where}{doing}: {message}{hint}")
+
+    def _hide(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _write(self) -> None:
+        if self.read_only:
+            raise LedgerError(f"{self._where} was opened read-only")
+
+    # -- schema ---------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        """Create or migrate the schema (or, read-only, check that it is there).
+
+        Uses its own short connection rather than the pool, so an unreachable server fails
+        at once with libpq's reason instead of after the pool's timeout.
+        """
+        attempt = 0
+        while True:
+            try:
+                with psycopg.connect(self._conninfo, **self._kwargs) as conn:
+                    self._configure(conn)
+                    version = self._read_version(conn)
+                    if self.read_only:
+                        self._check_read_only(version)
+                    elif version != SCHEMA_VERSION:
+                        self._migrate(conn)
+                    return
+            except HokuroError:
+                raise
+            except psycopg.Error as exc:
+                if attempt >= self._retries or not _transient(exc):
+                    raise self._failure(exc, " cannot be opened") \
+                        from _cause(exc, self._secrets)
+            attempt += 1
+            self._sleep(_BACKOFF[min(attempt, len(_BACKOFF)) - 1])
+
+    @staticmethod
+    def _read_version(conn: Connection) -> int | None:
+        row = conn.execute(Q["meta_exists"]).fetchone()
+        if not row or not row[0]:
+            return None
+        row = conn.execute(Q["get_schema_version"]).fetchone()
+        return int(row[0]) if row else None
+
+    def _check_read_only(self, version: int | None) -> None:
+        if version is None:
+            raise SchemaError(
+                f"{self._where} holds no hokuro ledger (no schema version); check the "
+                "database name, or open it once without read_only to create it"
+            )
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self._where} has schema {version}, newer than this hokuro knows "
+                f"({SCHEMA_VERSION}); upgrade hokuro"
+            )
+        if version < SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self._where} has schema {version}, older than this hokuro's "
+                f"({SCHEMA_VERSION}); open it once without read_only to migrate it"
+            )
+
+    def _migrate(self, conn: Connection) -> None:
+        with conn.transaction():
+            conn.execute(Q["lock_schema"])
+            conn.execute(Q["create_meta"])
+            # Read again under the lock: another process may have finished meanwhile.
+            version = self._read_version(conn) or 0
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self._where} has schema {version}, newer than this hokuro knows "
+                    f"({SCHEMA_VERSION}); upgrade hokuro"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                conn.execute(Q[f"migration_{step}"])
+                conn.execute(Q["set_schema_version"], {"version": str(step)})
+
+    def schema_version(self) -> int | None:
+        return self._run(lambda conn, _: self._read_version(conn))
+
+    # -- engine ---------------------------------------------------------------------------
+    def lookup(self, key: str) -> Record | None:
+        row = self._run(lambda conn, _: conn.execute(Q["lookup"], {"key": key}).fetchone())
+        return None if row is None else _record(_LOOKUP_COLUMNS, row)
+
+    def claim(self, claim: Claim) -> ClaimResult:
+        self._write()
+        params = {
+            "key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path,
+            "ident": claim.ident, "args": claim.args, "version": claim.version,
+            "owner": claim.owner, "lease_until": claim.lease_until, "now": claim.now,
+        }
+
+        def work(conn: Connection, attempt: int) -> ClaimResult:
+            with conn.transaction():
+                # Loops only when a row seen by the insert is deleted before it is locked.
+                for _ in range(10):
+                    row = conn.execute(Q["get_for_update"], params).fetchone()
+                    current = None if row is None else _record(RECORD_COLUMNS, row)
+                    if attempt and current is not None and _made_by(current, claim):
+                        # Our previous try committed before its connection broke.
+                        return ClaimResult("claimed", None, current.attempts)
+                    outcome = decide_claim(current, claim)
+                    if outcome != "claimed":
+                        return ClaimResult(outcome, current)
+                    if current is None:
+                        inserted = conn.execute(Q["claim_insert"], params).fetchone()
+                        if inserted is None:
+                            continue  # another claimer inserted it first: lock and decide
+                        return ClaimResult("claimed", None, inserted[0])
+                    (attempts,) = conn.execute(Q["claim_update"], params).fetchone() or (0,)
+                    return ClaimResult("claimed", current, attempts)
+            raise LedgerError(f"claim of task {claim.key[:12]} kept racing with deletes")
+
+        return self._run(work)
+
+    def renew(self, owner: str, keys: Iterable[str], lease_until: float) -> set[str]:
+        self._write()
+        keys = list(keys)
+        if not keys:
+            return set()
+        params = {"keys": keys, "owner": owner, "lease_until": lease_until}
+        rows = self._run(lambda conn, _: conn.execute(Q["renew"], params).fetchall())
+        return {key for (key,) in rows}
+
+    def finish(self, key: str, owner: str, outcome: Outcome) -> bool:
+        self._write()
+        params = {
+            "key": key, "owner": owner, "status": outcome.status, "result": outcome.result,
+            "blob": outcome.blob, "codec": outcome.codec, "content_type": outcome.content_type,
+            "size": outcome.size, "checksum": outcome.checksum,
+            "error_type": outcome.error_type, "error": _text(outcome.error),
+            "error_fingerprint": outcome.error_fingerprint, "log": _text(outcome.log),
+            "log_blob": outcome.log_blob, "finished_at": outcome.finished_at,
+            "expires_at": outcome.expires_at,
+        }
+
+        def work(conn: Connection, attempt: int) -> bool:
+            query = Q["finish_again"] if attempt else Q["finish"]
+            return conn.execute(query, params).rowcount == 1
+
+        return self._run(work)
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, key: str) -> Record | None:
+        row = self._run(lambda conn, _: conn.execute(Q["get"], {"key": key}).fetchone())
+        return None if row is None else _record(RECORD_COLUMNS, row)
+
+    def find(self, *, fn: str | None = None, status: str | None = None,
+             since: float | None = None, until: float | None = None,
+             key_prefix: str | None = None, ident: str | None = None,
+             error_fingerprint: str | None = None, expired_at: float | None = None,
+             limit: int | None = None, full: bool = False) -> Iterator[Record]:
+        given = {"fn": fn, "status": status, "since": since, "until": until,
+                 "key_prefix": key_prefix, "ident": ident,
+                 "error_fingerprint": error_fingerprint, "expired_at": expired_at}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if key_prefix is not None:
+            # key is COLLATE "C": every key starting with the prefix sorts inside this range.
+            params["key_prefix_end"] = key_prefix + "\U0010ffff"
+        conditions = [_FILTERS[name] for name in given if given[name] is not None]
+        columns = RECORD_COLUMNS if full else _LIGHT_COLUMNS
+        key_at, updated_at = columns.index("key"), columns.index("updated_at")
+        remaining = limit
+        first = True
+        # Each page is its own query on a connection returned to the pool at once, so a
+        # caller iterating slowly holds no connection and no transaction.
+        while remaining is None or remaining > 0:
+            where = conditions if first else [*conditions, _PAGE_AFTER]
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            sql = (f"SELECT {', '.join(columns)} FROM tasks"
+                   f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                   f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
+            rows = self._run(lambda conn, _, sql=sql: conn.execute(sql, params).fetchall())
+            for row in rows:
+                yield _record(columns, row)
+            if len(rows) < page:
+                return
+            params["cursor_updated"] = rows[-1][updated_at]
+            params["cursor_key"] = rows[-1][key_at]
+            first = False
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
+        params = {"fn": fn, "now": time.time() if now is None else now}
+        rows = self._run(lambda conn, _: conn.execute(Q["stats"], params).fetchall())
+        return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
+
+    def blob_refs(self) -> Iterator[str]:
+        after: str | None = None
+        while True:
+            if after is None:
+                query, params = Q["blob_refs_first"], {"page": _CHUNK}
+            else:
+                query, params = Q["blob_refs_next"], {"page": _CHUNK, "after": after}
+            rows = self._run(
+                lambda conn, _, q=query, p=params: conn.execute(q, p).fetchall())
+            for _key, blob, log_blob in rows:
+                if blob is not None:
+                    yield blob
+                if log_blob is not None:
+                    yield log_blob
+            if len(rows) < _CHUNK:
+                return
+            after = rows[-1][0]
+
+    # -- writing outside the engine -------------------------------------------------------
+    def delete(self, keys: Iterable[str]) -> list[Record]:
+        self._write()
+        keys = list(keys)
+
+        # If the connection breaks after the commit, the retry removes nothing more and
+        # returns less than was removed; gc later finds the blobs those records named.
+        def work(conn: Connection, _: int) -> list[Record]:
+            removed: list[Record] = []
+            with conn.transaction():
+                for start in range(0, len(keys), _CHUNK):
+                    rows = conn.execute(
+                        Q["delete"], {"keys": keys[start:start + _CHUNK]}).fetchall()
+                    removed.extend(_record(RECORD_COLUMNS, row) for row in rows)
+            return removed
+
+        return self._run(work) if keys else []
+
+    def put(self, record: Record) -> None:
+        self._write()
+        params = _put_params(record)
+        self._run(lambda conn, _: conn.execute(Q["put"], params))
+
+    def put_many(self, records: Iterable[Record]) -> int:
+        """Insert or replace many records; return how many were written.
+
+        Records are written in transactions of 1000 (each retried whole after a lost
+        connection), which keeps memory bounded for any size of import; an import that
+        fails part-way may be run again, since each write replaces the record whole.
+        """
+        self._write()
+
+        def write(chunk: list[dict[str, Any]]) -> None:
+            def work(conn: Connection, _: int) -> None:
+                with conn.transaction(), conn.cursor() as cursor:
+                    # executemany pipelines the statements: one round trip per batch, and
+                    # unlike COPY + upsert it accepts a key repeated within one batch.
+                    cursor.executemany(Q["put"], chunk)
+
+            self._run(work)
+
+        written = 0
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            chunk.append(_put_params(record))
+            if len(chunk) == _CHUNK:
+                write(chunk)
+                written, chunk = written + len(chunk), []
+        if chunk:
+            write(chunk)
+            written += len(chunk)
+        return written
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool_obj = self._pool_obj, None
+        if pool is None:
+            return
+        if self._pid == os.getpid():
+            pool.close(timeout=5.0)
+        else:
+            _INHERITED.append(pool)
+
+    def describe(self) -> str:
+        return self._where
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self._where!r})"
+
+
+def _made_by(current: Record, claim: Claim) -> bool:
+    """True when ``current`` is exactly the row ``claim`` writes (owner, times and all)."""
+    return (current.status == "running" and current.owner == claim.owner
+            and current.started_at == claim.now and current.lease_until == claim.lease_until)
+
+
+def _put_params(record: Record) -> dict[str, Any]:
+    params = {name: getattr(record, name) for name in RECORD_COLUMNS}
+    params["error"], params["log"] = _text(record.error), _text(record.log)
+    return params
+
+
+def _cause(exc: BaseException, secrets: tuple[str, ...]) -> BaseException | None:
+    """``exc`` as the cause of our error, unless its text (or its causes') holds a secret."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if any(secret in str(seen) for secret in secrets):
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+def _mask_url(url: str) -> tuple[str, tuple[str, ...]]:
+    """The URL with its password replaced by ``***``, and every form of that password."""
+    parts = urlsplit(url)
+    secrets: list[str] = []
+    netloc = parts.netloc
+    if parts.password is not None:
+        secrets += [parts.password, unquote(parts.password)]
+        user, _, host = netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}"
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "password":
+            secrets += [value, quote(value, safe="")]
+            value = "***"
+        query.append((name, value))
+    masked = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
+    # Longest first, so a password that contains another form of itself is hidden whole.
+    return masked, tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+
+def _split_options(url: str, where: str) -> tuple[str, dict[str, str]]:
+    """The URL without our own query options (for libpq), and those options."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _OUR_OPTIONS:
+            ours[name] = value
+        else:
+            rest.append((name, value))
+    for name in ("pool_min", "pool_max", "retries"):
+        if name in ours and not ours[name].isdigit():
+            raise ConfigurationError(f"{name} in {where} must be a whole number")
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest),
+                           parts.fragment))
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        raise ConfigurationError(
+            f"{where} is not a valid PostgreSQL URL; expected "
+            "postgresql://user[:password]@host[:port]/dbname[?option=value]"
+        ) from None
+    return conninfo, ours

@@ -1,0 +1,192 @@
+-- PostgreSQL dialect of the ledger. Same tables, columns and indexes as sqlite.sql.
+-- Timestamps are epoch seconds (double precision); encoded values are bytea.
+-- Parameters use psycopg's %(name)s style.
+
+-- name: meta_exists
+SELECT to_regclass('hokuro_meta') IS NOT NULL
+
+-- name: lock_schema
+-- Serialises schema creation and migration between processes starting at once; released
+-- at the end of the transaction. The constant is "hokuro" in ASCII.
+SELECT pg_advisory_xact_lock(114784820031855)
+
+-- name: session_read_only
+SET default_transaction_read_only = on
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS hokuro_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)
+
+-- name: get_schema_version
+SELECT value FROM hokuro_meta WHERE name = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO hokuro_meta (name, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
+
+-- name: migration_1
+-- key is COLLATE "C" so ordering and prefix ranges compare bytes, as SQLite does,
+-- whatever the database's locale.
+CREATE TABLE tasks (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    fn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fn_path TEXT,
+    ident TEXT,
+    args BYTEA,
+    version TEXT,
+    result BYTEA,
+    blob TEXT,
+    codec TEXT,
+    content_type TEXT,
+    size BIGINT,
+    checksum TEXT,
+    error_type TEXT,
+    error TEXT,
+    error_fingerprint TEXT,
+    log TEXT,
+    log_blob TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION,
+    run_id TEXT,
+    scope TEXT,
+    priority INTEGER,
+    run_after DOUBLE PRECISION,
+    parents TEXT
+);
+CREATE INDEX tasks_fn_status ON tasks (fn, status);
+-- (updated_at, key) rather than (updated_at) alone: it serves find's keyset pages directly.
+CREATE INDEX tasks_updated ON tasks (updated_at, key);
+CREATE INDEX tasks_fn_updated ON tasks (fn, updated_at);
+CREATE INDEX tasks_status_updated ON tasks (status, updated_at);
+CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_fingerprint ON tasks (error_fingerprint) WHERE error_fingerprint IS NOT NULL;
+CREATE INDEX tasks_ident ON tasks (fn, ident) WHERE ident IS NOT NULL;
+CREATE INDEX tasks_run ON tasks (run_id, status) WHERE run_id IS NOT NULL;
+CREATE INDEX tasks_queue ON tasks (scope, priority DESC, run_after) WHERE status = 'queued'
+
+-- name: lookup
+SELECT key, fn, status, result, blob, codec, content_type, size, checksum, error_type, error,
+       attempts, owner, lease_until, started_at, finished_at, expires_at, updated_at
+FROM tasks WHERE key = %(key)s
+
+-- name: get
+SELECT key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
+       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
+       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
+       scope, priority, run_after, parents
+FROM tasks WHERE key = %(key)s
+
+-- name: get_for_update
+SELECT key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
+       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
+       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
+       scope, priority, run_after, parents
+FROM tasks WHERE key = %(key)s FOR UPDATE
+
+-- name: claim_insert
+-- DO NOTHING: when another claimer inserted the row first, this waits for its transaction
+-- and inserts nothing; the caller then locks that row and decides again.
+INSERT INTO tasks (key, fn, status, fn_path, ident, args, version, attempts, owner,
+                   lease_until, created_at, started_at, updated_at)
+VALUES (%(key)s, %(fn)s, 'running', %(fn_path)s, %(ident)s, %(args)s, %(version)s, 1,
+        %(owner)s, %(lease_until)s, %(now)s, %(now)s, %(now)s)
+ON CONFLICT (key) DO NOTHING
+RETURNING attempts
+
+-- name: claim_update
+UPDATE tasks SET status = 'running', fn = %(fn)s, fn_path = %(fn_path)s, ident = %(ident)s,
+       args = %(args)s, version = %(version)s, attempts = attempts + 1, owner = %(owner)s,
+       lease_until = %(lease_until)s, started_at = %(now)s, finished_at = NULL,
+       updated_at = %(now)s
+WHERE key = %(key)s
+RETURNING attempts
+
+-- name: renew
+UPDATE tasks SET lease_until = %(lease_until)s
+WHERE key = ANY(%(keys)s) AND owner = %(owner)s AND status = 'running'
+RETURNING key
+
+-- name: finish
+UPDATE tasks SET status = %(status)s, result = %(result)s, blob = %(blob)s, codec = %(codec)s,
+       content_type = %(content_type)s, size = %(size)s, checksum = %(checksum)s,
+       error_type = %(error_type)s, error = %(error)s,
+       error_fingerprint = %(error_fingerprint)s, log = %(log)s, log_blob = %(log_blob)s,
+       finished_at = %(finished_at)s, updated_at = %(finished_at)s,
+       expires_at = %(expires_at)s, lease_until = NULL
+WHERE key = %(key)s AND owner = %(owner)s AND status = 'running'
+
+-- name: finish_again
+-- The same write, re-sent after the connection broke before the first one was acknowledged:
+-- it also matches the row that first write produced (same owner, status and finish time),
+-- so a finish that did commit reports True instead of "lease lost".
+UPDATE tasks SET status = %(status)s, result = %(result)s, blob = %(blob)s, codec = %(codec)s,
+       content_type = %(content_type)s, size = %(size)s, checksum = %(checksum)s,
+       error_type = %(error_type)s, error = %(error)s,
+       error_fingerprint = %(error_fingerprint)s, log = %(log)s, log_blob = %(log_blob)s,
+       finished_at = %(finished_at)s, updated_at = %(finished_at)s,
+       expires_at = %(expires_at)s, lease_until = NULL
+WHERE key = %(key)s AND owner = %(owner)s
+  AND (status = 'running'
+       OR (status = %(status)s AND finished_at = %(finished_at)s AND lease_until IS NULL))
+
+-- name: delete
+DELETE FROM tasks WHERE key = ANY(%(keys)s)
+RETURNING key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
+          size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts,
+          owner, lease_until, created_at, started_at, finished_at, updated_at, expires_at,
+          run_id, scope, priority, run_after, parents
+
+-- name: put
+INSERT INTO tasks (key, fn, status, fn_path, ident, args, version, result, blob, codec,
+                   content_type, size, checksum, error_type, error, error_fingerprint, log,
+                   log_blob, attempts, owner, lease_until, created_at, started_at,
+                   finished_at, updated_at, expires_at, run_id, scope, priority, run_after,
+                   parents)
+VALUES (%(key)s, %(fn)s, %(status)s, %(fn_path)s, %(ident)s, %(args)s, %(version)s,
+        %(result)s, %(blob)s, %(codec)s, %(content_type)s, %(size)s, %(checksum)s,
+        %(error_type)s, %(error)s, %(error_fingerprint)s, %(log)s, %(log_blob)s,
+        %(attempts)s, %(owner)s, %(lease_until)s, %(created_at)s, %(started_at)s,
+        %(finished_at)s, %(updated_at)s, %(expires_at)s, %(run_id)s, %(scope)s,
+        %(priority)s, %(run_after)s, %(parents)s)
+ON CONFLICT (key) DO UPDATE SET
+    fn = excluded.fn, status = excluded.status, fn_path = excluded.fn_path,
+    ident = excluded.ident, args = excluded.args, version = excluded.version,
+    result = excluded.result, blob = excluded.blob, codec = excluded.codec,
+    content_type = excluded.content_type, size = excluded.size,
+    checksum = excluded.checksum, error_type = excluded.error_type, error = excluded.error,
+    error_fingerprint = excluded.error_fingerprint, log = excluded.log,
+    log_blob = excluded.log_blob, attempts = excluded.attempts, owner = excluded.owner,
+    lease_until = excluded.lease_until, created_at = excluded.created_at,
+    started_at = excluded.started_at, finished_at = excluded.finished_at,
+    updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+    run_id = excluded.run_id, scope = excluded.scope, priority = excluded.priority,
+    run_after = excluded.run_after, parents = excluded.parents
+
+-- name: stats
+SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0)::BIGINT,
+       COUNT(*) FILTER (WHERE CASE WHEN status = 'running'
+                                   THEN lease_until IS NULL OR lease_until <= %(now)s
+                                   ELSE expires_at IS NOT NULL AND expires_at <= %(now)s END),
+       MAX(updated_at)
+FROM tasks WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
+GROUP BY fn, status ORDER BY fn COLLATE "C", status COLLATE "C"
+
+-- name: blob_refs_first
+-- Paged by key so no transaction stays open while the caller iterates.
+SELECT key, blob, log_blob FROM tasks
+WHERE blob IS NOT NULL OR log_blob IS NOT NULL
+ORDER BY key LIMIT %(page)s
+
+-- name: blob_refs_next
+SELECT key, blob, log_blob FROM tasks
+WHERE key > %(after)s AND (blob IS NOT NULL OR log_blob IS NOT NULL)
+ORDER BY key LIMIT %(page)s

@@ -1,0 +1,105 @@
+-- SQLite dialect of the ledger. Timestamps are epoch seconds (REAL).
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS hokuro_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)
+
+-- name: get_schema_version
+SELECT value FROM hokuro_meta WHERE name = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO hokuro_meta (name, value) VALUES ('schema_version', ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
+
+-- name: migration_1
+CREATE TABLE tasks (
+    key TEXT PRIMARY KEY,
+    fn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fn_path TEXT,
+    ident TEXT,
+    args BLOB,
+    version TEXT,
+    result BLOB,
+    blob TEXT,
+    codec TEXT,
+    content_type TEXT,
+    size INTEGER,
+    checksum TEXT,
+    error_type TEXT,
+    error TEXT,
+    error_fingerprint TEXT,
+    log TEXT,
+    log_blob TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    updated_at REAL NOT NULL,
+    expires_at REAL,
+    run_id TEXT,
+    scope TEXT,
+    priority INTEGER,
+    run_after REAL,
+    parents TEXT
+);
+CREATE INDEX tasks_fn_status ON tasks (fn, status);
+CREATE INDEX tasks_updated ON tasks (updated_at);
+CREATE INDEX tasks_fn_updated ON tasks (fn, updated_at);
+CREATE INDEX tasks_status_updated ON tasks (status, updated_at);
+CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_fingerprint ON tasks (error_fingerprint) WHERE error_fingerprint IS NOT NULL;
+CREATE INDEX tasks_ident ON tasks (fn, ident) WHERE ident IS NOT NULL;
+CREATE INDEX tasks_run ON tasks (run_id, status) WHERE run_id IS NOT NULL;
+CREATE INDEX tasks_queue ON tasks (scope, priority DESC, run_after) WHERE status = 'queued'
+
+-- name: lookup
+SELECT key, fn, status, result, blob, codec, content_type, size, checksum, error_type, error,
+       attempts, owner, lease_until, started_at, finished_at, expires_at, updated_at
+FROM tasks WHERE key = ?
+
+-- name: get
+SELECT * FROM tasks WHERE key = ?
+
+-- name: claim_insert
+INSERT INTO tasks (key, fn, status, fn_path, ident, args, version, attempts, owner,
+                   lease_until, created_at, started_at, updated_at)
+VALUES (:key, :fn, 'running', :fn_path, :ident, :args, :version, 1, :owner,
+        :lease_until, :now, :now, :now)
+
+-- name: claim_update
+UPDATE tasks SET status = 'running', fn = :fn, fn_path = :fn_path, ident = :ident,
+       args = :args, version = :version, attempts = attempts + 1, owner = :owner,
+       lease_until = :lease_until, started_at = :now, finished_at = NULL, updated_at = :now
+WHERE key = :key
+
+-- name: renew
+UPDATE tasks SET lease_until = ?
+WHERE key = ? AND owner = ? AND status = 'running'
+
+-- name: finish
+UPDATE tasks SET status = :status, result = :result, blob = :blob, codec = :codec,
+       content_type = :content_type, size = :size, checksum = :checksum,
+       error_type = :error_type, error = :error, error_fingerprint = :error_fingerprint,
+       log = :log, log_blob = :log_blob, finished_at = :finished_at,
+       updated_at = :finished_at, expires_at = :expires_at, lease_until = NULL
+WHERE key = :key AND owner = :owner AND status = 'running'
+
+-- name: delete
+DELETE FROM tasks WHERE key = ? RETURNING *
+
+-- name: stats
+SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
+       SUM(CASE WHEN status = 'running' THEN lease_until IS NULL OR lease_until <= :now
+                ELSE expires_at IS NOT NULL AND expires_at <= :now END),
+       MAX(updated_at)
+FROM tasks WHERE (:fn IS NULL OR fn = :fn) GROUP BY fn, status ORDER BY fn, status
+
+-- name: blob_refs
+SELECT blob FROM tasks WHERE blob IS NOT NULL
+UNION ALL
+SELECT log_blob FROM tasks WHERE log_blob IS NOT NULL

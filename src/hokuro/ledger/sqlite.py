@@ -1,0 +1,314 @@
+"""The embedded ledger: one SQLite file in WAL mode.
+
+Why these choices:
+- One connection per thread (and per process: reopened after ``fork``), in autocommit mode,
+  so reads take no lock and every write transaction is an explicit ``BEGIN IMMEDIATE``: a
+  writer waits for the write lock up front (``busy_timeout``) instead of failing with
+  "database is locked" when a read transaction tries to upgrade.
+- ``synchronous=NORMAL`` with WAL survives a killed process (invariant 2); only a power loss
+  can drop the last commits, which then run again.
+- Listing pages through the table by (updated_at, key) so no read transaction stays open
+  while a caller iterates, and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import LedgerError, SchemaError
+from ..records import (
+    RECORD_COLUMNS,
+    Claim,
+    ClaimResult,
+    Outcome,
+    Record,
+    StatRow,
+    decide_claim,
+)
+from .base import TaskDB
+from .queries import load_queries
+
+SCHEMA_VERSION = 1
+Q = load_queries("sqlite")
+_PAGE = 500
+_LIGHT_COLUMNS = ("key", "fn", "status", "fn_path", "ident", "version", "blob", "codec",
+                  "content_type", "size", "checksum", "error_type", "error",
+                  "error_fingerprint", "log_blob", "attempts", "owner", "lease_until",
+                  "created_at", "started_at", "finished_at", "updated_at", "expires_at",
+                  "run_id", "scope", "priority", "run_after", "parents")
+_LOOKUP_COLUMNS = ("key", "fn", "status", "result", "blob", "codec", "content_type", "size",
+                   "checksum", "error_type", "error", "attempts", "owner", "lease_until",
+                   "started_at", "finished_at", "expires_at", "updated_at")
+# Filters of ``find``: each is one indexed condition over a named parameter.
+_FILTERS = {
+    "fn": "fn = :fn",
+    "status": "status = :status",
+    "since": "updated_at >= :since",
+    "until": "updated_at <= :until",
+    "key_prefix": "key >= :key_prefix AND key < :key_prefix_end",
+    "ident": "ident = :ident",
+    "error_fingerprint": "error_fingerprint = :error_fingerprint",
+    "expired_at": "expires_at IS NOT NULL AND expires_at <= :expired_at",
+}
+_PRAGMAS = (
+    "PRAGMA busy_timeout = 60000",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA cache_size = -16000",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA mmap_size = 268435456",
+)
+
+
+def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
+    return Record(**dict(zip(columns, row, strict=True)))
+
+
+class SQLiteLedger(TaskDB):
+    """Records in one SQLite file. ``read_only=True`` never creates, migrates or writes."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                 timeout: float = 60.0) -> None:
+        self.path = Path(path).absolute()
+        self.read_only = read_only
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if read_only:
+            if not self.path.is_file():
+                raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
+            version = self._read_version(self._conn())
+            if version is None:
+                raise SchemaError(f"{self.path} is not a hokuro ledger (no schema version)")
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.path} has schema {version}, newer than this hokuro knows "
+                    f"({SCHEMA_VERSION}); upgrade hokuro"
+                )
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate(self._conn())
+
+    # -- connections ----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        if self.read_only:
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
+                                   timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        local.conn, local.pid = conn, os.getpid()
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _write(self, conn: sqlite3.Connection):
+        if self.read_only:
+            raise LedgerError(f"{self.path} was opened read-only")
+        return _Immediate(conn)
+
+    # -- schema ---------------------------------------------------------------------------
+    @staticmethod
+    def _read_version(conn: sqlite3.Connection) -> int | None:
+        try:
+            row = conn.execute(Q["get_schema_version"]).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return int(row[0]) if row else None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with self._write(conn):
+            conn.execute(Q["create_meta"])
+            version = self._read_version(conn) or 0
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.path} has schema {version}, newer than this hokuro knows "
+                    f"({SCHEMA_VERSION}); upgrade hokuro"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in Q[f"migration_{step}"].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(Q["set_schema_version"], (str(step),))
+
+    def schema_version(self) -> int | None:
+        return self._read_version(self._conn())
+
+    # -- engine ---------------------------------------------------------------------------
+    def lookup(self, key: str) -> Record | None:
+        row = self._conn().execute(Q["lookup"], (key,)).fetchone()
+        return None if row is None else _record(_LOOKUP_COLUMNS, row)
+
+    def claim(self, claim: Claim) -> ClaimResult:
+        conn = self._conn()
+        with self._write(conn):
+            row = conn.execute(Q["get"], (claim.key,)).fetchone()
+            current = None if row is None else _record(RECORD_COLUMNS, row)
+            outcome = decide_claim(current, claim)
+            if outcome != "claimed":
+                return ClaimResult(outcome, current)
+            params = {
+                "key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path,
+                "ident": claim.ident, "args": claim.args, "version": claim.version,
+                "owner": claim.owner, "lease_until": claim.lease_until, "now": claim.now,
+            }
+            conn.execute(Q["claim_insert"] if current is None else Q["claim_update"], params)
+            attempt = 1 if current is None else current.attempts + 1
+            return ClaimResult("claimed", current, attempt)
+
+    def renew(self, owner: str, keys: Iterable[str], lease_until: float) -> set[str]:
+        conn = self._conn()
+        held: set[str] = set()
+        with self._write(conn):
+            for key in keys:
+                if conn.execute(Q["renew"], (lease_until, key, owner)).rowcount:
+                    held.add(key)
+        return held
+
+    def finish(self, key: str, owner: str, outcome: Outcome) -> bool:
+        params = {
+            "key": key, "owner": owner, "status": outcome.status, "result": outcome.result,
+            "blob": outcome.blob, "codec": outcome.codec, "content_type": outcome.content_type,
+            "size": outcome.size, "checksum": outcome.checksum,
+            "error_type": outcome.error_type, "error": outcome.error,
+            "error_fingerprint": outcome.error_fingerprint, "log": outcome.log,
+            "log_blob": outcome.log_blob, "finished_at": outcome.finished_at,
+            "expires_at": outcome.expires_at,
+        }
+        conn = self._conn()
+        with self._write(conn):
+            return conn.execute(Q["finish"], params).rowcount == 1
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, key: str) -> Record | None:
+        row = self._conn().execute(Q["get"], (key,)).fetchone()
+        return None if row is None else _record(RECORD_COLUMNS, row)
+
+    def find(self, *, fn: str | None = None, status: str | None = None,
+             since: float | None = None, until: float | None = None,
+             key_prefix: str | None = None, ident: str | None = None,
+             error_fingerprint: str | None = None, expired_at: float | None = None,
+             limit: int | None = None, full: bool = False) -> Iterator[Record]:
+        given = {"fn": fn, "status": status, "since": since, "until": until,
+                 "key_prefix": key_prefix, "ident": ident,
+                 "error_fingerprint": error_fingerprint, "expired_at": expired_at}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if key_prefix is not None:
+            params["key_prefix_end"] = key_prefix + "\U0010ffff"
+        conditions = [_FILTERS[name] for name in given if given[name] is not None]
+        columns = RECORD_COLUMNS if full else _LIGHT_COLUMNS
+        remaining = limit
+        cursor_at: tuple[float, str] | None = None
+        conn = self._conn()
+        while remaining is None or remaining > 0:
+            where = list(conditions)
+            if cursor_at is not None:
+                where.append("(updated_at, key) < (:cursor_updated, :cursor_key)")
+                params["cursor_updated"], params["cursor_key"] = cursor_at
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            sql = (f"SELECT {', '.join(columns)} FROM tasks"
+                   f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                   f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
+            rows = conn.execute(sql, params).fetchall()
+            for row in rows:
+                yield _record(columns, row)
+            if len(rows) < page:
+                return
+            last = rows[-1]
+            cursor_at = (last[columns.index("updated_at")], last[0])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
+        import time
+
+        now = time.time() if now is None else now
+        rows = self._conn().execute(Q["stats"], {"fn": fn, "now": now}).fetchall()
+        return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
+
+    def blob_refs(self) -> Iterator[str]:
+        cursor = self._conn().execute(Q["blob_refs"])
+        while rows := cursor.fetchmany(1000):
+            for (ref,) in rows:
+                yield ref
+
+    # -- writing outside the engine -------------------------------------------------------
+    def delete(self, keys: Iterable[str]) -> list[Record]:
+        conn = self._conn()
+        removed: list[Record] = []
+        with self._write(conn):
+            for key in keys:
+                row = conn.execute(Q["delete"], (key,)).fetchone()
+                if row is not None:
+                    removed.append(_record(RECORD_COLUMNS, row))
+        return removed
+
+    def put(self, record: Record) -> None:
+        values = [getattr(record, name) for name in RECORD_COLUMNS]
+        sql = (f"INSERT OR REPLACE INTO tasks ({', '.join(RECORD_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
+        conn = self._conn()
+        with self._write(conn):
+            conn.execute(sql, values)
+
+    def put_many(self, records: Iterable[Record]) -> int:
+        """Insert or replace many records in one transaction (imports, benchmarks)."""
+        sql = (f"INSERT OR REPLACE INTO tasks ({', '.join(RECORD_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
+        conn = self._conn()
+        with self._write(conn):
+            cursor = conn.executemany(
+                sql, ([getattr(r, n) for n in RECORD_COLUMNS] for r in records))
+            return cursor.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+class _Immediate:
+    """``with _Immediate(conn):`` — one ``BEGIN IMMEDIATE`` transaction, committed or rolled
+    back as a whole."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        else:
+            self.conn.execute("ROLLBACK")

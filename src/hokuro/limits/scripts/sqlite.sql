@@ -1,0 +1,23 @@
+-- Limit state in a small SQLite file shared by the processes of one host.
+-- Decisions run inside BEGIN IMMEDIATE, so the read, the arithmetic (in Python, gcra.py) and
+-- the write are one step that no other process can interleave.
+
+-- name: schema
+CREATE TABLE IF NOT EXISTS hokuro_limits (
+    key TEXT PRIMARY KEY,
+    tat REAL NOT NULL DEFAULT 0,
+    held REAL NOT NULL DEFAULT 0,
+    held_until REAL NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- name: read_state
+SELECT tat, held, held_until FROM hokuro_limits WHERE key = ?
+
+-- name: write_tat
+INSERT INTO hokuro_limits (key, tat) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET tat = excluded.tat
+
+-- name: write_state
+INSERT INTO hokuro_limits (key, tat, held, held_until) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    tat = excluded.tat, held = excluded.held, held_until = excluded.held_until

@@ -1,0 +1,87 @@
+"""Who owns a lease: this process's identity, and whether another owner is still alive.
+
+An owner token names host, pid, the process's start time and a random nonce. On the same
+host a dead owner is recognised at once (its pid is gone, or was reused by a process that
+started at another time); on other hosts only the lease expiry tells.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from functools import cache
+
+from .records import Owner
+
+_HOST = socket.gethostname()
+
+
+@cache
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def process_start(pid: int) -> float | None:
+    """Epoch seconds at which ``pid`` started, where the OS tells (Linux ``/proc``)."""
+    boot = _boot_time()
+    if boot is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_current: tuple[int, Owner] | None = None
+
+
+def current_owner() -> Owner:
+    """This process's owner identity; a forked child gets its own."""
+    global _current
+    pid = os.getpid()
+    if _current is None or _current[0] != pid:
+        start = process_start(pid)
+        _current = (pid, Owner(_HOST, pid, time.time() if start is None else start,
+                               secrets.token_hex(4)))
+    return _current[1]
+
+
+def owner_is_dead(token: str | None) -> bool:
+    """True only when ``token`` names a process on this host that no longer runs.
+
+    Owners on other hosts, or tokens that cannot be read, are never declared dead here:
+    their lease expiry decides.
+    """
+    owner = Owner.parse(token)
+    if owner is None or owner.host != _HOST:
+        return False
+    if owner.pid == os.getpid():
+        # Our own pid: dead only if it belonged to an earlier process (pid reuse).
+        return abs(owner.start - current_owner().start) > 1.0
+    if not pid_alive(owner.pid):
+        return True
+    started = process_start(owner.pid)
+    return started is not None and abs(started - owner.start) > 1.0

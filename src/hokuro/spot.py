@@ -1,0 +1,367 @@
+"""``Spot``: one workspace of records — a ledger, a blob store, a codec and limiters."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .blobs import BlobStorageBase, open_blobs
+from .blobs.local import LocalBlobs
+from .blobs.names import files_ref
+from .codec import Codec
+from .errors import ConfigurationError, HokuroError
+from .flight import FlightTable
+from .leases import LeaseKeeper
+from .ledger import TaskDB, open_ledger
+from .marking import MarkedFunction, MarkOptions
+from .owners import current_owner
+from .records import Status
+from .tasks import Task, is_abandoned, read_status
+
+#: Results larger than this many encoded bytes go to the blob store (see README:
+#: measured in benchmarks/bench_blob_threshold.py).
+DEFAULT_BLOB_THRESHOLD = 64 * 1024
+#: Default cap of one task's captured log.
+DEFAULT_LOG_LIMIT = 1024 * 1024
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# hadrosaur's status words, accepted by find_by_status.
+_SEED_STATUS = {"completed": "done", "complete": "done", "error": "failed",
+                "pending": "running", "unavailable": "missing"}
+
+
+def default_workspace() -> Path:
+    return Path.cwd() / ".hokuro"
+
+
+class Spot:
+    """A workspace of task records.
+
+    ``Spot("name")`` keeps records in ``.hokuro/name.db`` (SQLite, WAL) and large results in
+    ``.hokuro/blobs/name/`` under the working directory; ``workspace=`` moves both.
+    ``db=`` and ``blobs=`` (alias ``storage=``) take a path, a URL (``postgresql://…``,
+    ``s3://bucket/prefix``) or a backend object. A Spot is safe to share between threads
+    and asyncio tasks; many processes may open the same Spot at once.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        db: str | os.PathLike[str] | TaskDB | None = None,
+        blobs: str | os.PathLike[str] | BlobStorageBase | None = None,
+        storage: str | os.PathLike[str] | BlobStorageBase | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        tpm: int | None = None,
+        limits: Any = None,
+        blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
+        lease: float = 60.0,
+        log_limit: int = DEFAULT_LOG_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError(
+                f"Spot name {name!r} is not allowed: use letters, digits, '_', '.' or '-' "
+                "(up to 128), not starting with '.' or '-'"
+            )
+        if blobs is not None and storage is not None:
+            raise ConfigurationError("give blobs= or storage= (its alias), not both")
+        if lease <= 0:
+            raise ConfigurationError("lease must be a positive number of seconds")
+        self.name = name
+        self.workspace = Path(workspace).absolute() if workspace else default_workspace()
+        self.ledger: TaskDB = open_ledger(db if db is not None
+                                          else self.workspace / f"{name}.db")
+        self.blobs: BlobStorageBase = open_blobs(
+            blobs if blobs is not None else storage if storage is not None
+            else self.workspace / "blobs" / name)
+        self.codec = Codec()
+        self.blob_threshold = blob_threshold
+        self.lease = float(lease)
+        self.log_limit = log_limit
+        self.clock = clock
+        self.poll_min = 0.002
+        self.poll_max = 0.25
+        self.flights = FlightTable()
+        self.leases = LeaseKeeper(self.ledger, self.owner_token, self.lease, clock)
+        self.counters: Counter[str] = Counter()
+        self._resources: dict[str, tuple[MarkedFunction, bool]] = {}
+        self._limits_spec = limits
+        self._limiters: dict[str, Any] = {}
+        self._default_limiter = None
+        if tpm is not None:
+            self._default_limiter = self._make_limiter(f"{name}:default", [f"{tpm}/min"], None)
+
+    # -- marking --------------------------------------------------------------------------
+    def mark(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Make ``fn`` durable: ``@spot.mark`` or ``@spot.mark(version="2", ...)``."""
+        parsed = MarkOptions.parse(options)
+        if fn is None:
+            return lambda f: MarkedFunction(self, f, parsed)
+        return MarkedFunction(self, fn, parsed)
+
+    @contextlib.contextmanager
+    def cached_run(self, *fns: Callable[..., Any], **options: Any) -> Iterator[Any]:
+        """``with spot.cached_run(f, g, version="2") as (f2, g2):`` — marked wrappers for
+        one block, leaving the original functions untouched."""
+        if not fns:
+            raise TypeError("cached_run needs at least one function")
+        parsed = MarkOptions.parse(options)
+        marked = tuple(MarkedFunction(self, fn, parsed) for fn in fns)
+        yield marked[0] if len(marked) == 1 else marked
+
+    def register_type(self, type_: type, code: int, encoder: Callable[[Any], Any],
+                      decoder: Callable[[Any], Any]) -> None:
+        """Teach this Spot's codec a type (codes 0–95 are yours)."""
+        self.codec.register_type(type_, code, encoder, decoder)
+
+    def register(self, code: int, encoder: Callable[[Any], Any] | None = None,
+                 decoder: Callable[[Any], Any] | None = None) -> Callable[[type], type]:
+        """Class decorator form of :meth:`register_type`."""
+        return self.codec.register(code, encoder, decoder)
+
+    # -- resources: collections computed by ident ------------------------------------------
+    def resource(self, name: str, *, args_in_key: bool = False, **options: Any
+                 ) -> Callable[[Callable[..., Any]], MarkedFunction]:
+        """``@spot.resource("genomes")`` on ``def compute(ident, args, ctx)``.
+
+        By default a resource is keyed by its ident alone (``args`` do not join the key, as
+        in hadrosaur); ``args_in_key=True`` keys by ident and args.
+        """
+        def decorate(fn: Callable[..., Any]) -> MarkedFunction:
+            marked = MarkedFunction(self, fn, MarkOptions.parse({**options, "name": name}),
+                                    resource=True)
+            self._resources[name] = (marked, args_in_key)
+            return marked
+        return decorate
+
+    def _resource(self, name: str) -> tuple[MarkedFunction, bool]:
+        try:
+            return self._resources[name]
+        except KeyError:
+            known = ", ".join(sorted(self._resources)) or "none"
+            raise ConfigurationError(
+                f"no resource collection {name!r} in Spot {self.name!r} (known: {known}); "
+                f"define it with @spot.resource({name!r})"
+            ) from None
+
+    def _ident_call(self, name: str, ident: str, args: Any) -> tuple[MarkedFunction, str]:
+        if not isinstance(ident, str) or not ident:
+            raise ConfigurationError(f"an ident must be a non-empty string, not {ident!r}")
+        marked, args_in_key = self._resource(name)
+        return marked, marked.ident_key(ident, args, args_in_key=args_in_key)
+
+    def fetch(self, name: str, ident: str, args: Any = None, *, recompute: bool = False
+              ) -> Task:
+        """Compute resource ``ident`` of collection ``name`` unless kept; return its Task.
+
+        A failure does not raise here: the returned Task has status ``failed`` and its
+        ``error`` and ``log``.
+        """
+        marked, key = self._ident_call(name, ident, args)
+        if marked.is_async:
+            raise ConfigurationError(f"{name} is async: use await spot.fetch_async(...)")
+        try:
+            marked.run_ident(ident, args, key, recompute)
+        except Exception:
+            pass  # recorded in the ledger; the Task view carries it
+        return self.task_view(key, marked)
+
+    async def fetch_async(self, name: str, ident: str, args: Any = None, *,
+                          recompute: bool = False) -> Task:
+        marked, key = self._ident_call(name, ident, args)
+        try:
+            result = marked.run_ident(ident, args, key, recompute)
+            if marked.is_async:
+                await result
+        except Exception:
+            pass
+        return self.task_view(key, marked)
+
+    # -- reading records ------------------------------------------------------------------
+    def task_view(self, key: str, marked: MarkedFunction | None = None) -> Task:
+        record = self.ledger.get(key)
+        return Task(self, key, marked.name if marked else None, record,
+                    codec=marked.options.codec if marked else None)
+
+    def _key_for(self, fn_or_name: MarkedFunction | str, ident_or_args: Any) -> str | None:
+        if isinstance(fn_or_name, MarkedFunction):
+            if fn_or_name.resource:
+                _, args_in_key = self._resources.get(fn_or_name.name, (None, False))
+                return fn_or_name.ident_key(ident_or_args, None, args_in_key=False) \
+                    if not args_in_key else None
+            if isinstance(ident_or_args, tuple):
+                return fn_or_name.key_of(*ident_or_args)
+            if isinstance(ident_or_args, dict):
+                return fn_or_name.key_of(**ident_or_args)
+            return fn_or_name.key_of(ident_or_args)
+        if fn_or_name in self._resources:
+            marked, args_in_key = self._resources[fn_or_name]
+            if not args_in_key:
+                return marked.ident_key(ident_or_args, None, args_in_key=False)
+        # A collection known only by name: find its newest record of that ident.
+        for record in self.ledger.find(fn=fn_or_name, ident=str(ident_or_args), limit=1):
+            return record.key
+        return None
+
+    def task(self, fn_or_name: MarkedFunction | str, ident_or_args: Any) -> Task:
+        """The Task view of one task, named by function/collection and ident or args."""
+        key = self._key_for(fn_or_name, ident_or_args)
+        name = fn_or_name.name if isinstance(fn_or_name, MarkedFunction) else fn_or_name
+        if key is None:
+            return Task(self, "", name, None)
+        marked = fn_or_name if isinstance(fn_or_name, MarkedFunction) else None
+        return self.task_view(key, marked)
+
+    def status(self, fn_or_name: MarkedFunction | str, ident_or_args: Any) -> str:
+        """``missing``, ``running``, ``done``, ``failed`` or ``expired`` — never raises for an
+        unknown ident."""
+        key = self._key_for(fn_or_name, ident_or_args)
+        record = None if key is None else self.ledger.lookup(key)
+        return read_status(record, self.clock())
+
+    def stats(self, fn_or_name: MarkedFunction | str | None = None) -> dict[str, Any]:
+        """Counts per status per collection and totals, computed by the ledger.
+
+        ``{"counts": {"total": n, "done": n, ...}, "size": bytes,
+        "collections": {name: {"counts": {...}, "size": bytes}}}``. Results past their
+        retention count as ``expired``; running tasks past their lease as ``failed``.
+        """
+        name = fn_or_name.name if isinstance(fn_or_name, MarkedFunction) else fn_or_name
+        collections: dict[str, dict[str, Any]] = {}
+        totals: Counter[str] = Counter()
+        size = 0
+        now = self.clock()
+        for row in self.ledger.stats(name, now=now):
+            entry = collections.setdefault(row.fn, {"counts": Counter(), "size": 0})
+            stale = row.expired
+            if row.status == Status.RUNNING and row.count > stale:
+                # Leases still alive may belong to dead processes on this host; running
+                # tasks are few, so look at each owner rather than wait for the expiry.
+                stale = sum(1 for r in self.ledger.find(fn=row.fn, status=Status.RUNNING)
+                            if is_abandoned(r, now))
+            if row.status == Status.RUNNING:
+                shown = {"running": row.count - stale, "failed": stale}
+            elif row.status in (Status.DONE, Status.FAILED):
+                shown = {row.status: row.count - stale, "expired": stale}
+            else:
+                shown = {row.status: row.count}
+            for status, count in shown.items():
+                if count:
+                    entry["counts"][status] += count
+                    totals[status] += count
+            entry["size"] += row.size
+            size += row.size
+        for entry in collections.values():
+            entry["counts"] = {"total": sum(entry["counts"].values()), **entry["counts"]}
+        return {"counts": {"total": sum(totals.values()), **totals}, "size": size,
+                "collections": collections}
+
+    def find(self, fn_or_name: MarkedFunction | str | None = None, *, status: str | None = None,
+             since: float | None = None, limit: int | None = None) -> Iterator[Task]:
+        """Task views, newest first, streamed (bounded memory)."""
+        name = fn_or_name.name if isinstance(fn_or_name, MarkedFunction) else fn_or_name
+        codec = fn_or_name.options.codec if isinstance(fn_or_name, MarkedFunction) else None
+        stored = _SEED_STATUS.get(status, status) if status else None
+        if stored in ("missing",):
+            return
+        wanted = stored
+        if stored == "expired":
+            stored = None
+        count = 0
+        for record in self.ledger.find(fn=name, status=stored if stored != "failed" else None,
+                                       since=since,
+                                       limit=limit if wanted in (None, "running") else None):
+            view = Task(self, record.key, record.fn, record, codec=codec)
+            if wanted is not None and view.status != wanted:
+                continue
+            yield view
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    def find_by_status(self, name: str, status: str) -> list[str]:
+        """Idents (or keys, for tasks without one) of a collection with that status."""
+        return [t.ident or t.key for t in self.find(name, status=status)]
+
+    def fetch_error(self, name: str, ident: str) -> str | None:
+        """The traceback of a failed resource, or None."""
+        error = self.task(name, ident).error
+        return None if error is None else (error.traceback or str(error))
+
+    def fetch_log(self, name: str, ident: str) -> str:
+        """The log written through ``ctx.logger`` while computing a resource."""
+        return self.task(name, ident).log
+
+    # -- removing -------------------------------------------------------------------------
+    def forget(self, fn: MarkedFunction, *args: Any, **kwargs: Any) -> bool:
+        """Remove the record of ``fn(*args, **kwargs)``; True if there was one."""
+        if not isinstance(fn, MarkedFunction):
+            raise TypeError("spot.forget takes a marked function and the call's arguments")
+        return self.forget_key(fn.key_of(*args, **kwargs))
+
+    def forget_key(self, key: str) -> bool:
+        removed = self.ledger.delete([key])
+        for record in removed:
+            for ref in (record.blob, record.log_blob):
+                if ref:
+                    self.blobs.delete(ref)
+        folder = self.task_dir(key, create=False)
+        if folder.is_dir():
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        return bool(removed)
+
+    # -- files ----------------------------------------------------------------------------
+    def task_dir(self, key: str, *, create: bool = True) -> Path:
+        """The folder for a task's own files: inside the blob folder, or, for remote blob
+        stores, under the workspace."""
+        if isinstance(self.blobs, LocalBlobs):
+            path = self.blobs.path_of(files_ref(key))
+        else:
+            path = self.workspace.joinpath("files", self.name, *files_ref(key).split("/")[1:])
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def blob_location(self, ref: str) -> str:
+        if isinstance(self.blobs, LocalBlobs):
+            return str(self.blobs.path_of(ref))
+        return f"{self.blobs.describe().rstrip('/')}/{ref}"
+
+    # -- rate limits ----------------------------------------------------------------------
+    def _make_limiter(self, name: str, limits: Any, burst: Any) -> Any:
+        raise HokuroError("rate limiting is not available in this build")
+
+    def limiter(self, *args: Any, **kwargs: Any) -> Any:
+        raise HokuroError("rate limiting is not available in this build")
+
+    # -- identity and lifecycle -----------------------------------------------------------
+    def owner_token(self) -> str:
+        return current_owner().token()
+
+    @staticmethod
+    def nonce() -> str:
+        return secrets.token_hex(6)
+
+    def close(self) -> None:
+        """Stop renewing leases and release connections and clients."""
+        self.leases.close()
+        self.ledger.close()
+        self.blobs.close()
+
+    def __enter__(self) -> Spot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Spot({self.name!r}, db={self.ledger.describe()!r})"

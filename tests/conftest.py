@@ -1,0 +1,160 @@
+"""Shared fixtures: real services, isolated per test.
+
+With ``HOKURO_REQUIRE_SERVICES=1`` (CI) a missing PostgreSQL, Redis or S3 server fails the
+tests that need it; otherwise those tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("HOKURO_REQUIRE_SERVICES") == "1"
+PG_HOST = os.environ.get("HOKURO_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("HOKURO_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("HOKURO_TEST_PG_USER", "postgres")
+REDIS_URL = os.environ.get("HOKURO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _missing(service: str, why: str) -> None:
+    message = f"{service} is not available ({why})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + "; HOKURO_REQUIRE_SERVICES=1 demands it", pytrace=False)
+    pytest.skip(message)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Iterator:
+    """A fresh working directory, so ``Spot("name")`` writes under it."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+def _admin_dsn(db: str = "postgres") -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    try:
+        import psycopg
+    except ImportError:
+        _missing("PostgreSQL", "psycopg is not installed: pip install 'hokuro[postgres]'")
+    if not _port_open(PG_HOST, PG_PORT):
+        _missing("PostgreSQL", f"nothing listens on {PG_HOST}:{PG_PORT}")
+    try:
+        conn = psycopg.connect(_admin_dsn(), autocommit=True, connect_timeout=5)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        _missing("PostgreSQL", str(exc))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg_url(pg_admin) -> Iterator[str]:
+    """A URL of a new, empty PostgreSQL database, dropped after the test."""
+    name = f"hokuro_t_{uuid.uuid4().hex[:12]}"
+    pg_admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _admin_dsn(name)
+    finally:
+        pg_admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis URL; keys written under a per-test prefix are removed after."""
+    try:
+        import redis
+    except ImportError:
+        _missing("Redis", "redis is not installed: pip install 'hokuro[redis]'")
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except Exception as exc:
+        _missing("Redis", str(exc))
+    yield REDIS_URL
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_url) -> Iterator[str]:
+    import redis
+
+    prefix = f"hokuro-test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()
+
+
+# -- S3 (moto's standalone server, started once per test session) ------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    try:
+        import boto3  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError:
+        _missing("S3", "boto3 and moto[server] are needed: pip install -e '.[dev]'")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not _port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _missing("S3", "moto's server did not start")
+        time.sleep(0.1)
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["HOKURO_S3_ENDPOINT_URL"] = endpoint
+    yield endpoint
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint) -> str:
+    """An ``s3://bucket/prefix`` URL of a new bucket on the local S3 server."""
+    import boto3
+
+    bucket = f"hokuro-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/blobs"

@@ -1,0 +1,181 @@
+"""Identical concurrent calls run once: threads, asyncio tasks, mixed, and processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import hokuro
+from hokuro import Spot
+
+TESTS = Path(__file__).parent
+
+
+def _child(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    return subprocess.Popen([sys.executable, str(TESTS / "procs.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def spot(workspace):
+    with Spot("sf") as s:
+        yield s
+
+
+def test_identical_calls_in_threads_run_once(spot):
+    calls = []
+    gate = threading.Event()
+
+    @spot.mark
+    def slow(x):
+        calls.append(x)
+        gate.wait(5)
+        return [x]
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(slow, 1) for _ in range(8)]
+        time.sleep(0.2)
+        gate.set()
+        results = [f.result(timeout=10) for f in futures]
+    assert calls == [1]
+    assert results == [[1]] * 8
+
+
+def test_waiters_in_threads_get_the_same_exception(spot):
+    calls = []
+    gate = threading.Event()
+
+    @spot.mark
+    def bad(x):
+        calls.append(x)
+        gate.wait(5)
+        raise ValueError("one failure")
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(bad, 1) for _ in range(4)]
+        time.sleep(0.2)
+        gate.set()
+        errors = [f.exception(timeout=10) for f in futures]
+    assert calls == [1]
+    assert all(isinstance(e, ValueError) and str(e) == "one failure" for e in errors)
+
+
+def test_identical_asyncio_tasks_run_once(spot):
+    calls = []
+
+    @spot.mark
+    async def fetch(x):
+        calls.append(x)
+        await asyncio.sleep(0.05)
+        return x * 2
+
+    async def main():
+        return await asyncio.gather(*(fetch(3) for _ in range(20)))
+
+    assert asyncio.run(main()) == [6] * 20
+    assert calls == [3]
+
+
+def test_sync_and_async_marks_of_one_task_share_one_execution(spot):
+    calls = []
+    gate = threading.Event()
+
+    @spot.mark(name="shared.task")
+    def sync_version(x):
+        calls.append("sync")
+        gate.wait(5)
+        return x + 1
+
+    @spot.mark(name="shared.task")
+    async def async_version(x):
+        calls.append("async")
+        await asyncio.get_running_loop().run_in_executor(None, gate.wait, 5)
+        return x + 1
+
+    async def main():
+        threads = [asyncio.to_thread(sync_version, 1) for _ in range(3)]
+        tasks = [async_version(1) for _ in range(3)]
+        opener = asyncio.get_running_loop().call_later(0.2, gate.set)
+        try:
+            return await asyncio.gather(*threads, *tasks)
+        finally:
+            opener.cancel()
+
+    assert asyncio.run(main()) == [2] * 6
+    assert len(calls) == 1
+
+
+def test_two_processes_calling_the_same_key_run_it_once(workspace):
+    counter = workspace / "counter.txt"
+    children = [_child("counted_call", str(workspace / ".hokuro"), str(counter), "k", "1.0")
+                for _ in range(2)]
+    outputs = [c.communicate(timeout=60) for c in children]
+    for child, (out, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+        assert out.strip() == "done:k"
+    assert len(counter.read_text().splitlines()) == 1
+
+
+def test_kill_9_of_the_owner_lets_the_next_call_take_over_at_once(workspace):
+    started = workspace / "started.txt"
+    child = _child("hang_in_call", str(workspace / ".hokuro"), str(started), "k")
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline, child.stderr.read() if child.poll() else "no start"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+
+    with Spot("procs", workspace=workspace / ".hokuro") as spot:
+        @spot.mark(name="tests.counted")
+        def work(x):
+            return f"took over:{x}"
+
+        task = work.task("k")
+        assert task.status == "failed"  # its owner is dead: it reads as abandoned
+        assert task.error.type == "Abandoned"
+        began = time.monotonic()
+        assert work("k") == "took over:k"
+        # Same host, dead pid: no waiting for the 60 s lease to expire.
+        assert time.monotonic() - began < 30
+        assert work.task("k").attempts == 2
+
+
+def test_a_dead_owner_on_another_host_is_waited_for_until_its_lease_expires(workspace):
+    now = [1_000.0]
+    with Spot("lease", clock=lambda: now[0], lease=30) as spot:
+        @spot.mark(name="remote")
+        def work(x):
+            return x
+
+        key = work.key_of(1)
+        spot.ledger.claim(hokuro.records.Claim(
+            key=key, fn="remote", owner="otherhost|4242|1.00|abcd", lease_until=now[0] + 30,
+            now=now[0]))
+        assert work.task(1).status == "running"
+        now[0] += 31
+        assert work.task(1).status == "failed"
+        assert work(1) == 1
+        assert work.task(1).attempts == 2
+
+
+def test_four_processes_writing_at_once_never_see_a_locked_database(workspace):
+    children = [_child("many_writes", str(workspace / ".hokuro"), str(w), "150")
+                for w in range(4)]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert "locked" not in err
+        assert out.strip() == "150"
+    with Spot("procs", workspace=workspace / ".hokuro") as spot:
+        assert spot.stats()["counts"] == {"total": 600, "done": 600}
