@@ -384,3 +384,17 @@ def test_read_only_open_of_a_missing_ledger_fails_and_creates_nothing(location: 
     if "://" not in location:
         assert not Path(location).exists()
         assert not os.listdir(Path(location).parent)
+
+
+def test_a_read_never_pins_an_old_snapshot(ledger: TaskDB):
+    import threading
+
+    ledger.claim(claim())
+    assert ledger.lookup("k1").status == "running"  # this thread's connection reads
+    finished = threading.Thread(target=ledger.finish, args=("k1", "h|1|1.00|a", done()))
+    finished.start()
+    finished.join()
+    # the same thread reads again and writes: it sees the other connection's commit
+    assert ledger.lookup("k1").status == "done"
+    assert ledger.get("k1").status == "done"
+    assert ledger.claim(claim(now=200.0, force=True, owner="h|2|1.00|b")).outcome == "claimed"

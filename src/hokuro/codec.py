@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgpack
 from msgpack import ExtType, Timestamp
 
-from hokuro.errors import ConfigurationError, MissingDependency, SerializationError
+from .errors import ConfigurationError, MissingDependency, SerializationError
 
 __all__ = ["BUILTIN_CODES", "USER_CODES", "Codec", "PickleCodec", "codec_for"]
 
@@ -92,6 +92,8 @@ _BIGINT_MIN_BYTES = 9
 # Packers are reused per thread because building one costs more than packing a small value;
 # one that grew beyond this is dropped so a thread does not keep a huge buffer alive.
 _POOLED_BUFFER_LIMIT = 256 * 1024
+# Nested payloads (a tuple in a tuple...) each take a packer; a few cover ordinary depths.
+_POOL_SIZE = 8
 _WALKED = frozenset({list, dict, bytearray, ExtType})
 
 _packb = msgpack.packb
@@ -158,7 +160,7 @@ def _lower(obj: Any) -> Any:
     if kind is bytearray:
         return ExtType(_BYTEARRAY, bytes(obj))
     if kind is ExtType:
-        return ExtType(_RAW_EXT, obj.code.to_bytes(1, "big", signed=True) + obj.data)
+        return ExtType(_RAW_EXT, bytes([obj.code]) + obj.data)  # ExtType codes are 0..127
     return obj
 
 
@@ -307,10 +309,13 @@ def _enum_path(member: enum.Enum) -> tuple[str, str]:
 def _decode_raw_ext(data: bytes) -> ExtType:
     if not data:
         raise ValueError("an empty ExtType payload")
-    return ExtType(int.from_bytes(data[:1], "big", signed=True), data[1:])
+    return ExtType(data[0], data[1:])
 
 
 def _decode_enum(module: Any, qualname: Any, value: Any) -> enum.Enum:
+    # Importing runs the module's top-level code, but only modules installed here can be
+    # named, and nothing is called unless it is an Enum class: unlike pickle, the data cannot
+    # pick a function to run.
     where = f"{module}.{qualname}"
     try:
         cls = _resolve(module, qualname)
@@ -471,8 +476,8 @@ def _array_state(values: Any) -> list:
     import numpy as np
     import pandas as pd
 
-    if isinstance(values, pd.arrays.NumpyExtensionArray):
-        values = values.to_numpy()  # a plain NumPy column, wrapped; its dtype says so
+    if type(values) is pd.arrays.NumpyExtensionArray:  # exact: StringArray subclasses it
+        values = values.to_numpy()  # a plain NumPy column, wrapped: unwrap to see its dtype
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
         array = np.asarray(values)
@@ -481,9 +486,13 @@ def _array_state(values: Any) -> list:
             return ["object", array.tolist()]
         return ["numpy", array]
     if isinstance(dtype, pd.StringDtype):
-        missing_is_na = dtype.na_value is pd.NA
-        return ["string", dtype.storage, missing_is_na,
-                values.to_numpy(dtype=object, na_value=None).tolist()]
+        # A copy: to_numpy may hand back the column's own array, which must not change.
+        items = np.array(values.to_numpy(dtype=object), dtype=object, copy=True)
+        # Missing entries are stored as None whatever marker (NA or nan) this dtype uses;
+        # the dtype brings its marker back. (to_numpy's na_value=None is not honoured by
+        # every storage, so the mask does it.)
+        items[np.asarray(values.isna(), dtype=bool)] = None
+        return ["string", dtype.storage, dtype.na_value is pd.NA, items.tolist()]
     if isinstance(dtype, pd.CategoricalDtype):
         return ["category", np.asarray(values.codes), _index_state(dtype.categories),
                 bool(dtype.ordered)]
@@ -675,6 +684,10 @@ class Codec:
         any value this codec can encode, including other registered types. ``decoder`` receives
         exactly what the encoder returned, decoded, and returns the object. Only instances of
         exactly ``type_`` use it; subclasses must be registered on their own.
+
+        A type hokuro already writes itself (datetime, tuple, numpy.ndarray...) may be
+        registered too: the registration then decides how it is written, which lets a project
+        keep writing the format its older records use. msgpack's own types cannot be.
         """
         if not isinstance(type_, type):
             raise ConfigurationError(f"register_type needs a class, got {type_!r}")
@@ -687,8 +700,8 @@ class Codec:
             try:
                 out = encoder(obj)
             except Exception as exc:
-                raise SerializationError(
-                    f"the encoder registered for {type_name} raised {exc!r}") from exc
+                raise _Unencodable(obj, f"the encoder registered for {type_name} raised "
+                                   f"{exc!r}") from exc
             if type(out) is bytes:
                 return ExtType(code, out)
             try:
@@ -768,13 +781,12 @@ class Codec:
 
     def _packing(self, unicode_errors: str | None) -> Pack:
         """The packing function of one string mode; ``default`` and nested payloads share it."""
-        encoders_of = self  # read at call time: registrations swap the dict
-
         def default(obj: Any) -> Any:
-            encode = encoders_of._encoders.get(type(obj))
+            # self._encoders is read on every call: a registration swaps in a new dict.
+            encode = self._encoders.get(type(obj))
             if encode is not None:
                 return encode(obj, pack)
-            return encoders_of._encode_other(obj, pack)
+            return self._encode_other(obj, pack)
 
         local = threading.local()
 
@@ -797,7 +809,7 @@ class Codec:
                 pool = local.pool = []
             packer = pool.pop() if pool else msgpack.Packer(default=default, strict_types=True)
             data = packer.pack(obj)
-            if len(data) <= _POOLED_BUFFER_LIMIT:
+            if len(data) <= _POOLED_BUFFER_LIMIT and len(pool) < _POOL_SIZE:
                 pool.append(packer)
             return data
 
@@ -823,7 +835,9 @@ class Codec:
     def encode(self, value: Any, *, root: str = "value") -> bytes:
         """The bytes of ``value``; :meth:`decode` gives back an equal value of the same type.
 
-        ``root`` names the value in error messages, e.g. ``result['items'][2]``.
+        A value that cannot be written faithfully raises SerializationError naming its type,
+        where it sat (``root`` names the whole value there: ``result['items'][2]``) and how
+        to teach the codec or choose pickle.
         """
         try:
             return self._pack(value)

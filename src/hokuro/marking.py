@@ -32,7 +32,7 @@ from .errors import (
 )
 from .keys import KeyPolicy, ident_key, stable_name, task_key
 from .owners import owner_is_dead
-from .records import Claim, Outcome, Record, Status, error_fingerprint
+from .records import Claim, Outcome, Record, Status, error_fingerprint, error_message
 from .blobs.names import log_ref, result_ref
 
 if TYPE_CHECKING:
@@ -584,6 +584,10 @@ class MarkedFunction:
         except Exception:
             log.exception("hokuro: the %s hook of %s raised; the call goes on", name, self.name)
 
+    def __hokuro_key__(self) -> tuple[str, str | None]:
+        """A marked function passed as an argument is keyed by its name and version."""
+        return (self.name, self.options.version)
+
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
@@ -594,9 +598,6 @@ class MarkedFunction:
 
 
 def _task_failed(record: Record) -> TaskFailed:
-    message = None
-    if record.error:
-        lines = [line for line in record.error.strip().splitlines() if line.strip()]
-        message = lines[-1] if lines else None
-    return TaskFailed(record.key, record.error_type, message, record.error)
+    return TaskFailed(record.key, record.error_type,
+                      error_message(record.error_type, record.error), record.error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
@@ -198,10 +199,22 @@ def error_fingerprint(error_type: str, frames: list[tuple[str, str]]) -> str:
     Line numbers and messages are left out, so the same fault raised for different inputs,
     or after an unrelated edit above it, groups together.
     """
-    import hashlib
-
     digest = hashlib.blake2b(digest_size=8)
     digest.update(error_type.encode())
     for filename, function in frames:
         digest.update(b"\0" + filename.encode() + b":" + function.encode())
     return digest.hexdigest()
+
+
+def error_message(error_type: str | None, error: str | None) -> str | None:
+    """The message of a recorded error: the traceback's last line without its type prefix."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    last = lines[-1]
+    head, sep, rest = last.partition(": ")
+    if sep and error_type and head.split(".")[-1] == error_type.split(".")[-1]:
+        return rest
+    if error_type and last.split(".")[-1] == error_type.split(".")[-1]:
+        return ""  # raised without a message
+    return last

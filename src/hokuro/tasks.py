@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .codec import codec_for
 from .errors import HokuroError, SerializationError
 from .owners import owner_is_dead
-from .records import ABANDONED, Record, Status
+from .records import ABANDONED, Record, Status, error_message
 
 if TYPE_CHECKING:
     from .spot import Spot
@@ -125,9 +125,8 @@ class Task:
                              f"or process gone: {record.owner})", None, None)
         if record.error_type is None:
             return None
-        lines = [line for line in (record.error or "").strip().splitlines() if line.strip()]
-        return TaskError(record.error_type, lines[-1] if lines else None, record.error,
-                         record.error_fingerprint)
+        return TaskError(record.error_type, error_message(record.error_type, record.error),
+                         record.error, record.error_fingerprint)
 
     @property
     def log(self) -> str:

@@ -69,7 +69,7 @@ class S3Blobs(BlobStorageBase):
             )
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
-        if any(seg in ("", ".", "..") for seg in self.prefix.split("/")) and self.prefix:
+        if self.prefix and any(seg in ("", ".", "..") for seg in self.prefix.split("/")):
             raise ConfigurationError(
                 f"the prefix of {url!r} must not have empty, '.' or '..' parts"
             )
@@ -178,9 +178,11 @@ class S3Blobs(BlobStorageBase):
                 from exc
 
     def clean_temp(self, max_age_seconds: float, now: float | None = None) -> int:
-        """Abort multipart uploads begun more than ``max_age_seconds`` ago; return how many.
+        """Abort multipart uploads idle for ``max_age_seconds``; return how many.
 
         They are what a process killed mid-upload leaves behind: invisible, but billed.
+        Idle means begun, and last given a part, that long ago: a large upload that is
+        still sending parts is left alone however long ago it began.
         """
         now = time.time() if now is None else now
         start = f"{self.prefix}/" if self.prefix else ""
@@ -190,9 +192,9 @@ class S3Blobs(BlobStorageBase):
             paginator = client.get_paginator("list_multipart_uploads")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
                 for upload in page.get("Uploads", ()):
-                    if now - upload["Initiated"].timestamp() < max_age_seconds:
-                        continue
                     try:
+                        if not self._idle(upload, now - max_age_seconds):
+                            continue
                         client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
                                                       UploadId=upload["UploadId"])
                     except ClientError as exc:
@@ -205,6 +207,19 @@ class S3Blobs(BlobStorageBase):
                 f"cannot clean unfinished uploads in {self.describe()}: {_reason(exc)}"
             ) from exc
         return aborted
+
+    def _idle(self, upload: dict[str, Any], since: float) -> bool:
+        """True when ``upload`` began, and last received a part, before ``since``."""
+        if upload["Initiated"].timestamp() >= since:
+            return False
+        paginator = self._client().get_paginator("list_parts")
+        pages = paginator.paginate(Bucket=self.bucket, Key=upload["Key"],
+                                   UploadId=upload["UploadId"])
+        for page in pages:
+            for part in page.get("Parts", ()):
+                if part["LastModified"].timestamp() >= since:
+                    return False
+        return True
 
     def close(self) -> None:
         with self._lock:

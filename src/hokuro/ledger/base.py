@@ -90,6 +90,14 @@ class TaskDB(ABC):
     def put(self, record: Record) -> None:
         """Insert or replace a whole record (imports, tests, maintenance)."""
 
+    def put_many(self, records: Iterable[Record]) -> int:
+        """Insert or replace many records (imports, benchmarks); backends batch it."""
+        count = 0
+        for record in records:
+            self.put(record)
+            count += 1
+        return count
+
     # -- lifecycle ------------------------------------------------------------------------
     @abstractmethod
     def close(self) -> None:

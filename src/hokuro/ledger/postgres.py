@@ -7,10 +7,11 @@ Why these choices:
 - The pool opens on first use and belongs to one process: after ``fork`` the child builds
   its own and drops the parent's without closing it (those sockets are the parent's; psycopg
   does not send a terminate message for a connection made in another process).
-- ``claim`` locks the row with ``SELECT ... FOR UPDATE``; when there is no row it inserts
-  with ``ON CONFLICT DO NOTHING``, so of two claimers that both saw no row, the second
-  waits for the first to commit, inserts nothing, locks the row the first made and finds
-  it ``busy``: never an error, never two owners.
+- ``claim`` of a new task is one ``INSERT ... ON CONFLICT DO NOTHING``. When the row
+  exists, a transaction locks it with ``SELECT ... FOR UPDATE``, applies ``decide_claim``
+  and writes. Of two claimers that both find no row, the second one's insert waits for the
+  first to commit, inserts nothing, and the second then locks the row the first made and
+  finds it ``busy``: never an error, never two owners.
 - A lost connection (server restart, ``pg_terminate_backend``, failover) is retried a few
   times with backoff. That is safe because every transaction either committed or was
   rolled back by the server, and the writes that might have committed before the error are
@@ -319,6 +320,12 @@ class PostgresLedger(TaskDB):
         }
 
         def work(conn: Connection, attempt: int) -> ClaimResult:
+            if not attempt:
+                # A task seen for the first time (the usual case: the engine looks up
+                # before it claims) is claimed by this one statement, atomic on its own.
+                inserted = conn.execute(Q["claim_insert"], params).fetchone()
+                if inserted is not None:
+                    return ClaimResult("claimed", None, inserted[0])
             with conn.transaction():
                 # Loops only when a row seen by the insert is deleted before it is locked.
                 for _ in range(10):
@@ -559,6 +566,13 @@ def _split_options(url: str, where: str) -> tuple[str, dict[str, str]]:
     for name in ("pool_min", "pool_max", "retries"):
         if name in ours and not ours[name].isdigit():
             raise ConfigurationError(f"{name} in {where} must be a whole number")
+    if "pool_timeout" in ours:
+        try:
+            if not float(ours["pool_timeout"]) > 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError(
+                f"pool_timeout in {where} must be a positive number of seconds") from None
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest),
                            parts.fragment))
     try:

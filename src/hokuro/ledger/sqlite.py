@@ -64,6 +64,14 @@ _PRAGMAS = (
 )
 
 
+def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...] | None:
+    """The first row of ``sql``. The statement is stepped to its end (fetchall): a statement
+    left open would pin this connection's read snapshot, so later reads would see old data
+    and a later write could not take the lock (SQLITE_BUSY_SNAPSHOT until busy_timeout)."""
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
 def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
     return Record(**dict(zip(columns, row, strict=True)))
 
@@ -126,7 +134,7 @@ class SQLiteLedger(TaskDB):
     @staticmethod
     def _read_version(conn: sqlite3.Connection) -> int | None:
         try:
-            row = conn.execute(Q["get_schema_version"]).fetchone()
+            row = _one(conn, Q["get_schema_version"])
         except sqlite3.OperationalError:
             return None
         return int(row[0]) if row else None
@@ -151,22 +159,27 @@ class SQLiteLedger(TaskDB):
 
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
-        row = self._conn().execute(Q["lookup"], (key,)).fetchone()
+        row = _one(self._conn(), Q["lookup"], (key,))
         return None if row is None else _record(_LOOKUP_COLUMNS, row)
 
     def claim(self, claim: Claim) -> ClaimResult:
         conn = self._conn()
+        params = {
+            "key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path,
+            "ident": claim.ident, "args": claim.args, "version": claim.version,
+            "owner": claim.owner, "lease_until": claim.lease_until, "now": claim.now,
+        }
+        if self.read_only:
+            raise LedgerError(f"{self.path} was opened read-only")
+        # A task seen for the first time: one statement, atomic on its own, claims it.
+        if conn.execute(Q["claim_insert"], params).rowcount == 1:
+            return ClaimResult("claimed", None, 1)
         with self._write(conn):
-            row = conn.execute(Q["get"], (claim.key,)).fetchone()
+            row = _one(conn, Q["get"], (claim.key,))
             current = None if row is None else _record(RECORD_COLUMNS, row)
             outcome = decide_claim(current, claim)
             if outcome != "claimed":
                 return ClaimResult(outcome, current)
-            params = {
-                "key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path,
-                "ident": claim.ident, "args": claim.args, "version": claim.version,
-                "owner": claim.owner, "lease_until": claim.lease_until, "now": claim.now,
-            }
             conn.execute(Q["claim_insert"] if current is None else Q["claim_update"], params)
             attempt = 1 if current is None else current.attempts + 1
             return ClaimResult("claimed", current, attempt)
@@ -190,13 +203,14 @@ class SQLiteLedger(TaskDB):
             "log_blob": outcome.log_blob, "finished_at": outcome.finished_at,
             "expires_at": outcome.expires_at,
         }
-        conn = self._conn()
-        with self._write(conn):
-            return conn.execute(Q["finish"], params).rowcount == 1
+        if self.read_only:
+            raise LedgerError(f"{self.path} was opened read-only")
+        # One fenced UPDATE: atomic without an explicit transaction.
+        return self._conn().execute(Q["finish"], params).rowcount == 1
 
     # -- reading --------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
-        row = self._conn().execute(Q["get"], (key,)).fetchone()
+        row = _one(self._conn(), Q["get"], (key,))
         return None if row is None else _record(RECORD_COLUMNS, row)
 
     def find(self, *, fn: str | None = None, status: str | None = None,
@@ -242,10 +256,16 @@ class SQLiteLedger(TaskDB):
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
 
     def blob_refs(self) -> Iterator[str]:
-        cursor = self._conn().execute(Q["blob_refs"])
-        while rows := cursor.fetchmany(1000):
-            for (ref,) in rows:
-                yield ref
+        # Paged by key, each page read whole: no statement stays open between yields.
+        after = ""
+        conn = self._conn()
+        while rows := conn.execute(Q["blob_refs"], {"after": after, "page": _PAGE}).fetchall():
+            for _key, blob, log_blob in rows:
+                if blob:
+                    yield blob
+                if log_blob:
+                    yield log_blob
+            after = rows[-1][0]
 
     # -- writing outside the engine -------------------------------------------------------
     def delete(self, keys: Iterable[str]) -> list[Record]:
@@ -253,7 +273,7 @@ class SQLiteLedger(TaskDB):
         removed: list[Record] = []
         with self._write(conn):
             for key in keys:
-                row = conn.execute(Q["delete"], (key,)).fetchone()
+                row = _one(conn, Q["delete"], (key,))
                 if row is not None:
                     removed.append(_record(RECORD_COLUMNS, row))
         return removed

@@ -80,6 +80,7 @@ class Limiter:
         self.store: LimitStore = (store if store is not None
                                   else MemoryStore(clock) if clock is not None
                                   else MemoryStore.shared())
+        self._decide = self.store.decide  # bound once: acquire is a hot path
         self._keys = tuple(keys)
         self._tolerances = tuple(burst * rate.emission_interval
                                  for rate, burst in zip(self.rates, self.bursts, strict=True))
@@ -96,31 +97,40 @@ class Limiter:
     # -- the public surface ----------------------------------------------------------------
     def acquire(self, cost: Cost = 1) -> float:
         """Block until ``cost`` is granted; return the seconds waited."""
-        increments = self._unit if cost == 1 else self._increments(cost)
-        if not any(increments):
-            return 0.0
-        verdict = self.store.decide(self._keys, increments, self._tolerances, True)
-        if verdict.wait > 0:
+        if cost == 1:
+            increments = self._unit
+        else:
+            increments = self._increments(cost)
+            if not any(increments):
+                return 0.0
+        verdict = self._decide(self._keys, increments, self._tolerances, True)
+        if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
             return self._run(self._wait(verdict, increments))
         return 0.0
 
     async def acquire_async(self, cost: Cost = 1) -> float:
         """Wait (without blocking the event loop) until ``cost`` is granted; return the
         seconds waited. Cancelling the wait gives the place back."""
-        increments = self._unit if cost == 1 else self._increments(cost)
-        if not any(increments):
-            return 0.0
-        verdict = self.store.decide(self._keys, increments, self._tolerances, True)
-        if verdict.wait > 0:
+        if cost == 1:
+            increments = self._unit
+        else:
+            increments = self._increments(cost)
+            if not any(increments):
+                return 0.0
+        verdict = self._decide(self._keys, increments, self._tolerances, True)
+        if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
             return await self._run_async(self._wait(verdict, increments))
         return 0.0
 
     def try_acquire(self, cost: Cost = 1) -> bool:
         """Take ``cost`` if it can go now; never wait and never book a later place."""
-        increments = self._unit if cost == 1 else self._increments(cost)
-        if not any(increments):
-            return True
-        return self.store.decide(self._keys, increments, self._tolerances, False).granted
+        if cost == 1:
+            increments = self._unit
+        else:
+            increments = self._increments(cost)
+            if not any(increments):
+                return True
+        return self._decide(self._keys, increments, self._tolerances, False)[0]
 
     def hold(self, seconds: float) -> None:
         """Grant nothing under this limiter's limits for ``seconds``, to every caller of the

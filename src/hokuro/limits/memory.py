@@ -10,6 +10,9 @@ from collections.abc import Callable, Sequence
 
 from . import gcra
 from .base import LimitStore, Verdict
+from .gcra import EPSILON
+
+_new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 class MemoryStore(LimitStore):
@@ -21,7 +24,9 @@ class MemoryStore(LimitStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._states: dict[str, gcra.KeyState] = {}
+        # key -> [tat, held, held_until], a KeyState kept as a list so a decision updates
+        # it in place instead of allocating a new one
+        self._states: dict[str, list[float]] = {}
 
     @classmethod
     def shared(cls) -> MemoryStore:
@@ -30,41 +35,75 @@ class MemoryStore(LimitStore):
             cls._shared = cls()
         return cls._shared
 
+    def _state(self, key: str) -> list[float]:
+        state = self._states.get(key)
+        if state is None:  # setdefault is atomic: two threads get the same list
+            state = self._states.setdefault(key, [0.0, 0.0, 0.0])
+        return state
+
     def decide(self, keys: Sequence[str], increments: Sequence[float],
                tolerances: Sequence[float], reserve: bool) -> Verdict:
-        states = self._states
-        fresh = gcra.KeyState()
+        if len(keys) != 1:
+            return self._decide_many(keys, increments, tolerances, reserve)
+        # gcra.decide_all for one key, spelled out: this is the whole cost of in-process
+        # limiting, and the generic path (lists, zip, named tuples) doubles it. The
+        # conformance suite holds both to the same answers.
+        state = self._states.get(keys[0]) or self._state(keys[0])
+        lock = self._lock
+        lock.acquire()
+        try:
+            now = self._clock()
+            tat = state[0]
+            tat = (tat if tat > now else now) + increments[0]
+            wait = tat - tolerances[0] - now
+            if wait <= EPSILON:
+                wait, granted = 0.0, True
+                state[0] = tat
+            elif reserve:
+                granted = True
+                state[0] = tat
+            else:
+                granted = False
+            held = state[1]
+        finally:
+            lock.release()
+        return _new_tuple(Verdict, (granted, wait, now, (tat,), (held,)))
+
+    def _decide_many(self, keys: Sequence[str], increments: Sequence[float],
+                     tolerances: Sequence[float], reserve: bool) -> Verdict:
+        states = [self._state(key) for key in keys]
         with self._lock:
             now = self._clock()
-            current = [states.get(key, fresh) for key in keys]
             granted, wait, tats = gcra.decide_all(
-                [state.tat for state in current], now, increments, tolerances, reserve)
+                [state[0] for state in states], now, increments, tolerances, reserve)
             if granted:
-                for key, state, tat in zip(keys, current, tats, strict=True):
-                    states[key] = gcra.KeyState(tat, state.held, state.held_until)
-        return Verdict(granted, wait, now, tats, tuple(state.held for state in current))
+                for state, tat in zip(states, tats, strict=True):
+                    state[0] = tat
+            held = tuple(state[1] for state in states)
+        return Verdict(granted, wait, now, tats, held)
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:
         with self._lock:
-            return tuple(self._states.get(key, gcra.KeyState()).held for key in keys)
+            return tuple(self._state(key)[1] for key in keys)
 
     def hold(self, keys: Sequence[str], tolerances: Sequence[float], seconds: float) -> None:
+        states = [self._state(key) for key in keys]
         with self._lock:
             now = self._clock()
-            for key, tolerance in zip(keys, tolerances, strict=True):
-                state = self._states.get(key, gcra.KeyState())
-                self._states[key] = gcra.hold(state, now, seconds, tolerance)
+            for state, tolerance in zip(states, tolerances, strict=True):
+                state[:] = gcra.hold(gcra.KeyState(*state), now, seconds, tolerance)
 
     def refund(self, keys: Sequence[str], increments: Sequence[float],
                receipts: Sequence[float]) -> bool:
+        states = [self._state(key) for key in keys]
         every = True
         with self._lock:
-            for key, increment, receipt in zip(keys, increments, receipts, strict=True):
-                given = gcra.refund(self._states.get(key, gcra.KeyState()), increment, receipt)
+            for state, increment, receipt in zip(states, increments, receipts, strict=True):
+                given = gcra.refund(gcra.KeyState(*state), increment, receipt)
                 if given is None:
                     every = False
                 else:
-                    self._states[key] = given
+                    state[:] = given
         return every
 
     def now(self) -> float:

@@ -21,6 +21,13 @@ from .base import LimitStore, Verdict, load_scripts, mask_url
 _INHERITED: list[Any] = []
 
 
+def _configure(conn: Any) -> None:
+    # A decision need not wait for its WAL record to reach the disk: a crash of the server
+    # may forget the last few milliseconds of grants (at most a burst), never corrupt the
+    # table, and the wait for the flush is most of a decision's cost (~100 µs of ~120 µs).
+    conn.execute("SET synchronous_commit = off")
+
+
 class PostgresStore(LimitStore):
     """Limit state in table ``hokuro_limits`` of the database at ``url``."""
 
@@ -58,7 +65,8 @@ class PostgresStore(LimitStore):
                 _INHERITED.append(self._pool)
             self._pool = ConnectionPool(
                 self.url, min_size=1, max_size=self._max_connections,
-                kwargs={"autocommit": True}, name="hokuro-limits", open=True)
+                kwargs={"autocommit": True}, configure=_configure, name="hokuro-limits",
+                open=True)
             self._pid = os.getpid()
 
     def _one(self, name: str, params: Sequence[Any]) -> Any:

@@ -62,11 +62,9 @@ CREATE TABLE tasks (
     run_after DOUBLE PRECISION,
     parents TEXT
 );
-CREATE INDEX tasks_fn_status ON tasks (fn, status);
+CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at);
 -- (updated_at, key) rather than (updated_at) alone: it serves find's keyset pages directly.
 CREATE INDEX tasks_updated ON tasks (updated_at, key);
-CREATE INDEX tasks_fn_updated ON tasks (fn, updated_at);
-CREATE INDEX tasks_status_updated ON tasks (status, updated_at);
 CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX tasks_fingerprint ON tasks (error_fingerprint) WHERE error_fingerprint IS NOT NULL;
 CREATE INDEX tasks_ident ON tasks (fn, ident) WHERE ident IS NOT NULL;

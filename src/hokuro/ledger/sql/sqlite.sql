@@ -47,10 +47,8 @@ CREATE TABLE tasks (
     run_after REAL,
     parents TEXT
 );
-CREATE INDEX tasks_fn_status ON tasks (fn, status);
+CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at);
 CREATE INDEX tasks_updated ON tasks (updated_at);
-CREATE INDEX tasks_fn_updated ON tasks (fn, updated_at);
-CREATE INDEX tasks_status_updated ON tasks (status, updated_at);
 CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX tasks_fingerprint ON tasks (error_fingerprint) WHERE error_fingerprint IS NOT NULL;
 CREATE INDEX tasks_ident ON tasks (fn, ident) WHERE ident IS NOT NULL;
@@ -70,6 +68,7 @@ INSERT INTO tasks (key, fn, status, fn_path, ident, args, version, attempts, own
                    lease_until, created_at, started_at, updated_at)
 VALUES (:key, :fn, 'running', :fn_path, :ident, :args, :version, 1, :owner,
         :lease_until, :now, :now, :now)
+ON CONFLICT (key) DO NOTHING
 
 -- name: claim_update
 UPDATE tasks SET status = 'running', fn = :fn, fn_path = :fn_path, ident = :ident,
@@ -100,6 +99,6 @@ SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
 FROM tasks WHERE (:fn IS NULL OR fn = :fn) GROUP BY fn, status ORDER BY fn, status
 
 -- name: blob_refs
-SELECT blob FROM tasks WHERE blob IS NOT NULL
-UNION ALL
-SELECT log_blob FROM tasks WHERE log_blob IS NOT NULL
+SELECT key, blob, log_blob FROM tasks
+WHERE key > :after AND (blob IS NOT NULL OR log_blob IS NOT NULL)
+ORDER BY key LIMIT :page

@@ -20,26 +20,24 @@ CREATE TABLE IF NOT EXISTS hokuro_limits (
     held_until double precision NOT NULL DEFAULT 0
 );
 
-CREATE OR REPLACE FUNCTION hokuro_limit_lock_v1(p_keys text[])
-RETURNS SETOF hokuro_limits LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_row hokuro_limits;
-    v_key text;
-BEGIN
-    FOREACH v_key IN ARRAY p_keys LOOP
-        SELECT * INTO v_row FROM hokuro_limits WHERE key = v_key FOR UPDATE;
-        IF NOT FOUND THEN
-            -- a key seen for the first time starts rested
-            INSERT INTO hokuro_limits (key) VALUES (v_key) ON CONFLICT (key) DO NOTHING;
-            SELECT * INTO v_row FROM hokuro_limits WHERE key = v_key FOR UPDATE;
-        END IF;
-        RETURN NEXT v_row;
-    END LOOP;
-END
-$fn$;
-
 CREATE OR REPLACE FUNCTION hokuro_limit_now_v1() RETURNS double precision
 LANGUAGE sql VOLATILE AS $fn$ SELECT extract(epoch FROM clock_timestamp())::double precision $fn$;
+
+-- Lock one key's row and return its state; a key seen for the first time starts rested.
+CREATE OR REPLACE FUNCTION hokuro_limit_lock_v1(
+    p_key text, OUT tat double precision, OUT held double precision,
+    OUT held_until double precision)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    SELECT l.tat, l.held, l.held_until INTO tat, held, held_until
+    FROM hokuro_limits AS l WHERE l.key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO hokuro_limits (key) VALUES (p_key) ON CONFLICT (key) DO NOTHING;
+        SELECT l.tat, l.held, l.held_until INTO tat, held, held_until
+        FROM hokuro_limits AS l WHERE l.key = p_key FOR UPDATE;
+    END IF;
+END
+$fn$;
 
 CREATE OR REPLACE FUNCTION hokuro_limit_decide_v1(
     p_keys text[], p_increments double precision[], p_tolerances double precision[],
@@ -48,27 +46,32 @@ CREATE OR REPLACE FUNCTION hokuro_limit_decide_v1(
     OUT tats double precision[], OUT helds double precision[])
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_rows hokuro_limits[];
+    v_state record;
     v_tat double precision;
+    v_n integer := cardinality(p_keys);
 BEGIN
-    v_rows := ARRAY(SELECT l FROM hokuro_limit_lock_v1(p_keys) AS l);
-    decided_at := hokuro_limit_now_v1();
+    tats := array_fill(0::double precision, ARRAY[v_n]);
+    helds := tats;
+    FOR i IN 1 .. v_n LOOP
+        v_state := hokuro_limit_lock_v1(p_keys[i]);
+        tats[i] := v_state.tat;
+        helds[i] := v_state.held;
+    END LOOP;
+    decided_at := hokuro_limit_now_v1();  -- read once every lock is held
     wait := 0;
-    tats := '{}';
-    helds := '{}';
-    FOR i IN 1 .. cardinality(p_keys) LOOP
-        v_tat := greatest(v_rows[i].tat, decided_at) + p_increments[i];
+    FOR i IN 1 .. v_n LOOP
+        v_tat := greatest(tats[i], decided_at) + p_increments[i];
         wait := greatest(wait, v_tat - p_tolerances[i] - decided_at);
-        tats := tats || v_tat;
-        helds := helds || v_rows[i].held;
+        tats[i] := v_tat;
     END LOOP;
     granted := wait <= p_epsilon OR p_reserve;
     IF wait <= p_epsilon THEN
         wait := 0;
     END IF;
     IF granted THEN
-        UPDATE hokuro_limits AS l SET tat = n.tat
-        FROM unnest(p_keys, tats) AS n(key, tat) WHERE l.key = n.key;
+        FOR i IN 1 .. v_n LOOP
+            UPDATE hokuro_limits SET tat = tats[i] WHERE key = p_keys[i];
+        END LOOP;
     END IF;
 END
 $fn$;
@@ -77,20 +80,23 @@ CREATE OR REPLACE FUNCTION hokuro_limit_hold_v1(
     p_keys text[], p_tolerances double precision[], p_seconds double precision)
 RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_rows hokuro_limits[];
     v_now double precision;
     v_until double precision;
     v_shift double precision;
+    v_state record;
 BEGIN
-    v_rows := ARRAY(SELECT l FROM hokuro_limit_lock_v1(p_keys) AS l);
+    FOR i IN 1 .. cardinality(p_keys) LOOP
+        PERFORM hokuro_limit_lock_v1(p_keys[i]);
+    END LOOP;
     v_now := hokuro_limit_now_v1();
     v_until := v_now + p_seconds;
     FOR i IN 1 .. cardinality(p_keys) LOOP
-        v_shift := greatest(0, v_until - greatest(v_now, v_rows[i].held_until));
+        v_state := hokuro_limit_lock_v1(p_keys[i]);
+        v_shift := greatest(0, v_until - greatest(v_now, v_state.held_until));
         UPDATE hokuro_limits SET
-            tat = greatest(greatest(v_rows[i].tat, v_now) + v_shift, v_until + p_tolerances[i]),
-            held = v_rows[i].held + v_shift,
-            held_until = greatest(v_rows[i].held_until, v_until)
+            tat = greatest(greatest(v_state.tat, v_now) + v_shift, v_until + p_tolerances[i]),
+            held = v_state.held + v_shift,
+            held_until = greatest(v_state.held_until, v_until)
         WHERE key = p_keys[i];
     END LOOP;
 END
