@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from hokuro.limits import Limiter, MemoryStore, open_store
+from hokuro.limits import Limiter, LimitStore, MemoryStore, open_store
 
 REDIS_URL = os.environ.get("HOKURO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("HOKURO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -88,8 +88,8 @@ def record(backend: str, peer: str, ours_t: list[float], peer_t: list[float]) ->
                        f"p90 {us(peer_t, 0.9):8.2f} µs  ({len(peer_t)} batches)")
 
 
-def ours_limiter(store: object, name: str = "bench") -> Limiter:
-    return Limiter(f"{name}-{uuid.uuid4().hex[:8]}", f"{HUGE}/s", store=store)  # type: ignore[arg-type]
+def ours_limiter(store: LimitStore) -> Limiter:
+    return Limiter(f"bench-{uuid.uuid4().hex[:8]}", f"{HUGE}/s", store=store)
 
 
 # -- memory ------------------------------------------------------------------------------------

@@ -254,6 +254,20 @@ def test_store_refund_gives_back_only_the_last_place(store):
     assert again.tats == pytest.approx(second.tats, abs=0.05)
 
 
+def test_store_holds_placed_together_do_not_add_up(store):
+    store.hold(KEYS, (T,), 0.5)
+    store.hold(KEYS, (T,), 0.5)
+    assert store.held(KEYS)[0] == pytest.approx(0.5, abs=0.05)
+    refused = store.decide(KEYS, (T,), (T,), False)
+    assert refused.wait == pytest.approx(0.5 + T, abs=0.05)
+
+
+def test_redis_script_uses_the_same_epsilon_as_the_arithmetic():
+    from hokuro.limits.base import load_scripts
+
+    assert f"local epsilon = {gcra.EPSILON:g}" in load_scripts("redis.lua")["decide"]
+
+
 def test_store_refund_after_a_hold_keeps_the_hold(store):
     booked = store.decide(KEYS, (T,), (T,), True)
     store.hold(KEYS, (T,), 0.5)
@@ -329,6 +343,7 @@ def test_a_number_charges_tokens_and_calls_count_one():
         (2 * calls.emission_interval, 0.0))
     with pytest.raises(ConfigurationError, match="images"):
         lim._increments({"images": 1})
+    assert lim.acquire({"requests": 0, "tokens": 0}) == 0.0  # free: no store call at all
 
 
 def test_a_cost_no_limit_can_ever_grant_is_an_error_not_a_hang():

@@ -1039,7 +1039,7 @@ class PickleCodec:
 
     name = "pickle"
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: Any, *, root: str = "value") -> bytes:
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:

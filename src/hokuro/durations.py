@@ -28,7 +28,8 @@ def parse_duration(value: str | float | int | timedelta | None, *, what: str = "
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ConfigurationError(f"{what} must be seconds, a timedelta or text like '7d', not a bool")
+        raise ConfigurationError(
+            f"{what} must be seconds, a timedelta or text like '7d', not a bool")
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):

@@ -52,6 +52,7 @@ __all__ = [
     "MaintenanceService",
     "Removal",
     "RetryResult",
+    "SpotSummary",
     "TaskDetail",
     "mask_secrets",
 ]
@@ -179,6 +180,23 @@ class RetryResult:
     #: The key the replayed call got, when it differs from the recorded one (the
     #: function's version or name changed since).
     new_key: str | None = None
+
+
+@dataclass(slots=True)
+class SpotSummary:
+    """One Spot of a workspace, as ``hokuro spots`` lists it."""
+
+    name: str
+    ledger: Path
+    blobs: Path | None
+    #: Bytes of the ledger file (with its write-ahead log).
+    ledger_size: int
+    records: int | None = None
+    failed: int | None = None
+    size: int | None = None
+    last_activity: float | None = None
+    #: Why the ledger could not be read, when it could not.
+    problem: str | None = None
 
 
 class _UnknownBlobs(BlobStorageBase):
@@ -811,6 +829,34 @@ class MaintenanceService:
         return count
 
     # -- whole projects -------------------------------------------------------------------
+    @staticmethod
+    def scan_spots(workspace_dir: str | os.PathLike[str]) -> list[SpotSummary]:
+        """The Spots of a workspace (``.hokuro`` or the project folder holding it), each
+        read through a read-only ledger: nothing is created, migrated or written."""
+        workspace = _workspace_folder(Path(workspace_dir))
+        if not workspace.is_dir():
+            raise LedgerError(f"no hokuro workspace at {workspace.absolute()}; give the "
+                              f"folder that holds the Spots ({WORKSPACE_DIR})")
+        spots = []
+        for db in sorted(workspace.glob("*.db")):
+            if not db.is_file():
+                continue
+            blobs = workspace / "blobs" / db.stem
+            wal = db.with_name(db.name + "-wal")
+            ledger_size = db.stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
+            entry = SpotSummary(db.stem, db.absolute(),
+                                blobs.absolute() if blobs.is_dir() else None, ledger_size)
+            try:
+                with MaintenanceService.from_path(db, blobs, read_only=True) as service:
+                    summary = service.summary()
+            except HokuroError as exc:
+                entry.problem = str(exc)
+            else:
+                entry.records, entry.failed = summary["records"], summary["failed"]
+                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
+            spots.append(entry)
+        return spots
+
     @staticmethod
     def scan_orphan_projects(workspace_dir: str | os.PathLike[str]) -> list[Path]:
         """Blob folders ``<workspace>/blobs/<name>`` with no ledger ``<workspace>/<name>.db``

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import logging
 import os
@@ -21,6 +20,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .blobs.names import log_ref, result_ref
 from .codec import codec_for
 from .context import Context, TaskLog
 from .durations import parse_duration
@@ -32,8 +32,15 @@ from .errors import (
 )
 from .keys import KeyPolicy, ident_key, stable_name, task_key
 from .owners import owner_is_dead
-from .records import Claim, Outcome, Record, Status, error_fingerprint, error_message
-from .blobs.names import log_ref, result_ref
+from .records import (
+    Claim,
+    Outcome,
+    Record,
+    Status,
+    blob_checksum,
+    error_fingerprint,
+    error_message,
+)
 
 if TYPE_CHECKING:
     from .spot import Spot
@@ -261,7 +268,7 @@ class MarkedFunction:
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         names = self._simple_names
         if names is not None and len(args) <= len(names):
-            bound = dict(zip(names, args))
+            bound = dict(zip(names, args, strict=False))
             if kwargs or len(args) < len(names):
                 for name, value in kwargs.items():
                     if name not in names or name in bound:
@@ -474,13 +481,13 @@ class MarkedFunction:
     def _encode_args(self, bound: dict[str, Any]) -> bytes | None:
         """The call's arguments, kept so ``hokuro retry`` can replay the call."""
         try:
-            return self.codec.encode(bound)
+            return self.codec.encode(bound, root="args")
         except Exception:
             return None  # an argument the codec cannot encode: the task cannot be replayed
 
     def _success(self, key: str, value: Any, task_log: TaskLog) -> Outcome:
         spot = self.spot
-        data = self.codec.encode(value)
+        data = self.codec.encode(value, root="result")
         now = spot.clock()
         outcome = Outcome(
             status=Status.DONE, finished_at=now, codec=self.codec.name,
@@ -491,7 +498,7 @@ class MarkedFunction:
         if threshold is None:
             threshold = spot.blob_threshold
         if self.options.save_blob or (self.options.save_blob is None and len(data) > threshold):
-            outcome.checksum = hashlib.blake2b(data, digest_size=16).hexdigest()
+            outcome.checksum = blob_checksum(data)
             # Blob first, record after (invariant 1): readers never see a half result.
             outcome.blob = spot.blobs.save(result_ref(key, spot.nonce()), data)
         else:
@@ -549,8 +556,7 @@ class MarkedFunction:
                 warnings.warn(f"hokuro: {exc}; computing task {record.key[:12]} again",
                               RuntimeWarning, stacklevel=4)
                 return False, None
-            if record.checksum and hashlib.blake2b(
-                    data, digest_size=16).hexdigest() != record.checksum:
+            if record.checksum and blob_checksum(data) != record.checksum:
                 warnings.warn(f"hokuro: blob {record.blob!r} is damaged; computing task "
                               f"{record.key[:12]} again", RuntimeWarning, stacklevel=4)
                 return False, None

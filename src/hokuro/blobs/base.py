@@ -49,7 +49,7 @@ class BlobStorageBase(ABC):
         """Remove temporary files older than ``max_age_seconds``; return how many."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most stores hold nothing to release
         """Release clients and handles."""
 
     def describe(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +24,18 @@ ITEMS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 @click.option("--latency", default=0.4, show_default=True,
               help="Seconds each simulated API call takes.")
 @click.option("--workers", default=6, show_default=True, help="Calls run at once.")
-def demo(items: int, latency: float, workers: int) -> None:
-    """Show hokuro on a batch of slow "API calls": compute, reuse, record a failure."""
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary of the two runs instead of the tour.")
+def demo(items: int, latency: float, workers: int, as_json: bool) -> None:
+    """Show hokuro on a batch of slow "API calls": compute, reuse, record a failure.
+
+    Works in ./.hokuro (Spot "demo") of the current folder; run it in an empty one.
+    """
     import hokuro
 
-    console = Console()
+    # quiet: the same tour runs for --json, only its prose is not printed
+    console = Console(quiet=as_json)
+    timings: dict[str, dict[str, object]] = {}
     names = (ITEMS * (items // len(ITEMS) + 1))[:items]
     with hokuro.Spot("demo") as spot:
 
@@ -54,6 +62,9 @@ def demo(items: int, latency: float, workers: int) -> None:
                 outcomes = dict(pool.map(one, names))
             elapsed = time.perf_counter() - started
             ok = sum(not isinstance(v, Exception) for v in outcomes.values())
+            timings[label.split(" (")[0].replace(" ", "_")] = {
+                "calls": len(names), "ok": ok, "failed": len(names) - ok,
+                "seconds": round(elapsed, 3)}
             console.print(f"[bold]{label}[/]: {len(names)} calls, {ok} ok, "
                           f"{len(names) - ok} failed, in [cyan]{elapsed:.3f} s[/]")
             return outcomes
@@ -85,3 +96,7 @@ def demo(items: int, latency: float, workers: int) -> None:
         console.print(f"  ledger: {spot.ledger.describe()}")
         console.print(f"  blobs:  {spot.blobs.describe()}")
         console.print(f"  (in {Path.cwd()})")
+        if as_json:
+            click.echo(json.dumps({**timings, "identical": same, "stats": stats,
+                                   "ledger": spot.ledger.describe(),
+                                   "blobs": spot.blobs.describe()}, indent=2))

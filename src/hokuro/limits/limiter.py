@@ -49,6 +49,13 @@ class Limiter:
     sync or async functions, ``@lim`` or ``@lim(cost=lambda prompt: {"tokens": len(prompt)})``.
     A decorated function that raises :class:`~hokuro.errors.RetryAfter` holds back every
     caller of these limits, then is retried up to ``retry_after_attempts`` times.
+
+    With a mark, put the limiter inside (``@spot.mark`` above ``@lim``): the mark answers
+    cached calls without reaching the limiter, so only real calls spend the limit.
+
+    ``store`` is shared state (see :func:`open_store`); without one, limiters of the same
+    name in this process share the process-wide memory store. ``clock``, ``sleep`` and
+    ``async_sleep`` let tests drive time (``clock`` gives a private memory store).
     """
 
     def __init__(self, name: str, limits: str | Rate | Sequence[str | Rate], *,

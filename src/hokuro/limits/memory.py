@@ -4,8 +4,10 @@ it directly without blocking the loop for longer than that."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 from . import gcra
@@ -19,7 +21,6 @@ class MemoryStore(LimitStore):
     """Limit state in this process; ``clock`` (epoch seconds) is replaceable for tests."""
 
     kind = "memory"
-    _shared: MemoryStore | None = None
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -27,13 +28,12 @@ class MemoryStore(LimitStore):
         # key -> [tat, held, held_until], a KeyState kept as a list so a decision updates
         # it in place instead of allocating a new one
         self._states: dict[str, list[float]] = {}
+        _STORES.add(self)
 
-    @classmethod
-    def shared(cls) -> MemoryStore:
+    @staticmethod
+    def shared() -> MemoryStore:
         """The process-wide store, so limiters of the same name share it across Spots."""
-        if cls._shared is None:
-            cls._shared = cls()
-        return cls._shared
+        return _SHARED
 
     def _state(self, key: str) -> list[float]:
         state = self._states.get(key)
@@ -108,3 +108,18 @@ class MemoryStore(LimitStore):
 
     def now(self) -> float:
         return self._clock()
+
+
+_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+_SHARED = MemoryStore()
+
+
+def _renew_locks() -> None:
+    # A lock another thread held at fork time stays held forever in the child; the child
+    # has no such thread, so a fresh lock is right.
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks)

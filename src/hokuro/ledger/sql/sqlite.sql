@@ -15,23 +15,21 @@ ON CONFLICT (name) DO UPDATE SET value = excluded.value
 
 -- name: migration_1
 CREATE TABLE tasks (
+    -- Small columns first: SQLite reads a row front to back, so scans that need only these
+    -- (stats, listings) never walk the overflow pages of a large result, args or log.
     key TEXT PRIMARY KEY,
     fn TEXT NOT NULL,
     status TEXT NOT NULL,
     fn_path TEXT,
     ident TEXT,
-    args BLOB,
     version TEXT,
-    result BLOB,
     blob TEXT,
     codec TEXT,
     content_type TEXT,
     size INTEGER,
     checksum TEXT,
     error_type TEXT,
-    error TEXT,
     error_fingerprint TEXT,
-    log TEXT,
     log_blob TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
@@ -45,7 +43,11 @@ CREATE TABLE tasks (
     scope TEXT,
     priority INTEGER,
     run_after REAL,
-    parents TEXT
+    parents TEXT,
+    args BLOB,
+    error TEXT,
+    log TEXT,
+    result BLOB
 );
 CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at);
 CREATE INDEX tasks_updated ON tasks (updated_at);
@@ -61,7 +63,12 @@ SELECT key, fn, status, result, blob, codec, content_type, size, checksum, error
 FROM tasks WHERE key = ?
 
 -- name: get
-SELECT * FROM tasks WHERE key = ?
+-- Columns in the order of hokuro.records.RECORD_COLUMNS.
+SELECT key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
+       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
+       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
+       scope, priority, run_after, parents
+FROM tasks WHERE key = ?
 
 -- name: claim_insert
 INSERT INTO tasks (key, fn, status, fn_path, ident, args, version, attempts, owner,
@@ -89,7 +96,11 @@ UPDATE tasks SET status = :status, result = :result, blob = :blob, codec = :code
 WHERE key = :key AND owner = :owner AND status = 'running'
 
 -- name: delete
-DELETE FROM tasks WHERE key = ? RETURNING *
+DELETE FROM tasks WHERE key = ?
+RETURNING key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
+       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
+       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
+       scope, priority, run_after, parents
 
 -- name: stats
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
