@@ -12,6 +12,7 @@
 -- Returns one text, "granted wait now tat... held...": one reply is cheaper to send and to
 -- parse than a list of them.
 local epsilon = 1e-06  -- gcra.EPSILON
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME, then writes (< 5.0)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local tats, kepts, helds, wait = {}, {}, {}, 0
