@@ -158,3 +158,94 @@ def s3_url(s3_endpoint) -> str:
     bucket = f"hokuro-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/blobs"
+
+
+# -- the engine over every backend -------------------------------------------------------------
+#
+# The engine's suites (marking, blob results, resources, single flight) run twice: on the
+# embedded default (SQLite file + blob folder under the working directory) and on the shared
+# pair (a PostgreSQL database + an S3 bucket). Tests ask ``make_spot`` for their Spots and
+# never name a backend themselves, so both runs prove the same behaviour.
+
+@pytest.fixture(params=["embedded",
+                        pytest.param("shared", marks=[pytest.mark.postgres, pytest.mark.s3])])
+def backend(request) -> str:
+    """``"embedded"`` or ``"shared"``: where this run of the test keeps its records."""
+    return request.param
+
+
+class SpotFactory:
+    """Makes the Spots of one test on its backend; closes them all at teardown.
+
+    On the shared backend each Spot name gets its own database and blob prefix, as each
+    embedded name gets its own file and folder: two names never see each other's tasks, and
+    the same name opened twice (or by a child process) is the same Spot.
+    """
+
+    def __init__(self, kind: str, workspace, request) -> None:
+        self.kind = kind
+        self.workspace = workspace
+        self._request = request
+        self._urls: dict[str, tuple[str, str]] = {}
+        self._extra_databases: list[str] = []
+        self._admin = None
+        self._made: list = []
+
+    @property
+    def shared(self) -> bool:
+        return self.kind == "shared"
+
+    @property
+    def home(self):
+        """The workspace folder every Spot of this test uses (``.hokuro`` under the test's
+        working directory), which child processes are given too."""
+        return self.workspace / ".hokuro"
+
+    def urls(self, name: str) -> tuple[str, str]:
+        """(db URL, blobs URL) of Spot ``name``; empty strings on the embedded backend.
+
+        Child processes (tests/procs.py) take them as their last two arguments.
+        """
+        if not self.shared:
+            return "", ""
+        if name not in self._urls:
+            if not self._urls:
+                db = self._request.getfixturevalue("pg_url")
+            else:
+                db_name = f"hokuro_t_{uuid.uuid4().hex[:12]}"
+                self._admin = self._request.getfixturevalue("pg_admin")
+                self._admin.execute(f'CREATE DATABASE "{db_name}"')
+                self._extra_databases.append(db_name)
+                db = _admin_dsn(db_name)
+            bucket = self._request.getfixturevalue("s3_url").split("/")[2]
+            self._urls[name] = (db, f"s3://{bucket}/spot-{len(self._urls)}")
+        return self._urls[name]
+
+    def __call__(self, name: str = "t", **kwargs):
+        from hokuro import Spot
+
+        if self.shared:
+            db, blobs = self.urls(str(name))
+            kwargs.setdefault("db", db)
+            if "storage" not in kwargs:
+                kwargs.setdefault("blobs", blobs)
+            kwargs.setdefault("workspace", self.home)
+        spot = Spot(name, **kwargs)
+        self._made.append(spot)
+        return spot
+
+    def close(self) -> None:
+        for spot in self._made:
+            spot.close()
+        for db_name in self._extra_databases:
+            self._admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = %s", (db_name,))
+            self._admin.execute(f'DROP DATABASE IF EXISTS "{db_name}"')
+
+
+@pytest.fixture
+def make_spot(backend, workspace, request) -> Iterator[SpotFactory]:
+    """``make_spot(name="t", **kwargs)``: a Spot on this test's backend (see ``backend``)."""
+    factory = SpotFactory(backend, workspace, request)
+    yield factory
+    factory.close()

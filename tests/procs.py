@@ -1,4 +1,8 @@
-"""Functions run in child processes by the multi-process tests (importable by path)."""
+"""Functions run in child processes by the multi-process tests (importable by path).
+
+Each takes the workspace first and, last, the db and blobs URLs of the Spot ("" for the
+embedded default), so one test drives children on either backend.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ import time
 from pathlib import Path
 
 
+def _spot(name: str, workspace: str, db: str, blobs: str, **options):
+    import hokuro
+
+    return hokuro.Spot(name, workspace=workspace, db=db or None, blobs=blobs or None,
+                       **options)
+
+
 def counted_call(workspace: str, counter: str, arg: str, sleep: float, db: str = "",
                  blobs: str = "") -> str:
     """Call a marked function that appends a line to ``counter`` each time it executes."""
-    import hokuro
-
-    spot = hokuro.Spot("procs", workspace=workspace, db=db or None, blobs=blobs or None)
+    spot = _spot("procs", workspace, db, blobs)
 
     @spot.mark(name="tests.counted")
     def work(x: str) -> str:
@@ -28,11 +37,9 @@ def counted_call(workspace: str, counter: str, arg: str, sleep: float, db: str =
         spot.close()
 
 
-def hang_in_call(workspace: str, started: str, arg: str, db: str = "") -> None:
+def hang_in_call(workspace: str, started: str, arg: str, db: str = "", blobs: str = "") -> None:
     """Start a marked call that never ends on its own; signals when it is running."""
-    import hokuro
-
-    spot = hokuro.Spot("procs", workspace=workspace, db=db or None)
+    spot = _spot("procs", workspace, db, blobs)
 
     @spot.mark(name="tests.counted")
     def work(x: str) -> str:
@@ -43,11 +50,9 @@ def hang_in_call(workspace: str, started: str, arg: str, db: str = "") -> None:
     work(arg)
 
 
-def many_writes(workspace: str, worker: str, count: str, db: str = "") -> int:
+def many_writes(workspace: str, worker: str, count: str, db: str = "", blobs: str = "") -> int:
     """Make ``count`` distinct marked calls; return how many succeeded."""
-    import hokuro
-
-    spot = hokuro.Spot("procs", workspace=workspace, db=db or None)
+    spot = _spot("procs", workspace, db, blobs)
 
     @spot.mark(name="tests.writes")
     def work(w: int, i: int) -> dict:
@@ -61,10 +66,8 @@ def many_writes(workspace: str, worker: str, count: str, db: str = "") -> int:
     return done
 
 
-def _genomes(workspace: str, counter: str, sleep: float, started: str = ""):
-    import hokuro
-
-    spot = hokuro.Spot("res", workspace=workspace, lease=float(os.environ.get("LEASE", "60")))
+def _genomes(workspace: str, counter: str, sleep: float, started: str, db: str, blobs: str):
+    spot = _spot("res", workspace, db, blobs, lease=float(os.environ.get("LEASE", "60")))
 
     @spot.resource("genomes")
     def compute(ident, args, ctx):
@@ -79,15 +82,17 @@ def _genomes(workspace: str, counter: str, sleep: float, started: str = ""):
     return spot
 
 
-def fetch_resource(workspace: str, counter: str, ident: str, sleep: str) -> str:
-    spot = _genomes(workspace, counter, float(sleep))
+def fetch_resource(workspace: str, counter: str, ident: str, sleep: str, db: str = "",
+                   blobs: str = "") -> str:
+    spot = _genomes(workspace, counter, float(sleep), "", db, blobs)
     task = spot.fetch("genomes", ident)
     spot.close()
     return f"{task.status}:{task.result['ident']}"
 
 
-def hang_in_fetch(workspace: str, counter: str, ident: str, started: str) -> None:
-    spot = _genomes(workspace, counter, 3600.0, started)
+def hang_in_fetch(workspace: str, counter: str, ident: str, started: str, db: str = "",
+                  blobs: str = "") -> None:
+    spot = _genomes(workspace, counter, 3600.0, started, db, blobs)
     spot.fetch("genomes", ident)
 
 

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import pytest
 
 import hokuro
-from hokuro import KeyGen, Spot
+from hokuro import KeyGen
 
 
 @pytest.fixture
-def spot(workspace):
-    with Spot("t") as s:
-        yield s
+def spot(make_spot):
+    return make_spot("t")
 
 
 def counting(spot, **options):
@@ -29,26 +28,42 @@ def counting(spot, **options):
     return add, calls
 
 
-def test_spot_creates_its_files_under_the_working_directory(workspace):
-    with Spot("books") as spot:
+def test_spot_keeps_its_records_where_it_is_told(make_spot, workspace):
+    spot = make_spot("books")
+    if make_spot.shared:
+        db, blobs = make_spot.urls("books")
+        assert spot.ledger.kind == "postgresql" and spot.ledger.describe() == db
+        assert spot.blobs.kind == "s3" and spot.blobs.describe() == blobs
+        # Nothing of the records is kept on this machine.
+        assert not (workspace / ".hokuro" / "books.db").exists()
+        assert not (workspace / ".hokuro" / "blobs").exists()
+    else:
+        # The embedded default: under the working directory.
         assert (workspace / ".hokuro" / "books.db").is_file()
         assert (workspace / ".hokuro" / "blobs" / "books").is_dir()
         assert spot.ledger.describe() == str(workspace / ".hokuro" / "books.db")
 
 
-def test_workspace_db_and_blobs_override_the_default(tmp_path, workspace):
-    with Spot("x", workspace=tmp_path / "ws") as spot:
+def test_workspace_db_and_blobs_override_the_default(make_spot, tmp_path, workspace):
+    if make_spot.shared:
+        db, blobs = make_spot.urls("y")
+        spot = make_spot("y", db=db, storage=blobs, workspace=tmp_path / "ws")
+        assert spot.blobs.describe() == blobs  # storage= is the alias of blobs=
+        assert not (tmp_path / "ws").exists()  # nothing local until a task asks for files
+        assert spot.task_dir("ab" * 32).is_relative_to(tmp_path / "ws")
+    else:
+        spot = make_spot("x", workspace=tmp_path / "ws")
         assert (tmp_path / "ws" / "x.db").is_file()
         assert spot.blobs.describe() == str(tmp_path / "ws" / "blobs" / "x")
-    with Spot("y", db=tmp_path / "a.db", storage=tmp_path / "b") as spot:
+        make_spot("y", db=tmp_path / "a.db", storage=tmp_path / "b")
         assert (tmp_path / "a.db").is_file() and (tmp_path / "b").is_dir()
     assert not (workspace / ".hokuro").exists()
 
 
 @pytest.mark.parametrize("name", ["", "../x", ".hidden", "a/b", "x" * 200, 3])
-def test_bad_spot_names_are_refused(workspace, name):
+def test_bad_spot_names_are_refused(make_spot, name):
     with pytest.raises(hokuro.ConfigurationError):
-        Spot(name)
+        make_spot(name)
 
 
 def test_identical_calls_by_position_keyword_or_default_are_one_task(spot):
@@ -264,19 +279,19 @@ def test_cached_run_yields_one_or_many_wrappers(spot):
     assert double(2) == 4  # the original is untouched
 
 
-def test_retention_makes_old_results_misses(workspace):
+def test_retention_makes_old_results_misses(make_spot):
     now = [1000.0]
-    with Spot("r", clock=lambda: now[0]) as spot:
-        add, calls = counting(spot, retention="1h")
-        add(1)
-        now[0] += 3599
-        add(1)
-        assert len(calls) == 1
-        now[0] += 2
-        assert add.task(1).status == "expired"
-        assert spot.status(add, 1) == "expired"
-        add(1)
-        assert len(calls) == 2
+    spot = make_spot("r", clock=lambda: now[0])
+    add, calls = counting(spot, retention="1h")
+    add(1)
+    now[0] += 3599
+    add(1)
+    assert len(calls) == 1
+    now[0] += 2
+    assert add.task(1).status == "expired"
+    assert spot.status(add, 1) == "expired"
+    add(1)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("value", ["10 parsecs", -1, "abc", True])

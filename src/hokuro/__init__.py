@@ -9,12 +9,15 @@ from .context import Context
 from .errors import (
     ConfigurationError,
     HokuroError,
+    RateLimitError,
+    RetryAfter,
     SerializationError,
     TaskFailed,
     UnkeyableArgument,
 )
 from .keys import KeyGen, KeyPolicy
 from .ledger import TaskDB
+from .limits import Limiter
 from .marking import MarkedFunction, TaskEvent
 from .records import Record, Status
 from .spot import Spot
@@ -30,8 +33,11 @@ __all__ = [
     "HokuroError",
     "KeyGen",
     "KeyPolicy",
+    "Limiter",
     "MarkedFunction",
+    "RateLimitError",
     "Record",
+    "RetryAfter",
     "SerializationError",
     "Spot",
     "Status",

@@ -16,10 +16,11 @@ from .blobs import BlobStorageBase, open_blobs
 from .blobs.local import LocalBlobs
 from .blobs.names import files_ref
 from .codec import Codec
-from .errors import ConfigurationError, HokuroError
+from .errors import ConfigurationError
 from .flight import FlightTable
 from .leases import LeaseKeeper
 from .ledger import TaskDB, open_ledger
+from .limits import Guard, Limiter, LimitStore, limiter_call, open_store
 from .marking import MarkedFunction, MarkOptions
 from .owners import current_owner
 from .records import Status
@@ -93,11 +94,16 @@ class Spot:
         self.leases = LeaseKeeper(self.ledger, self.owner_token, self.lease, clock)
         self.counters: Counter[str] = Counter()
         self._resources: dict[str, tuple[MarkedFunction, bool]] = {}
+        # Limits are shared like the records: between processes by default (SQLite next to
+        # the ledger), between machines when the ledger is PostgreSQL. Opened on first use.
+        if limits is None:
+            limits = db if isinstance(db, str) and db.startswith(
+                ("postgresql://", "postgres://")) else "sqlite"
         self._limits_spec = limits
-        self._limiters: dict[str, Any] = {}
-        self._default_limiter = None
-        if tpm is not None:
-            self._default_limiter = self._make_limiter(f"{name}:default", [f"{tpm}/min"], None)
+        self._limit_store: LimitStore | None = None
+        self._limiters: dict[str, Limiter] = {}
+        self._tpm = tpm
+        self._default_limiter: Limiter | None = None
 
     # -- marking --------------------------------------------------------------------------
     def mark(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -338,11 +344,29 @@ class Spot:
         return f"{self.blobs.describe().rstrip('/')}/{ref}"
 
     # -- rate limits ----------------------------------------------------------------------
-    def _make_limiter(self, name: str, limits: Any, burst: Any) -> Any:
-        raise HokuroError("rate limiting is not available in this build")
+    @property
+    def limit_store(self) -> LimitStore:
+        """Where this Spot's rate limits live (see ``Spot(limits=...)``)."""
+        if self._limit_store is None:
+            self._limit_store = open_store(self._limits_spec, spot_name=self.name,
+                                           workspace=self.workspace)
+        return self._limit_store
 
-    def limiter(self, *args: Any, **kwargs: Any) -> Any:
-        raise HokuroError("rate limiting is not available in this build")
+    def limiter(self, *, name: str | None = None, limits: Any = None, burst: Any = None,
+                cost: Any = None) -> Limiter | Guard:
+        """A rate limiter shared by name (and by every process using the same store).
+
+        ``spot.limiter(name="openai", limits=["500/min", "90000/min tokens"])`` returns the
+        limiter (decorator, context manager, ``acquire``/``acquire_async``/``try_acquire``);
+        ``@spot.limiter(cost=1)`` decorates with the Spot's default limiter (``tpm=``).
+        Put it inside ``@spot.mark`` so kept results never spend the limit.
+        """
+        if self._default_limiter is None and self._tpm is not None:
+            self._default_limiter = Limiter(f"{self.name}:default", [f"{self._tpm}/min"],
+                                            store=self.limit_store)
+        return limiter_call(self._default_limiter, self._limiters, name=name, limits=limits,
+                            burst=burst, cost=cost,
+                            store=self.limit_store if name is not None else None)
 
     # -- identity and lifecycle -----------------------------------------------------------
     def owner_token(self) -> str:
@@ -357,6 +381,8 @@ class Spot:
         self.leases.close()
         self.ledger.close()
         self.blobs.close()
+        if self._limit_store is not None:
+            self._limit_store.close()
 
     def __enter__(self) -> Spot:
         return self
