@@ -185,11 +185,15 @@ class SpotFactory:
     def __init__(self, kind: str, workspace, request) -> None:
         self.kind = kind
         self.workspace = workspace
-        self._request = request
         self._urls: dict[str, tuple[str, str]] = {}
         self._extra_databases: list[str] = []
-        self._admin = None
         self._made: list = []
+        if self.shared:
+            # Asked for here, while the factory itself is set up, so that pytest tears the
+            # database and bucket down after the factory has closed its Spots.
+            self._admin = request.getfixturevalue("pg_admin")
+            self._pg_url = request.getfixturevalue("pg_url")
+            self._bucket = request.getfixturevalue("s3_url").split("/")[2]
 
     @property
     def shared(self) -> bool:
@@ -210,15 +214,13 @@ class SpotFactory:
             return "", ""
         if name not in self._urls:
             if not self._urls:
-                db = self._request.getfixturevalue("pg_url")
+                db = self._pg_url
             else:
                 db_name = f"hokuro_t_{uuid.uuid4().hex[:12]}"
-                self._admin = self._request.getfixturevalue("pg_admin")
                 self._admin.execute(f'CREATE DATABASE "{db_name}"')
                 self._extra_databases.append(db_name)
                 db = _admin_dsn(db_name)
-            bucket = self._request.getfixturevalue("s3_url").split("/")[2]
-            self._urls[name] = (db, f"s3://{bucket}/spot-{len(self._urls)}")
+            self._urls[name] = (db, f"s3://{self._bucket}/spot-{len(self._urls)}")
         return self._urls[name]
 
     def __call__(self, name: str = "t", **kwargs):

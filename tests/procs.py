@@ -66,6 +66,33 @@ def many_writes(workspace: str, worker: str, count: str, db: str = "", blobs: st
     return done
 
 
+def first_calls_in_threads(workspace: str, count: str, db: str = "", blobs: str = "") -> str:
+    """This process's first marked calls, ``count`` distinct ones made at once by threads;
+    prints how many of them are recorded done."""
+    import threading
+
+    spot = _spot("procs", workspace, db, blobs)
+
+    @spot.mark(name="tests.first")
+    def work(i: int) -> int:
+        return i
+
+    barrier = threading.Barrier(int(count))
+
+    def call(i: int) -> None:
+        barrier.wait(10)
+        work(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(int(count))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = sum(work.task(i).status == "done" for i in range(int(count)))
+    spot.close()
+    return str(done)
+
+
 def _genomes(workspace: str, counter: str, sleep: float, started: str, db: str, blobs: str):
     spot = _spot("res", workspace, db, blobs, lease=float(os.environ.get("LEASE", "60")))
 
@@ -94,6 +121,41 @@ def hang_in_fetch(workspace: str, counter: str, ident: str, started: str, db: st
                   blobs: str = "") -> None:
     spot = _genomes(workspace, counter, 3600.0, started, db, blobs)
     spot.fetch("genomes", ident)
+
+
+def faulted_calls(workspace: str, worker: str, own: str, shared: str, executions: str,
+                  start_at: str, db: str = "", blobs: str = "") -> str:
+    """Call ``own`` keys of this worker and ``shared`` keys every worker calls, shuffled.
+
+    Each execution appends the item to ``executions`` (this worker's own file), so the test
+    counts executions from outside the ledger. About one result in 25 is large (a blob). Prints
+    how many calls returned and how many ledger operations were retried.
+    """
+    import random
+
+    spot = _spot("faults", workspace, db, blobs)
+
+    @spot.mark(name="tests.faulted", blob_threshold=1024)
+    def work(item: str) -> dict:
+        with open(executions, "a") as handle:
+            handle.write(f"{item}\n")
+        time.sleep(0.003)
+        return faulted_result(item)
+
+    items = [f"w{worker}-{i}" for i in range(int(own))]
+    items += [f"s-{i}" for i in range(int(shared))]
+    random.Random(int(worker)).shuffle(items)
+    time.sleep(max(0.0, float(start_at) - time.time()))
+    for item in items:
+        assert work(item) == faulted_result(item), item
+    reconnects = getattr(spot.ledger, "reconnects", 0)
+    spot.close()
+    return f"{len(items)} {reconnects}"
+
+
+def faulted_result(item: str) -> dict:
+    big = sum(map(ord, item)) % 25 == 0
+    return {"item": item, "pad": ("x" * 4096) if big else ""}
 
 
 if __name__ == "__main__":  # python procs.py FUNCTION ARGS...

@@ -2,35 +2,62 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
-from hokuro import Spot
+from hokuro.blobs.local import TEMP_SUFFIX
 from hokuro.blobs.names import check_ref
+from hokuro.blobs.s3 import S3Blobs
 from hokuro.errors import UnsafeName
 
 
 @pytest.fixture
-def spot(workspace):
-    with Spot("b", blob_threshold=1024) as s:
-        yield s
+def spot(make_spot):
+    return make_spot("b", blob_threshold=1024)
 
 
-def blob_files(spot):
-    return [p for p in spot.blobs.root.rglob("*.bin")]
+def result_blobs(spot):
+    """The result blobs the store holds, read through its own listing."""
+    return sorted(info.ref for info in spot.blobs.list_blobs() if info.ref.endswith(".bin"))
 
 
-def test_results_above_the_threshold_go_to_the_blob_folder(spot):
+def damage(spot, ref, how):
+    """Damage a stored blob from outside hokuro: on disk, or in the bucket."""
+    if isinstance(spot.blobs, S3Blobs):
+        s3 = boto3.client("s3", endpoint_url=spot.blobs.endpoint_url)
+        bucket, key = spot.blobs.bucket, spot.blobs.key_of(ref)
+        if how == "delete":
+            s3.delete_object(Bucket=bucket, Key=key)
+            return
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        s3.put_object(Bucket=bucket, Key=key, Body=damaged(data, how))
+        return
+    path = spot.blobs.path_of(ref)
+    if how == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(damaged(path.read_bytes(), how))
+
+
+def damaged(data, how):
+    if how == "truncate":
+        return data[:10]
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF
+    return bytes(flipped)
+
+
+def test_results_above_the_threshold_go_to_the_blob_store(spot):
     @spot.mark
     def big(n):
         return b"x" * n
 
     assert big(100) == b"x" * 100
-    assert blob_files(spot) == []
+    assert result_blobs(spot) == []
     assert big.task(100).record.result is not None
     assert big(5000) == b"x" * 5000
-    files = blob_files(spot)
-    assert len(files) == 1
     record = big.task(5000).record
+    assert result_blobs(spot) == [record.blob]
     assert record.result is None and record.blob and record.size > 5000
     assert big(5000) == b"x" * 5000
 
@@ -48,8 +75,8 @@ def test_save_blob_forces_and_forbids_the_blob_store(spot):
     assert large() == "y" * 10_000 and large.task().record.blob is None
 
 
-@pytest.mark.parametrize("damage", ["delete", "truncate", "flip"])
-def test_a_missing_or_damaged_blob_recomputes_with_a_warning(spot, damage):
+@pytest.mark.parametrize("how", ["delete", "truncate", "flip"])
+def test_a_missing_or_damaged_blob_recomputes_with_a_warning(spot, how):
     runs = []
 
     @spot.mark(save_blob=True)
@@ -58,21 +85,14 @@ def test_a_missing_or_damaged_blob_recomputes_with_a_warning(spot, damage):
         return list(range(500))
 
     value()
-    (path,) = blob_files(spot)
-    if damage == "delete":
-        path.unlink()
-    elif damage == "truncate":
-        path.write_bytes(path.read_bytes()[:10])
-    else:
-        data = bytearray(path.read_bytes())
-        data[-1] ^= 0xFF
-        path.write_bytes(bytes(data))
+    (ref,) = result_blobs(spot)
+    damage(spot, ref, how)
     with pytest.warns(RuntimeWarning):
         assert value() == list(range(500))
     assert len(runs) == 2
     assert value() == list(range(500))
     assert len(runs) == 2
-    assert len(blob_files(spot)) == 1  # the replaced blob was removed
+    assert result_blobs(spot) == [value.task().record.blob]  # the replaced blob was removed
 
 
 def test_recompute_replaces_the_old_blob(spot):
@@ -81,9 +101,9 @@ def test_recompute_replaces_the_old_blob(spot):
         return "v"
 
     value()
-    old = blob_files(spot)
+    old = result_blobs(spot)
     value.recompute()
-    new = blob_files(spot)
+    new = result_blobs(spot)
     assert len(new) == 1 and new != old
 
 
@@ -96,11 +116,25 @@ def test_unsafe_blob_references_are_refused(spot, ref):
         spot.blobs.load(ref)
 
 
-def test_no_temporary_file_is_left_after_saving(spot):
+def test_nothing_half_written_is_left_after_saving(make_spot):
+    if make_spot.shared:
+        # Every save a multipart upload (a one-part upload may be of any size), so an upload
+        # that was not completed or aborted would show up in the bucket's list of uploads.
+        _, url = make_spot.urls("b")
+        spot = make_spot("b", blobs=S3Blobs(url, multipart_threshold=1))
+    else:
+        spot = make_spot("b")
+
     @spot.mark(save_blob=True)
     def value(i):
         return i
 
     for i in range(5):
-        value(i)
-    assert not [p for p in spot.blobs.root.rglob("*") if p.name.endswith(".spot_tmp")]
+        assert value(i) == i
+    assert len(result_blobs(spot)) == 5
+    if make_spot.shared:
+        s3 = boto3.client("s3", endpoint_url=spot.blobs.endpoint_url)
+        uploads = s3.list_multipart_uploads(Bucket=spot.blobs.bucket)
+        assert uploads.get("Uploads", []) == []
+    else:
+        assert not [p for p in spot.blobs.root.rglob("*") if p.name.endswith(TEMP_SUFFIX)]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+import textwrap
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -371,6 +375,9 @@ def test_scan_garbage_finds_unnamed_blobs_older_than_the_grace_period(spot, serv
     kept()
     spot.blobs.save("ab/old-orphan.bin", b"o")
     spot.blobs.save("ab/new-orphan.bin", b"n")
+    stray = spot.blobs.root / "ab" / "notes from me.txt"  # not a name hokuro writes
+    stray.write_text("mine")
+    _age(stray, 3600)
     _age(spot.blobs.path_of("ab/old-orphan.bin"), 3600)
     _age(spot.blobs.path_of(spot.ledger.get(kept.key_of()).blob), 3600)
     found = service.scan_garbage(grace_period=60)
@@ -474,3 +481,74 @@ def test_scan_spots_summarises_each_ledger_read_only(workspace):
     assert found["broken"].problem and found["broken"].records is None
     with pytest.raises(LedgerError):
         MaintenanceService.scan_spots(workspace / "missing")
+
+
+# -- replaying failures ----------------------------------------------------------------------
+
+def test_retry_replays_async_and_pickle_functions_and_reports_moved_keys(workspace):
+    module = f"replay_{uuid.uuid4().hex[:8]}"
+    source = textwrap.dedent("""
+        import asyncio
+        from pathlib import Path
+
+        import hokuro
+
+        spot = hokuro.Spot("replay")
+        VERSION = "1"
+
+
+        def broken():
+            return Path("broken.flag").exists()
+
+
+        @spot.mark(version=VERSION)
+        async def fetch(url):
+            await asyncio.sleep(0)
+            if broken():
+                raise ConnectionError(url)
+            return url.upper()
+
+
+        @spot.mark(codec="pickle")
+        def parse(blob):
+            if broken():
+                raise ValueError("unparsable")
+            return sorted(blob)
+    """)
+    (workspace / f"{module}.py").write_text(source)
+    (workspace / "broken.flag").write_text("")
+    sys.path.insert(0, str(workspace))
+    try:
+        jobs = __import__(module)
+        with pytest.raises(ConnectionError):
+            asyncio.run(jobs.fetch("a"))
+        with pytest.raises(ValueError):
+            jobs.parse({3, 1, 2})
+        jobs.spot.close()
+    finally:
+        sys.path.remove(str(workspace))
+        sys.modules.pop(module, None)
+    (workspace / "broken.flag").unlink()
+    # the fix also bumped fetch's version: its replay lands under a new key
+    (workspace / f"{module}.py").write_text(source.replace('VERSION = "1"', 'VERSION = "2"'))
+    try:
+        with MaintenanceService.from_target("replay") as service:
+            dry = list(service.retry_failed(dry_run=True, search_path=workspace))
+            assert sorted(r.outcome for r in dry) == ["would_retry", "would_retry"]
+            results = {r.fn.rsplit(".", 1)[-1]: r for r in service.retry_failed()}
+            assert results["fetch"].outcome == "done" and results["fetch"].new_key
+            assert results["parse"].outcome == "done" and results["parse"].new_key is None
+            assert list(service.failed_tasks()) != []  # fetch's old record, version 1
+            assert service.get_task_detail(results["fetch"].new_key).result == "A"
+            assert service.get_task_detail(results["parse"].key,
+                                           allow_pickle=True).result == [1, 2, 3]
+        with Spot("elsewhere") as other:
+            other.ledger.put(Record(key=key(1), fn="x", status=Status.FAILED,
+                                    fn_path=f"{module}:parse", args=b"\x80\x05.",
+                                    created_at=1, updated_at=1))
+            [moved] = MaintenanceService.from_spot(other).retry_failed(search_path=workspace)
+            assert moved.outcome == "other_ledger" and "records into" in moved.detail
+    finally:
+        imported = sys.modules.pop(module, None)
+        if imported is not None:
+            imported.spot.close()

@@ -125,7 +125,7 @@ def test_version_and_name_separate_tasks(spot):
     same_name_a, calls_a = counting(spot, name="shared")
     same_name_b, calls_b = counting(spot, name="shared")
     same_name_a(5)
-    assert same_name_b(5) == 7 and calls_b == []
+    assert same_name_b(5) == 7 and calls_a == [(5, 2)] and calls_b == []
 
 
 def test_ignore_and_key_options(spot):

@@ -12,14 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import hokuro
-from hokuro import Spot
-from test_single_flight import _child
+from test_single_flight import _child, wait_for
 
 
 @pytest.fixture
-def spot(workspace):
-    with Spot("res") as s:
-        yield s
+def spot(make_spot):
+    return make_spot("res")
 
 
 def define(spot, runs):
@@ -81,7 +79,7 @@ def test_an_error_is_recorded_with_traceback_and_log(spot):
     assert "Starting up bad" in spot.fetch_log("collection_name", "bad")
     assert task.error.fingerprint
     with pytest.raises(hokuro.HokuroError, match="no result"):
-        task.result
+        _ = task.result
 
 
 def test_status_of_unknown_idents_and_collections_is_missing(spot):
@@ -107,13 +105,14 @@ def test_stats_find_and_find_by_status(spot):
     assert spot.stats()["counts"]["total"] == 4
 
 
-def test_idents_cannot_escape_or_collide(spot):
+def test_idents_cannot_escape_or_collide(spot, make_spot):
     runs = []
     define(spot, runs)
     for ident in ["../x", "x", ".hidden", "hidden", "a/b", "a_b", "/etc/passwd"]:
         assert spot.fetch("collection_name", ident).result["ident"] == ident
     assert len(runs) == 7
-    root = spot.blobs.root
+    # Task folders live in the blob folder, or under the workspace when blobs are remote.
+    root = spot.workspace / "files" / spot.name if make_spot.shared else spot.blobs.root
     for task in spot.find("collection_name"):
         assert task.dir.resolve().is_relative_to(root.resolve())
         assert not task.dir.name.startswith(".")
@@ -154,17 +153,18 @@ def test_logs_of_50_concurrent_tasks_never_mix(spot):
     assert not [name for name in logging.root.manager.loggerDict if "hokuro.task" in name]
 
 
-def test_a_large_log_is_capped_with_a_marker(workspace):
-    with Spot("cap", log_limit=2000) as spot:
-        @spot.mark
-        def noisy(ctx):
-            for i in range(1000):
-                ctx.logger.info("line %d", i)
-            return 1
+def test_a_large_log_is_capped_with_a_marker(make_spot):
+    spot = make_spot("cap", log_limit=2000)
 
-        noisy()
-        log = noisy.task().log
-        assert len(log) < 2300 and "log truncated at 2000 bytes" in log
+    @spot.mark
+    def noisy(ctx):
+        for i in range(1000):
+            ctx.logger.info("line %d", i)
+        return 1
+
+    noisy()
+    log = noisy.task().log
+    assert len(log) < 2300 and "log truncated at 2000 bytes" in log
 
 
 def test_ctx_is_not_part_of_the_key(spot):
@@ -180,9 +180,10 @@ def test_ctx_is_not_part_of_the_key(spot):
     assert len(seen) == 1 and seen[0][0] == with_ctx.key_of(1) and seen[0][1] == 1
 
 
-def test_two_processes_fetching_one_ident_compute_it_once(workspace):
+def test_two_processes_fetching_one_ident_compute_it_once(make_spot, workspace):
     counter = workspace / "counter.txt"
-    children = [_child("fetch_resource", str(workspace / ".hokuro"), str(counter), "G1", "1.0")
+    children = [_child("fetch_resource", str(make_spot.home), str(counter), "G1", "1.0",
+                       *make_spot.urls("res"))
                 for _ in range(2)]
     for child in children:
         out, err = child.communicate(timeout=60)
@@ -191,45 +192,44 @@ def test_two_processes_fetching_one_ident_compute_it_once(workspace):
     assert len(counter.read_text().splitlines()) == 1
 
 
-def test_stats_in_another_process_show_running_during_a_run(workspace):
+def test_stats_in_another_process_show_running_during_a_run(make_spot, workspace):
     counter, started = workspace / "counter.txt", workspace / "started.txt"
-    child = _child("hang_in_fetch", str(workspace / ".hokuro"), str(counter), "G2", str(started))
+    child = _child("hang_in_fetch", str(make_spot.home), str(counter), "G2", str(started),
+                   *make_spot.urls("res"))
     try:
-        deadline = time.monotonic() + 30
-        while not started.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        with Spot("res", workspace=workspace / ".hokuro") as spot:
-            assert spot.stats()["counts"] == {"total": 1, "running": 1}
-            assert spot.status("genomes", "G2") == "running"
+        wait_for(started, child)
+        spot = make_spot("res")
+        assert spot.stats()["counts"] == {"total": 1, "running": 1}
+        assert spot.status("genomes", "G2") == "running"
     finally:
         child.kill()
-        child.wait()
+        child.communicate()
 
 
-def test_kill_9_during_fetch_reads_abandoned_after_the_lease_and_recomputes(workspace):
+def test_kill_9_during_fetch_reads_abandoned_at_once_and_recomputes(make_spot, workspace):
     counter, started = workspace / "counter.txt", workspace / "started.txt"
-    child = _child("hang_in_fetch", str(workspace / ".hokuro"), str(counter), "G3", str(started))
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    child = _child("hang_in_fetch", str(make_spot.home), str(counter), "G3", str(started),
+                   *make_spot.urls("res"))
+    wait_for(started, child)
     os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    with Spot("res", workspace=workspace / ".hokuro") as spot:
-        runs = []
+    child.communicate()
+    spot = make_spot("res")
+    runs = []
 
-        @spot.resource("genomes")
-        def compute(ident, args, ctx):
-            runs.append(ident)
-            return {"ident": ident}
+    @spot.resource("genomes")
+    def compute(ident, args, ctx):
+        runs.append(ident)
+        return {"ident": ident}
 
-        assert spot.status("genomes", "G3") == "failed"
-        task = spot.task("genomes", "G3")
-        assert task.error.type == "Abandoned"
-        assert spot.stats()["counts"] == {"total": 1, "failed": 1}
-        assert spot.fetch("genomes", "G3").result == {"ident": "G3"}
-        assert runs == ["G3"]
+    # The child's 60 s lease is still alive, but its owner (this host, a dead pid) is gone.
+    assert spot.status("genomes", "G3") == "failed"
+    task = spot.task("genomes", "G3")
+    assert task.error.type == "Abandoned"
+    assert spot.stats()["counts"] == {"total": 1, "failed": 1}
+    began = time.monotonic()
+    assert spot.fetch("genomes", "G3").result == {"ident": "G3"}
+    assert time.monotonic() - began < 30
+    assert runs == ["G3"]
 
 
 def test_the_log_handler_is_isolated_between_threads(spot):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import hokuro
-from hokuro import Spot
 
 TESTS = Path(__file__).parent
 
@@ -26,10 +25,19 @@ def _child(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def wait_for(started: Path, child: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until ``child`` has written ``started`` (it is inside its marked call)."""
+    deadline = time.monotonic() + timeout
+    while not started.exists():
+        if child.poll() is not None:
+            pytest.fail(f"the child ended before starting: {child.communicate()[1]}")
+        assert time.monotonic() < deadline, "the child did not start in time"
+        time.sleep(0.05)
+
+
 @pytest.fixture
-def spot(workspace):
-    with Spot("sf") as s:
-        yield s
+def spot(make_spot):
+    return make_spot("sf")
 
 
 def test_identical_calls_in_threads_run_once(spot):
@@ -115,9 +123,10 @@ def test_sync_and_async_marks_of_one_task_share_one_execution(spot):
     assert len(calls) == 1
 
 
-def test_two_processes_calling_the_same_key_run_it_once(workspace):
+def test_two_processes_calling_the_same_key_run_it_once(make_spot, workspace):
     counter = workspace / "counter.txt"
-    children = [_child("counted_call", str(workspace / ".hokuro"), str(counter), "k", "1.0")
+    children = [_child("counted_call", str(make_spot.home), str(counter), "k", "1.0",
+                       *make_spot.urls("procs"))
                 for _ in range(2)]
     outputs = [c.communicate(timeout=60) for c in children]
     for child, (out, err) in zip(children, outputs, strict=True):
@@ -126,56 +135,68 @@ def test_two_processes_calling_the_same_key_run_it_once(workspace):
     assert len(counter.read_text().splitlines()) == 1
 
 
-def test_kill_9_of_the_owner_lets_the_next_call_take_over_at_once(workspace):
+def test_first_calls_of_a_process_made_by_many_threads_are_all_recorded(make_spot):
+    # Every thread must claim and finish under one owner token, even the first ones of a
+    # process: a task claimed under one token and finished under another reads as taken
+    # over, and its result is dropped.
+    child = _child("first_calls_in_threads", str(make_spot.home), "16",
+                   *make_spot.urls("procs"))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert "taken over" not in err
+    assert out.strip() == "16"
+
+
+def test_kill_9_of_the_owner_lets_the_next_call_take_over_at_once(make_spot, workspace):
     started = workspace / "started.txt"
-    child = _child("hang_in_call", str(workspace / ".hokuro"), str(started), "k")
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline, child.stderr.read() if child.poll() else "no start"
-        time.sleep(0.05)
+    child = _child("hang_in_call", str(make_spot.home), str(started), "k",
+                   *make_spot.urls("procs"))
+    wait_for(started, child)
     os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=10)
+    child.communicate(timeout=10)
 
-    with Spot("procs", workspace=workspace / ".hokuro") as spot:
-        @spot.mark(name="tests.counted")
-        def work(x):
-            return f"took over:{x}"
+    spot = make_spot("procs")
 
-        task = work.task("k")
-        assert task.status == "failed"  # its owner is dead: it reads as abandoned
-        assert task.error.type == "Abandoned"
-        began = time.monotonic()
-        assert work("k") == "took over:k"
-        # Same host, dead pid: no waiting for the 60 s lease to expire.
-        assert time.monotonic() - began < 30
-        assert work.task("k").attempts == 2
+    @spot.mark(name="tests.counted")
+    def work(x):
+        return f"took over:{x}"
+
+    task = work.task("k")
+    assert task.status == "failed"  # its owner is dead: it reads as abandoned
+    assert task.error.type == "Abandoned"
+    began = time.monotonic()
+    assert work("k") == "took over:k"
+    # Same host, dead pid (the owner token names both): no waiting for the 60 s lease.
+    assert time.monotonic() - began < 30
+    assert work.task("k").attempts == 2
 
 
-def test_a_dead_owner_on_another_host_is_waited_for_until_its_lease_expires(workspace):
+def test_a_dead_owner_on_another_host_is_waited_for_until_its_lease_expires(make_spot):
     now = [1_000.0]
-    with Spot("lease", clock=lambda: now[0], lease=30) as spot:
-        @spot.mark(name="remote")
-        def work(x):
-            return x
+    spot = make_spot("lease", clock=lambda: now[0], lease=30)
 
-        key = work.key_of(1)
-        spot.ledger.claim(hokuro.records.Claim(
-            key=key, fn="remote", owner="otherhost|4242|1.00|abcd", lease_until=now[0] + 30,
-            now=now[0]))
-        assert work.task(1).status == "running"
-        now[0] += 31
-        assert work.task(1).status == "failed"
-        assert work(1) == 1
-        assert work.task(1).attempts == 2
+    @spot.mark(name="remote")
+    def work(x):
+        return x
+
+    key = work.key_of(1)
+    spot.ledger.claim(hokuro.records.Claim(
+        key=key, fn="remote", owner="otherhost|4242|1.00|abcd", lease_until=now[0] + 30,
+        now=now[0]))
+    assert work.task(1).status == "running"
+    now[0] += 31
+    assert work.task(1).status == "failed"
+    assert work(1) == 1
+    assert work.task(1).attempts == 2
 
 
-def test_four_processes_writing_at_once_never_see_a_locked_database(workspace):
-    children = [_child("many_writes", str(workspace / ".hokuro"), str(w), "150")
+def test_four_processes_writing_at_once_never_see_a_locked_database(make_spot):
+    children = [_child("many_writes", str(make_spot.home), str(w), "150",
+                       *make_spot.urls("procs"))
                 for w in range(4)]
     for child in children:
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
         assert "locked" not in err
         assert out.strip() == "150"
-    with Spot("procs", workspace=workspace / ".hokuro") as spot:
-        assert spot.stats()["counts"] == {"total": 600, "done": 600}
+    assert make_spot("procs").stats()["counts"] == {"total": 600, "done": 600}

@@ -37,9 +37,17 @@ from typing import Any
 
 from .blobs import BlobInfo, BlobStorageBase, open_blobs
 from .blobs.local import TEMP_SUFFIX, LocalBlobs
+from .blobs.names import check_ref
 from .codec import Codec, PickleCodec
 from .durations import parse_duration
-from .errors import BlobError, BlobMissing, ConfigurationError, HokuroError, LedgerError
+from .errors import (
+    BlobError,
+    BlobMissing,
+    ConfigurationError,
+    HokuroError,
+    LedgerError,
+    UnsafeName,
+)
 from .ledger import TaskDB, open_ledger
 from .marking import MarkedFunction
 from .records import ABANDONED, READ_STATUSES, Record, Status
@@ -197,6 +205,14 @@ class SpotSummary:
     last_activity: float | None = None
     #: Why the ledger could not be read, when it could not.
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Unusable:
+    """Why the function of some failed tasks cannot be replayed here."""
+
+    reason: str
+    outcome: str = "not_importable"
 
 
 class _UnknownBlobs(BlobStorageBase):
@@ -564,42 +580,45 @@ class MaintenanceService:
         tasks skipped; the others are still replayed. Arguments stored with pickle are
         decoded only for a function that chose ``codec="pickle"`` (invariant 7).
         """
-        imported: dict[str | None, MarkedFunction | str] = {}
+        imported: dict[str | None, MarkedFunction | _Unusable] = {}
         with _importable_from(Path(search_path) if search_path else Path.cwd()):
             for record in self.failed_tasks(fn, fingerprint):
                 if record.fn_path not in imported:
                     imported[record.fn_path] = self._import_marked(record.fn_path)
                 found = imported[record.fn_path]
-                if isinstance(found, str):
-                    yield RetryResult(record.key, record.fn, record.fn_path, "not_importable",
-                                      found)
+                if isinstance(found, _Unusable):
+                    yield RetryResult(record.key, record.fn, record.fn_path, found.outcome,
+                                      found.reason)
                     continue
                 yield self._replay(found, record, dry_run)
 
-    def _import_marked(self, fn_path: str | None) -> MarkedFunction | str:
-        """The marked function at ``fn_path``, or why it cannot be had."""
+    def _import_marked(self, fn_path: str | None) -> MarkedFunction | _Unusable:
+        """The marked function at ``fn_path``, or why it cannot be used."""
         if not fn_path or ":" not in fn_path:
-            return "its record names no import path for the function"
+            return _Unusable("its record names no import path for the function")
         module_name, _, qualname = fn_path.partition(":")
         if module_name == "__main__":
-            return (f"{fn_path} was defined in a script run directly (python script.py); "
-                    "move it into a module and give its mark name= to keep its records")
+            return _Unusable(f"{fn_path} was defined in a script run directly (python "
+                             "script.py); move it into a module and give its mark name= to "
+                             "keep its records")
         if "<locals>" in qualname:
-            return f"{fn_path} is defined inside a function, so it cannot be imported"
+            return _Unusable(f"{fn_path} is defined inside a function, so it cannot be "
+                             "imported")
         try:
             found: Any = importlib.import_module(module_name)
             for part in qualname.split("."):
                 found = getattr(found, part)
         except Exception as exc:
-            return f"cannot import {fn_path}: {type(exc).__name__}: {exc}"
+            return _Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
         if not isinstance(found, MarkedFunction):
-            return (f"{fn_path} is a {type(found).__name__}, not a marked function; "
-                    "hokuro retry replays functions marked at module level")
+            return _Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
+                             "hokuro retry replays functions marked at module level")
         theirs, ours = found.spot.ledger.describe(), self.ledger.describe()
         if _same_place(theirs, ours):
             return found
-        return (f"{fn_path} records into {mask_secrets(theirs)}, not {mask_secrets(ours)}; "
-                "run hokuro retry from the folder your code runs in")
+        return _Unusable(f"{fn_path} records into {mask_secrets(theirs)}, not "
+                         f"{mask_secrets(ours)}; run hokuro retry from the folder your code "
+                         "runs in", "other_ledger")
 
     def _replay(self, marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResult:
         result = RetryResult(record.key, record.fn, record.fn_path, "failed")
@@ -664,7 +683,8 @@ class MaintenanceService:
         """Remove tasks not updated for ``older_than`` (seconds, or text like ``"30d"``),
         of collection ``fn`` or all. Tasks still running are kept."""
         seconds = parse_duration(older_than, what="older_than")
-        assert seconds is not None
+        if seconds is None:
+            raise ConfigurationError("older_than needs a duration, such as 30 * 86400 or '30d'")
         now = self._now()
         return self._remove_ended(self.ledger.find(fn=fn, until=now - seconds), now, dry_run)
 
@@ -702,7 +722,16 @@ class MaintenanceService:
 
     def _check_blobs_for_removal(self) -> None:
         # Removing records whose blobs nobody can reach would orphan those blobs for good.
-        if not self.blobs_known and next(iter(self.ledger.blob_refs()), None) is not None:
+        if self.blobs_known:
+            return
+        refs = self.ledger.blob_refs()
+        try:
+            named = next(iter(refs), None) is not None
+        finally:
+            close = getattr(refs, "close", None)
+            if close is not None:
+                close()  # do not leave a half-read cursor open on the ledger
+        if named:
             raise ConfigurationError(
                 "records of this ledger name blobs in a store that was not given; give it "
                 "(--blobs URL or HOKURO_BLOBS on the command line) so they are removed too")
@@ -749,7 +778,7 @@ class MaintenanceService:
         cutoff = self._now() - grace_period
         named = set(self.ledger.blob_refs())
         orphans = [info for info in self.blobs.list_blobs()
-                   if info.mtime < cutoff and info.ref not in named]
+                   if info.mtime < cutoff and info.ref not in named and _is_ref(info.ref)]
         orphans.extend(self._orphan_file_folders(cutoff))
         return orphans
 
@@ -787,7 +816,7 @@ class MaintenanceService:
                         removed += 1
                 elif self.blobs.delete(ref):
                     removed += 1
-            except (BlobError, OSError) as exc:
+            except (HokuroError, OSError) as exc:
                 log.warning("hokuro: orphan %s was not removed: %s", ref, exc)
         return removed
 
@@ -928,6 +957,9 @@ def _call_of(marked: MarkedFunction, bound: dict[str, Any], key: str
             raise ValueError("the recorded ident is missing")
         # A resource's key may or may not include its args; the recorded key is the one.
         return (lambda: marked.run_ident(ident, args, key, False)), key
+    unknown = sorted(set(bound) - set(marked.signature.parameters))
+    if unknown:
+        raise ValueError(f"recorded argument(s) {', '.join(unknown)} are no longer parameters")
     call = inspect.BoundArguments(marked.signature, dict(bound))  # type: ignore[arg-type]
     args, kwargs = call.args, call.kwargs
     new_key = marked.key_of(*args, **kwargs)
@@ -952,6 +984,15 @@ def _importable_from(folder: Path) -> Iterator[None]:
         if added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(entry)
+
+
+def _is_ref(ref: str) -> bool:
+    """True for names hokuro could have written; anything else in a store is left alone."""
+    try:
+        check_ref(ref)
+    except UnsafeName:
+        return False
+    return True
 
 
 def _take(items: Iterator[str], n: int) -> list[str]:

@@ -528,6 +528,7 @@ class MarkedFunction:
         outcome = Outcome(
             status=Status.CANCELLED if cancelled else Status.FAILED,
             finished_at=self.spot.clock(), error_type=error_type,
+            codec=self.codec.name,  # how the record's args were encoded, for replay
             error="".join(traceback.format_exception(exc)),
             error_fingerprint=error_fingerprint(error_type, frames),
             expires_at=(None if self.options.retention is None

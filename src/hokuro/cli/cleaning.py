@@ -7,6 +7,7 @@ remove exits with 1, so scripts can tell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _say_removal(out: Output, removal: Removal, what: str) -> None:
 
 
 def _run_removal(out: Output, service: MaintenanceService, preview: Removal, what: str,
-                 yes: bool, dry_run: bool, remove: Any) -> None:
+                 yes: bool, dry_run: bool, remove: Callable[[], Removal]) -> None:
     """Show ``preview``, ask, then ``remove()`` — the steps clear and prune share."""
     if preview.records == 0:
         if out.as_json:

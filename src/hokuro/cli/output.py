@@ -42,7 +42,8 @@ class Output:
 
     # -- machine output -------------------------------------------------------------------
     def json(self, value: Any) -> None:
-        click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=repr))
+        # Masked like everything else: a URL with a password may sit in any field.
+        click.echo(mask_secrets(json.dumps(value, indent=2, ensure_ascii=False, default=repr)))
 
     # -- people's output ------------------------------------------------------------------
     def line(self, text: str = "") -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from ..maintenance import WORKSPACE_DIR, ErrorGroup, MaintenanceService, TaskDetail
+from ..maintenance import (
+    WORKSPACE_DIR,
+    ErrorGroup,
+    MaintenanceService,
+    TaskDetail,
+    mask_secrets,
+)
 from ..records import READ_STATUSES, Record
 from ..tasks import Task
 from .app import main
@@ -237,7 +243,7 @@ def log_cmd(spot: str, workspace: str | None, blobs: str | None, key_prefix: str
         if as_json:
             out.json({"key": key, "log": text})
         elif text:
-            click.echo(text, nl=not text.endswith("\n"))
+            click.echo(mask_secrets(text), nl=not text.endswith("\n"))
         else:
             out.note(f"task {key[:12]} wrote no log")
 

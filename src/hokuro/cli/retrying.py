@@ -13,7 +13,7 @@ from .options import json_option, open_target, stop, target_options
 from .output import Output
 
 # Outcomes that concern a whole function rather than one task: reported once per function.
-_PER_FUNCTION = ("not_importable",)
+_PER_FUNCTION = ("not_importable", "other_ledger")
 
 
 @main.command()

@@ -62,7 +62,8 @@ CREATE TABLE tasks (
     run_after DOUBLE PRECISION,
     parents TEXT
 );
-CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at);
+-- Covers stats (an index-only scan) and listings by collection and status.
+CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at) INCLUDE (size, expires_at, lease_until);
 -- (updated_at, key) rather than (updated_at) alone: it serves find's keyset pages directly.
 CREATE INDEX tasks_updated ON tasks (updated_at, key);
 CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
