@@ -139,7 +139,7 @@ def test_an_s3_error_on_one_blob_fails_that_task_and_leaves_the_others_done(
 
         bad = page.key_of(3)
         hook = _refuse_uploads_of(bad)
-        events = spot.blobs._client().meta.events
+        events = spot.blobs._client().meta.events  # the store's own client sends the uploads
         events.register("before-send.s3.PutObject", hook)
         try:
             with ThreadPoolExecutor(4) as pool:

@@ -55,18 +55,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_current: tuple[int, Owner] | None = None
+# This process's identity, by pid (a forked child makes its own entry).
+_IDENTITIES: dict[int, Owner] = {}
 
 
 def current_owner() -> Owner:
-    """This process's owner identity; a forked child gets its own."""
-    global _current
+    """This process's owner identity: one per process, whatever threads race to make it.
+
+    A task claimed under one identity and finished under another would read as taken over
+    and its result would be dropped, so the first identity made wins (``setdefault`` is
+    atomic) and every later call returns it.
+    """
     pid = os.getpid()
-    if _current is None or _current[0] != pid:
+    owner = _IDENTITIES.get(pid)
+    if owner is None:
         start = process_start(pid)
-        _current = (pid, Owner(_HOST, pid, time.time() if start is None else start,
-                               secrets.token_hex(4)))
-    return _current[1]
+        owner = _IDENTITIES.setdefault(pid, Owner(
+            _HOST, pid, time.time() if start is None else start, secrets.token_hex(4)))
+    return owner
 
 
 def owner_is_dead(token: str | None) -> bool:

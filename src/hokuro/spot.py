@@ -36,11 +36,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # hadrosaur's status words, accepted by find_by_status.
 _SEED_STATUS = {"completed": "done", "complete": "done", "error": "failed",
                 "pending": "running", "unavailable": "missing"}
-# This process's owner token, by pid (a forked child makes its own). current_owner() may
-# build two identities (two random nonces) when threads race on its first call.
-_OWNER_TOKENS: dict[int, str] = {}
-
-
 def default_workspace() -> Path:
     return Path.cwd() / ".hokuro"
 
@@ -373,14 +368,7 @@ class Spot:
 
     # -- identity and lifecycle -----------------------------------------------------------
     def owner_token(self) -> str:
-        pid = os.getpid()
-        token = _OWNER_TOKENS.get(pid)
-        if token is None:
-            # The first token made in this process wins, even when threads race here: a
-            # task claimed under one token and finished under another would read as taken
-            # over, and its result would be dropped.
-            token = _OWNER_TOKENS.setdefault(pid, current_owner().token())
-        return token
+        return current_owner().token()
 
     @staticmethod
     def nonce() -> str:

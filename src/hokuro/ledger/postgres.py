@@ -141,7 +141,7 @@ class PostgresLedger(TaskDB):
         self._pool_max = pool_max if pool_max is not None else int(options.get("pool_max", 10))
         self._pool_timeout = (pool_timeout if pool_timeout is not None
                               else float(options.get("pool_timeout", 30.0)))
-        self._retries = retries if retries is not None else int(options.get("retries", 3))
+        self._retries = retries if retries is not None else int(options.get("retries", 6))
         if not 0 <= self._pool_min <= self._pool_max or self._pool_max < 1:
             raise ConfigurationError(
                 f"pool sizes of {self._where} must satisfy 0 <= pool_min <= pool_max and "
@@ -212,8 +212,11 @@ class PostgresLedger(TaskDB):
             self._sleep(_BACKOFF[min(attempt, len(_BACKOFF)) - 1])
             try:
                 # Other idle connections of the pool died the same way (a restart kills
-                # them all); replace them now rather than failing on each in turn.
-                self._pool().check()
+                # them all); replace them now rather than failing on each in turn. With none
+                # idle there is nothing to check, and check() would grow the pool by one.
+                pool = self._pool()
+                if pool.get_stats().get("pool_available", 0):
+                    pool.check()
             except psycopg.Error:
                 pass
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,13 +118,29 @@ class SQLiteLedger(TaskDB):
         else:
             conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enter_wal(conn)
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         local.conn, local.pid = conn, os.getpid()
         with self._lock:
             self._all.append(conn)
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. SQLite does not call the busy handler for this pragma, so when
+        several processes open a new file at once it can fail at once with "locked": retry
+        it until the connection's timeout."""
+        deadline = time.monotonic() + self._timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _write(self, conn: sqlite3.Connection):
         if self.read_only:
@@ -249,8 +266,6 @@ class SQLiteLedger(TaskDB):
                 remaining -= len(rows)
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
-        import time
-
         now = time.time() if now is None else now
         rows = self._conn().execute(Q["stats"], {"fn": fn, "now": now}).fetchall()
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
