@@ -16,8 +16,9 @@ from hokuro import Spot
 from hokuro.blobs import BlobInfo
 from hokuro.blobs.local import TEMP_SUFFIX, LocalBlobs
 from hokuro.errors import BlobError, ConfigurationError, LedgerError
-from hokuro.maintenance import CleanReport, MaintenanceService, mask_secrets
+from hokuro.maintenance import CleanReport, MaintenanceService
 from hokuro.records import Record, Status
+from hokuro.redact import mask_secrets
 
 
 class Clock:

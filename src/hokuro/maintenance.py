@@ -37,7 +37,7 @@ from typing import Any
 
 from .blobs import BlobInfo, BlobStorageBase, open_blobs
 from .blobs.local import TEMP_SUFFIX, LocalBlobs
-from .blobs.names import check_ref
+from .blobs.names import is_safe_ref
 from .codec import Codec, PickleCodec
 from .durations import parse_duration
 from .errors import (
@@ -46,11 +46,11 @@ from .errors import (
     ConfigurationError,
     HokuroError,
     LedgerError,
-    UnsafeName,
 )
 from .ledger import TaskDB, open_ledger
 from .marking import MarkedFunction
 from .records import ABANDONED, READ_STATUSES, Record, Status
+from .redact import mask_secrets
 from .spot import Spot
 from .tasks import Task, TaskError, is_abandoned, read_status
 
@@ -62,7 +62,6 @@ __all__ = [
     "RetryResult",
     "SpotSummary",
     "TaskDetail",
-    "mask_secrets",
 ]
 
 log = logging.getLogger("hokuro")
@@ -76,14 +75,8 @@ ABANDONED_FINGERPRINT = "abandoned"
 #: Statuses of tasks that ended; only these (and abandoned running ones) are ever removed.
 _ENDED = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
 _SPOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)", re.IGNORECASE)
 _FAN = re.compile(r"^[0-9a-f]{2}$")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\1***\3", text)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -778,7 +771,7 @@ class MaintenanceService:
         cutoff = self._now() - grace_period
         named = set(self.ledger.blob_refs())
         orphans = [info for info in self.blobs.list_blobs()
-                   if info.mtime < cutoff and info.ref not in named and _is_ref(info.ref)]
+                   if info.mtime < cutoff and info.ref not in named and is_safe_ref(info.ref)]
         orphans.extend(self._orphan_file_folders(cutoff))
         return orphans
 
@@ -986,13 +979,6 @@ def _importable_from(folder: Path) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
-def _is_ref(ref: str) -> bool:
-    """True for names hokuro could have written; anything else in a store is left alone."""
-    try:
-        check_ref(ref)
-    except UnsafeName:
-        return False
-    return True
 
 
 def _take(items: Iterator[str], n: int) -> list[str]:

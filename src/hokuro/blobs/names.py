@@ -26,6 +26,15 @@ def check_ref(ref: str) -> str:
     return ref
 
 
+def is_safe_ref(ref: str) -> bool:
+    """True for names hokuro could have written (see :func:`check_ref`)."""
+    try:
+        check_ref(ref)
+    except UnsafeName:
+        return False
+    return True
+
+
 def result_ref(key: str, nonce: str) -> str:
     """Where the result of task ``key`` goes: fanned out by its first two hex digits."""
     return check_ref(f"{key[:2]}/{key}-{nonce}.bin")

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BlobError, BlobMissing, ConfigurationError, MissingDependency, UnsafeName
+from ..errors import BlobError, BlobMissing, ConfigurationError, MissingDependency
 from .base import BlobInfo, BlobStorageBase
-from .names import check_ref
+from .names import check_ref, is_safe_ref
 
 try:
     import boto3
@@ -170,7 +170,7 @@ class S3Blobs(BlobStorageBase):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
                 for item in page.get("Contents", ()):
                     ref = item["Key"][len(start):]
-                    if ref.startswith(_FILES) or not _is_ref(ref):
+                    if ref.startswith(_FILES) or not is_safe_ref(ref):
                         continue  # not something this store wrote: leave it alone
                     yield BlobInfo(ref, int(item["Size"]), item["LastModified"].timestamp())
         except _S3_ERRORS as exc:
@@ -248,9 +248,3 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _is_ref(ref: str) -> bool:
-    try:
-        check_ref(ref)
-    except UnsafeName:
-        return False
-    return True

@@ -17,9 +17,9 @@ from ..maintenance import (
     ErrorGroup,
     MaintenanceService,
     TaskDetail,
-    mask_secrets,
 )
 from ..records import READ_STATUSES, Record
+from ..redact import mask_secrets
 from ..tasks import Task
 from .app import main
 from .options import json_option, open_target, resolve_key, stop, target_options

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, HokuroError, LedgerError, MissingDependency, SchemaError
 from ..records import (
@@ -41,6 +41,7 @@ from ..records import (
     StatRow,
     decide_claim,
 )
+from ..redact import redact_url
 from .base import TaskDB
 from .queries import load_queries
 
@@ -134,7 +135,7 @@ class PostgresLedger(TaskDB):
                  retries: int | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.read_only = read_only
-        self._where, self._secrets = _mask_url(url)
+        self._where, self._secrets = redact_url(url)
         self._conninfo, options = _split_options(url, self._where)
         self._kwargs = self._connect_kwargs()
         self._pool_min = pool_min if pool_min is not None else int(options.get("pool_min", 1))
@@ -533,27 +534,6 @@ def _cause(exc: BaseException, secrets: tuple[str, ...]) -> BaseException | None
             return None
         seen = seen.__cause__ or seen.__context__
     return exc
-
-
-def _mask_url(url: str) -> tuple[str, tuple[str, ...]]:
-    """The URL with its password replaced by ``***``, and every form of that password."""
-    parts = urlsplit(url)
-    secrets: list[str] = []
-    netloc = parts.netloc
-    if parts.password is not None:
-        secrets += [parts.password, unquote(parts.password)]
-        user, _, host = netloc.rpartition("@")
-        name = user.split(":", 1)[0]
-        netloc = f"{name}:***@{host}"
-    query = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "password":
-            secrets += [value, quote(value, safe="")]
-            value = "***"
-        query.append((name, value))
-    masked = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
-    # Longest first, so a password that contains another form of itself is hidden whole.
-    return masked, tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
 
 def _split_options(url: str, where: str) -> tuple[str, dict[str, str]]:

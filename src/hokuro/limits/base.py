@@ -11,12 +11,11 @@ line and says how long to sleep; a caller that is cancelled while asleep calls `
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from typing import NamedTuple
+
+from ..named_blocks import load_blocks
 
 
 class Verdict(NamedTuple):
@@ -67,18 +66,6 @@ class LimitStore(ABC):
         return self.kind
 
 
-_BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-
-
-@cache
 def load_scripts(filename: str) -> dict[str, str]:
-    """Named blocks of ``scripts/<filename>``: each starts ``-- name: <name>`` (a comment in
-    SQL and in Lua alike), so every backend's queries live in one file, not in Python."""
-    text = resources.files(__package__).joinpath("scripts", filename).read_text("utf-8")
-    parts = _BLOCK.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """Named blocks of ``scripts/<filename>`` (SQL and Lua alike)."""
+    return load_blocks(__package__, f"scripts/{filename}")

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import MissingDependency
+from ..redact import mask_url
 from . import gcra
-from .base import LimitStore, Verdict, load_scripts, mask_url
+from .base import LimitStore, Verdict, load_scripts
 
 # Pools opened before a fork: closing them in the child would end the parent's sessions
 # (the close is sent on the shared sockets), so the child keeps them untouched.

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import MissingDependency
-from .base import LimitStore, Verdict, load_scripts, mask_url
+from ..redact import mask_url
+from .base import LimitStore, Verdict, load_scripts
 
 DEFAULT_PREFIX = "hokuro:limit:"
 
