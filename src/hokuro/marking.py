@@ -313,18 +313,27 @@ class MarkedFunction:
 
     # -- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        bound, material = self._key_material(args, kwargs)
-        key = task_key(self.name, self.options.version, material)
-        flow = self._flow(key, None, bound, args, kwargs, recompute=False)
-        if self.is_async:
-            return _drive_async(flow, self._caller(args, kwargs))
-        return _drive_sync(flow, self._caller(args, kwargs))
+        return self._start(args, kwargs, recompute=False)
 
     def recompute(self, *args: Any, **kwargs: Any) -> Any:
         """Run this call again even if a result is kept, and keep the new result."""
-        bound, material = self._key_material(args, kwargs)
-        key = task_key(self.name, self.options.version, material)
-        flow = self._flow(key, None, bound, args, kwargs, recompute=True)
+        return self._start(args, kwargs, recompute=True)
+
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool,
+               ident: str | None = None, key: str | None = None,
+               bound: dict[str, Any] | None = None) -> Any:
+        if key is None:
+            bound, material = self._key_material(args, kwargs)
+            key = task_key(self.name, self.options.version, material)
+        assert bound is not None
+        checked = False
+        if not recompute and not self.is_async:
+            # The common case, a kept result, answered without building the call path.
+            found, value = self._reuse(key, args, kwargs)
+            if found:
+                return value
+            checked = True
+        flow = self._flow(key, ident, bound, args, kwargs, recompute=recompute, checked=checked)
         if self.is_async:
             return _drive_async(flow, self._caller(args, kwargs))
         return _drive_sync(flow, self._caller(args, kwargs))
@@ -350,35 +359,50 @@ class MarkedFunction:
 
     def run_ident(self, ident: str, args: Any, key: str, recompute: bool) -> Any:
         """Run a resource (collection computed by ident) the hadrosaur way."""
-        call_args = (ident, args)
-        bound = {"ident": ident, "args": args}
-        flow = self._flow(key, ident, bound, call_args, {}, recompute=recompute)
-        if self.is_async:
-            return _drive_async(flow, self._caller(call_args, {}))
-        return _drive_sync(flow, self._caller(call_args, {}))
+        return self._start((ident, args), {}, recompute=recompute, ident=ident, key=key,
+                           bound={"ident": ident, "args": args})
 
     def ident_key(self, ident: str, args: Any, *, args_in_key: bool) -> str:
         return ident_key(self.name, self.options.version, ident,
                          args if args_in_key else None)
 
     # -- the call path, written once ------------------------------------------------------
-    def _flow(self, key: str, ident: str | None, bound: dict[str, Any],
-              args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool) -> _Flow:
+    def _reuse(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[bool, Any]:
+        """(True, value) when a kept result answers this call; raises a kept failure when
+        the mark caches errors; (False, None) when the task must be claimed."""
         spot = self.spot
-        if not recompute:
-            record = spot.ledger.lookup(key)
-            if record is not None:
-                now = spot.clock()
-                if record.is_fresh_result(now):
-                    found, value = self._load(record)
-                    if found:
-                        spot.counters["hits"] += 1
-                        self._hook("on_hit", key, args, kwargs, value=value)
-                        return value
-                elif (self.options.cache_errors and record.status == Status.FAILED
-                      and not record.is_expired(now)):
-                    spot.counters["hits"] += 1
-                    raise _task_failed(record)
+        record = spot.ledger.lookup(key)
+        if record is None:
+            return False, None
+        now = spot.clock()
+        if record.is_fresh_result(now):
+            return self._answer(record, args, kwargs)
+        if (self.options.cache_errors and record.status == Status.FAILED
+                and not record.is_expired(now)):
+            spot.counters["hits"] += 1
+            raise _task_failed(record)
+        return False, None
+
+    def _answer(self, record: Record, args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> tuple[bool, Any]:
+        """Answer a call from a kept result: (True, value), or (False, None) when its blob
+        is gone or damaged and the task must run again."""
+        found, value = self._load(record)
+        if found:
+            self.spot.counters["hits"] += 1
+            if self.options.hooks:
+                self._hook("on_hit", record.key, args, kwargs, value=value)
+        return found, value
+
+    def _flow(self, key: str, ident: str | None, bound: dict[str, Any],
+              args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool,
+              checked: bool = False) -> _Flow:
+        spot = self.spot
+        if not recompute and not checked:
+            found, value = self._reuse(key, args, kwargs)
+            if found:
+                return value
         flight, leader = spot.flights.join(key)
         if not leader:
             yield _Await(flight)
@@ -418,10 +442,8 @@ class MarkedFunction:
                 assert record is not None
                 if record.status == Status.FAILED:
                     raise _task_failed(record)
-                found, value = self._load(record)
+                found, value = self._answer(record, args, kwargs)
                 if found:
-                    spot.counters["hits"] += 1
-                    self._hook("on_hit", key, args, kwargs, value=value)
                     return value
                 force = True  # its blob is gone or damaged: compute it again
                 continue

@@ -10,7 +10,35 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
-from ..records import Claim, ClaimResult, Outcome, Record, StatRow
+from ..records import RECORD_COLUMNS, Claim, ClaimResult, Outcome, Record, StatRow
+
+#: What the hit path reads (``lookup``): no args, log or bookkeeping of runs.
+LOOKUP_COLUMNS = frozenset({
+    "key", "fn", "status", "result", "blob", "codec", "content_type", "size", "checksum",
+    "error_type", "error", "attempts", "owner", "lease_until", "started_at", "finished_at",
+    "expires_at", "updated_at"})
+#: What a listing reads (``find(full=False)``): everything but the large columns.
+LIGHT_COLUMNS = frozenset(RECORD_COLUMNS) - {"args", "result", "log"}
+#: The filters of ``find``, each an indexed condition over named parameters written
+#: ``{name}``; a backend substitutes its own placeholder style.
+FIND_FILTERS = {
+    "fn": "fn = {fn}",
+    "status": "status = {status}",
+    "since": "updated_at >= {since}",
+    "until": "updated_at <= {until}",
+    "key_prefix": "key >= {key_prefix} AND key < {key_prefix_end}",
+    "ident": "ident = {ident}",
+    "error_fingerprint": "error_fingerprint = {error_fingerprint}",
+    "expired_at": "expires_at IS NOT NULL AND expires_at <= {expired_at}",
+}
+#: Resumes a newest-first listing after the last row of the previous page.
+PAGE_AFTER = "(updated_at, key) < ({cursor_updated}, {cursor_key})"
+
+
+def select_list(columns: frozenset[str] | None = None) -> str:
+    """SELECT expressions in the record's field order, NULL for columns left out, so that a
+    row becomes a :class:`Record` positionally: ``Record(*row)``."""
+    return ", ".join(c if columns is None or c in columns else "NULL" for c in RECORD_COLUMNS)
 
 
 class TaskDB(ABC):

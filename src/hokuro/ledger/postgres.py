@@ -42,7 +42,7 @@ from ..records import (
     decide_claim,
 )
 from ..redact import redact_url
-from .base import TaskDB
+from .base import FIND_FILTERS, LIGHT_COLUMNS, PAGE_AFTER, TaskDB, select_list
 from .queries import load_queries
 
 try:
@@ -63,27 +63,11 @@ SCHEMA_VERSION = 1
 Q = load_queries("postgres")
 _PAGE = 500
 _CHUNK = 1000
-# The same column sets as the SQLite ledger, so both return the same partial records.
-_LIGHT_COLUMNS = ("key", "fn", "status", "fn_path", "ident", "version", "blob", "codec",
-                  "content_type", "size", "checksum", "error_type", "error",
-                  "error_fingerprint", "log_blob", "attempts", "owner", "lease_until",
-                  "created_at", "started_at", "finished_at", "updated_at", "expires_at",
-                  "run_id", "scope", "priority", "run_after", "parents")
-_LOOKUP_COLUMNS = ("key", "fn", "status", "result", "blob", "codec", "content_type", "size",
-                   "checksum", "error_type", "error", "attempts", "owner", "lease_until",
-                   "started_at", "finished_at", "expires_at", "updated_at")
-# Filters of ``find``: each is one indexed condition over a named parameter.
-_FILTERS = {
-    "fn": "fn = %(fn)s",
-    "status": "status = %(status)s",
-    "since": "updated_at >= %(since)s",
-    "until": "updated_at <= %(until)s",
-    "key_prefix": "key >= %(key_prefix)s AND key < %(key_prefix_end)s",
-    "ident": "ident = %(ident)s",
-    "error_fingerprint": "error_fingerprint = %(error_fingerprint)s",
-    "expired_at": "expires_at IS NOT NULL AND expires_at <= %(expired_at)s",
-}
-_PAGE_AFTER = "(updated_at, key) < (%(cursor_updated)s, %(cursor_key)s)"
+# Each condition of find() in psycopg's "%(name)s" parameter style.
+_FILTERS = {name: sql.replace("{", "%(").replace("}", ")s")
+            for name, sql in FIND_FILTERS.items()}
+_PAGE_AFTER = PAGE_AFTER.replace("{", "%(").replace("}", ")s")
+_UPDATED_AT = RECORD_COLUMNS.index("updated_at")
 # Options of ours in the URL's query string; libpq would refuse them, so they are taken out.
 _OUR_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "retries")
 # Waits before each retry of an operation whose connection was lost.
@@ -91,10 +75,6 @@ _BACKOFF = (0.05, 0.25, 1.0, 2.0, 4.0)
 # Pools inherited from the parent by a forked child. Kept referenced so that their
 # finalizers (which signal worker threads that do not exist in the child) never run here.
 _INHERITED: list[Any] = []
-
-
-def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
-    return Record(**dict(zip(columns, row, strict=True)))
 
 
 def _text(value: str | None) -> str | None:
@@ -313,7 +293,7 @@ class PostgresLedger(TaskDB):
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
         row = self._run(lambda conn, _: conn.execute(Q["lookup"], {"key": key}).fetchone())
-        return None if row is None else _record(_LOOKUP_COLUMNS, row)
+        return None if row is None else Record(*row)
 
     def claim(self, claim: Claim) -> ClaimResult:
         self._write()
@@ -334,7 +314,7 @@ class PostgresLedger(TaskDB):
                 # Loops only when a row seen by the insert is deleted before it is locked.
                 for _ in range(10):
                     row = conn.execute(Q["get_for_update"], params).fetchone()
-                    current = None if row is None else _record(RECORD_COLUMNS, row)
+                    current = None if row is None else Record(*row)
                     if attempt and current is not None and _made_by(current, claim):
                         # Our previous try committed before its connection broke.
                         return ClaimResult("claimed", None, current.attempts)
@@ -382,7 +362,7 @@ class PostgresLedger(TaskDB):
     # -- reading --------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
         row = self._run(lambda conn, _: conn.execute(Q["get"], {"key": key}).fetchone())
-        return None if row is None else _record(RECORD_COLUMNS, row)
+        return None if row is None else Record(*row)
 
     def find(self, *, fn: str | None = None, status: str | None = None,
              since: float | None = None, until: float | None = None,
@@ -397,8 +377,7 @@ class PostgresLedger(TaskDB):
             # key is COLLATE "C": every key starting with the prefix sorts inside this range.
             params["key_prefix_end"] = key_prefix + "\U0010ffff"
         conditions = [_FILTERS[name] for name in given if given[name] is not None]
-        columns = RECORD_COLUMNS if full else _LIGHT_COLUMNS
-        key_at, updated_at = columns.index("key"), columns.index("updated_at")
+        columns = select_list(None if full else LIGHT_COLUMNS)
         remaining = limit
         first = True
         # Each page is its own query on a connection returned to the pool at once, so a
@@ -406,16 +385,16 @@ class PostgresLedger(TaskDB):
         while remaining is None or remaining > 0:
             where = conditions if first else [*conditions, _PAGE_AFTER]
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            sql = (f"SELECT {', '.join(columns)} FROM tasks"
+            sql = (f"SELECT {columns} FROM tasks"
                    f"{' WHERE ' + ' AND '.join(where) if where else ''}"
                    f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
             rows = self._run(lambda conn, _, sql=sql: conn.execute(sql, params).fetchall())
             for row in rows:
-                yield _record(columns, row)
+                yield Record(*row)
             if len(rows) < page:
                 return
-            params["cursor_updated"] = rows[-1][updated_at]
-            params["cursor_key"] = rows[-1][key_at]
+            params["cursor_updated"] = rows[-1][_UPDATED_AT]
+            params["cursor_key"] = rows[-1][0]
             first = False
             if remaining is not None:
                 remaining -= len(rows)
@@ -456,7 +435,7 @@ class PostgresLedger(TaskDB):
                 for start in range(0, len(keys), _CHUNK):
                     rows = conn.execute(
                         Q["delete"], {"keys": keys[start:start + _CHUNK]}).fetchall()
-                    removed.extend(_record(RECORD_COLUMNS, row) for row in rows)
+                    removed.extend(Record(*row) for row in rows)
             return removed
 
         return self._run(work) if keys else []

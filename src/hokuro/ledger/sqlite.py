@@ -31,31 +31,16 @@ from ..records import (
     StatRow,
     decide_claim,
 )
-from .base import TaskDB
+from .base import FIND_FILTERS, LIGHT_COLUMNS, PAGE_AFTER, TaskDB, select_list
 from .queries import load_queries
 
 SCHEMA_VERSION = 1
 Q = load_queries("sqlite")
 _PAGE = 500
-_LIGHT_COLUMNS = ("key", "fn", "status", "fn_path", "ident", "version", "blob", "codec",
-                  "content_type", "size", "checksum", "error_type", "error",
-                  "error_fingerprint", "log_blob", "attempts", "owner", "lease_until",
-                  "created_at", "started_at", "finished_at", "updated_at", "expires_at",
-                  "run_id", "scope", "priority", "run_after", "parents")
-_LOOKUP_COLUMNS = ("key", "fn", "status", "result", "blob", "codec", "content_type", "size",
-                   "checksum", "error_type", "error", "attempts", "owner", "lease_until",
-                   "started_at", "finished_at", "expires_at", "updated_at")
-# Filters of ``find``: each is one indexed condition over a named parameter.
-_FILTERS = {
-    "fn": "fn = :fn",
-    "status": "status = :status",
-    "since": "updated_at >= :since",
-    "until": "updated_at <= :until",
-    "key_prefix": "key >= :key_prefix AND key < :key_prefix_end",
-    "ident": "ident = :ident",
-    "error_fingerprint": "error_fingerprint = :error_fingerprint",
-    "expired_at": "expires_at IS NOT NULL AND expires_at <= :expired_at",
-}
+# Each condition of find() in SQLite's ":name" parameter style.
+_FILTERS = {name: sql.replace("{", ":").replace("}", "") for name, sql in FIND_FILTERS.items()}
+_PAGE_AFTER = PAGE_AFTER.replace("{", ":").replace("}", "")
+_UPDATED_AT = RECORD_COLUMNS.index("updated_at")
 _PRAGMAS = (
     "PRAGMA busy_timeout = 60000",
     "PRAGMA synchronous = NORMAL",
@@ -71,10 +56,6 @@ def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...
     and a later write could not take the lock (SQLITE_BUSY_SNAPSHOT until busy_timeout)."""
     rows = conn.execute(sql, params).fetchall()
     return rows[0] if rows else None
-
-
-def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
-    return Record(**dict(zip(columns, row, strict=True)))
 
 
 class SQLiteLedger(TaskDB):
@@ -177,7 +158,7 @@ class SQLiteLedger(TaskDB):
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
         row = _one(self._conn(), Q["lookup"], (key,))
-        return None if row is None else _record(_LOOKUP_COLUMNS, row)
+        return None if row is None else Record(*row)
 
     def claim(self, claim: Claim) -> ClaimResult:
         conn = self._conn()
@@ -193,7 +174,7 @@ class SQLiteLedger(TaskDB):
             return ClaimResult("claimed", None, 1)
         with self._write(conn):
             row = _one(conn, Q["get"], (claim.key,))
-            current = None if row is None else _record(RECORD_COLUMNS, row)
+            current = None if row is None else Record(*row)
             outcome = decide_claim(current, claim)
             if outcome != "claimed":
                 return ClaimResult(outcome, current)
@@ -228,7 +209,7 @@ class SQLiteLedger(TaskDB):
     # -- reading --------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
         row = _one(self._conn(), Q["get"], (key,))
-        return None if row is None else _record(RECORD_COLUMNS, row)
+        return None if row is None else Record(*row)
 
     def find(self, *, fn: str | None = None, status: str | None = None,
              since: float | None = None, until: float | None = None,
@@ -242,26 +223,26 @@ class SQLiteLedger(TaskDB):
         if key_prefix is not None:
             params["key_prefix_end"] = key_prefix + "\U0010ffff"
         conditions = [_FILTERS[name] for name in given if given[name] is not None]
-        columns = RECORD_COLUMNS if full else _LIGHT_COLUMNS
+        columns = select_list(None if full else LIGHT_COLUMNS)
         remaining = limit
         cursor_at: tuple[float, str] | None = None
         conn = self._conn()
         while remaining is None or remaining > 0:
             where = list(conditions)
             if cursor_at is not None:
-                where.append("(updated_at, key) < (:cursor_updated, :cursor_key)")
+                where.append(_PAGE_AFTER)
                 params["cursor_updated"], params["cursor_key"] = cursor_at
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            sql = (f"SELECT {', '.join(columns)} FROM tasks"
+            sql = (f"SELECT {columns} FROM tasks"
                    f"{' WHERE ' + ' AND '.join(where) if where else ''}"
                    f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
             rows = conn.execute(sql, params).fetchall()
             for row in rows:
-                yield _record(columns, row)
+                yield Record(*row)
             if len(rows) < page:
                 return
             last = rows[-1]
-            cursor_at = (last[columns.index("updated_at")], last[0])
+            cursor_at = (last[_UPDATED_AT], last[0])
             if remaining is not None:
                 remaining -= len(rows)
 
@@ -290,7 +271,7 @@ class SQLiteLedger(TaskDB):
             for key in keys:
                 row = _one(conn, Q["delete"], (key,))
                 if row is not None:
-                    removed.append(_record(RECORD_COLUMNS, row))
+                    removed.append(Record(*row))
         return removed
 
     def put(self, record: Record) -> None:

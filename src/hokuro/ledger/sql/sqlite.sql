@@ -59,16 +59,11 @@ CREATE INDEX tasks_run ON tasks (run_id, status) WHERE run_id IS NOT NULL;
 CREATE INDEX tasks_queue ON tasks (scope, priority DESC, run_after) WHERE status = 'queued'
 
 -- name: lookup
-SELECT key, fn, status, result, blob, codec, content_type, size, checksum, error_type, error,
-       attempts, owner, lease_until, started_at, finished_at, expires_at, updated_at
+SELECT {lookup_columns}
 FROM tasks WHERE key = ?
 
 -- name: get
--- Columns in the order of hokuro.records.RECORD_COLUMNS.
-SELECT key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
-       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
-       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
-       scope, priority, run_after, parents
+SELECT {record_columns}
 FROM tasks WHERE key = ?
 
 -- name: claim_insert
@@ -98,10 +93,7 @@ WHERE key = :key AND owner = :owner AND status = 'running'
 
 -- name: delete
 DELETE FROM tasks WHERE key = ?
-RETURNING key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
-       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
-       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
-       scope, priority, run_after, parents
+RETURNING {record_columns}
 
 -- name: stats
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
