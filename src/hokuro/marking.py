@@ -457,7 +457,7 @@ class MarkedFunction:
             force = False  # a run that another caller started meanwhile is fresh enough
             yield _Sleep(delay)
             delay = min(delay * 2, spot.poll_max)
-            latest = ledger.lookup(key)
+            latest = ledger.get(key)
             if (latest is not None and latest.status == Status.FAILED
                     and (latest.finished_at or 0) >= waited_since):
                 raise _task_failed(latest)

@@ -35,21 +35,24 @@ class Record:
     ``blob`` names it in the blob store; never both.
     """
 
+    # The first ten fields are what the hit path reads (``TaskDB.lookup``): a ledger selects
+    # just this prefix, which keeps a kept result's answer to a few microseconds.
     key: str
     fn: str
     status: str
+    result: bytes | None = None
+    blob: str | None = None
+    codec: str | None = None
+    checksum: str | None = None
+    expires_at: float | None = None
+    error_type: str | None = None
+    error: str | None = None
     fn_path: str | None = None
     ident: str | None = None
     args: bytes | None = None
     version: str | None = None
-    result: bytes | None = None
-    blob: str | None = None
-    codec: str | None = None
     content_type: str | None = None
     size: int | None = None
-    checksum: str | None = None
-    error_type: str | None = None
-    error: str | None = None
     error_fingerprint: str | None = None
     log: str | None = None
     log_blob: str | None = None
@@ -60,7 +63,6 @@ class Record:
     started_at: float | None = None
     finished_at: float | None = None
     updated_at: float = 0.0
-    expires_at: float | None = None
     run_id: str | None = None
     scope: str | None = None
     priority: int | None = None

@@ -228,7 +228,7 @@ class Spot:
         """``missing``, ``running``, ``done``, ``failed`` or ``expired`` — never raises for an
         unknown ident."""
         key = self._key_for(fn_or_name, ident_or_args)
-        record = None if key is None else self.ledger.lookup(key)
+        record = None if key is None else self.ledger.get(key)
         return read_status(record, self.clock())
 
     def stats(self, fn_or_name: MarkedFunction | str | None = None) -> dict[str, Any]:

@@ -12,11 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from ..records import RECORD_COLUMNS, Claim, ClaimResult, Outcome, Record, StatRow
 
-#: What the hit path reads (``lookup``): no args, log or bookkeeping of runs.
-LOOKUP_COLUMNS = frozenset({
-    "key", "fn", "status", "result", "blob", "codec", "content_type", "size", "checksum",
-    "error_type", "error", "attempts", "owner", "lease_until", "started_at", "finished_at",
-    "expires_at", "updated_at"})
+#: What the hit path reads (``lookup``): the first fields of the record, so a row of just
+#: these becomes a Record positionally. Every column costs time on every cache hit.
+LOOKUP_COLUMNS = frozenset(RECORD_COLUMNS[:10])
 #: What a listing reads (``find(full=False)``): everything but the large columns.
 LIGHT_COLUMNS = frozenset(RECORD_COLUMNS) - {"args", "result", "log"}
 #: The filters of ``find``, each an indexed condition over named parameters written
@@ -36,9 +34,12 @@ PAGE_AFTER = "(updated_at, key) < ({cursor_updated}, {cursor_key})"
 
 
 def select_list(columns: frozenset[str] | None = None) -> str:
-    """SELECT expressions in the record's field order, NULL for columns left out, so that a
-    row becomes a :class:`Record` positionally: ``Record(*row)``."""
-    return ", ".join(c if columns is None or c in columns else "NULL" for c in RECORD_COLUMNS)
+    """SELECT expressions in the record's field order, NULL for columns left out and none
+    after the last one wanted, so that a row becomes a :class:`Record` positionally:
+    ``Record(*row)``."""
+    wanted = RECORD_COLUMNS if columns is None else [c for c in RECORD_COLUMNS if c in columns]
+    last = RECORD_COLUMNS.index(wanted[-1])
+    return ", ".join(c if c in wanted else "NULL" for c in RECORD_COLUMNS[:last + 1])
 
 
 class TaskDB(ABC):
@@ -53,7 +54,8 @@ class TaskDB(ABC):
     # -- the engine's calls ---------------------------------------------------------------
     @abstractmethod
     def lookup(self, key: str) -> Record | None:
-        """The record of ``key`` (``args`` and ``log`` may be left out), or None."""
+        """The record of ``key`` with at least :data:`LOOKUP_COLUMNS` filled (others may be
+        left at their defaults), or None. This is the hit path: keep it one cheap read."""
 
     @abstractmethod
     def claim(self, claim: Claim) -> ClaimResult:

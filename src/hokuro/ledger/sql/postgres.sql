@@ -81,10 +81,7 @@ SELECT {record_columns}
 FROM tasks WHERE key = %(key)s
 
 -- name: get_for_update
-SELECT key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type,
-       size, checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
-       lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
-       scope, priority, run_after, parents
+SELECT {record_columns}
 FROM tasks WHERE key = %(key)s FOR UPDATE
 
 -- name: claim_insert
