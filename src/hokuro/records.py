@@ -35,10 +35,9 @@ class Record:
     ``blob`` names it in the blob store; never both.
     """
 
-    # The first ten fields are what the hit path reads (``TaskDB.lookup``): a ledger selects
-    # just this prefix, which keeps a kept result's answer to a few microseconds.
+    # The fields after ``key`` up to ``error`` are what the hit path reads (TaskDB.lookup):
+    # a ledger selects just these, which keeps a kept result's answer to a few microseconds.
     key: str
-    fn: str
     status: str
     result: bytes | None = None
     blob: str | None = None
@@ -47,6 +46,7 @@ class Record:
     expires_at: float | None = None
     error_type: str | None = None
     error: str | None = None
+    fn: str = ""
     fn_path: str | None = None
     ident: str | None = None
     args: bytes | None = None

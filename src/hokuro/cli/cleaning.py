@@ -84,7 +84,7 @@ def delete(spot: str, workspace: str | None, blobs: str | None, key_prefix: str,
     out = Output(as_json)
     with open_target(spot, workspace, blobs, read_only=False) as service:
         key = resolve_key(service, key_prefix, out)
-        record = service.ledger.lookup(key)
+        record = service.ledger.get(key)
         described = f"task {key} ({record.fn}, {record.status})" if record else f"task {key}"
         if dry_run:
             if as_json:

@@ -79,7 +79,7 @@ def resolve_key(service: MaintenanceService, prefix: str, out: Output) -> str:
     more = len(found) > 20
     candidates = []
     for key in found[:20]:
-        record = service.ledger.lookup(key)
+        record = service.ledger.get(key)
         candidates.append((key, record.fn if record else "-", record.status if record else "-"))
     if out.as_json:
         out.json({"error": "ambiguous", "key_prefix": prefix, "more": more,

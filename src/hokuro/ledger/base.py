@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator
 
 from ..records import RECORD_COLUMNS, Claim, ClaimResult, Outcome, Record, StatRow
 
-#: What the hit path reads (``lookup``): the first fields of the record, so a row of just
-#: these becomes a Record positionally. Every column costs time on every cache hit.
-LOOKUP_COLUMNS = frozenset(RECORD_COLUMNS[:10])
+#: What the hit path reads (``lookup``): the record's fields right after ``key``, so that
+#: ``Record(key, *row)`` builds it. Every column costs time on every cache hit.
+LOOKUP_COLUMNS = RECORD_COLUMNS[1:9]
 #: What a listing reads (``find(full=False)``): everything but the large columns.
 LIGHT_COLUMNS = frozenset(RECORD_COLUMNS) - {"args", "result", "log"}
 #: The filters of ``find``, each an indexed condition over named parameters written
@@ -55,7 +55,8 @@ class TaskDB(ABC):
     @abstractmethod
     def lookup(self, key: str) -> Record | None:
         """The record of ``key`` with at least :data:`LOOKUP_COLUMNS` filled (others may be
-        left at their defaults), or None. This is the hit path: keep it one cheap read."""
+        left at their defaults, ``fn`` too), or None. This is the hit path: keep it one
+        cheap read."""
 
     @abstractmethod
     def claim(self, claim: Claim) -> ClaimResult:

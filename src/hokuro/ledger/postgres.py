@@ -293,7 +293,7 @@ class PostgresLedger(TaskDB):
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
         row = self._run(lambda conn, _: conn.execute(Q["lookup"], {"key": key}).fetchone())
-        return None if row is None else Record(*row)
+        return None if row is None else Record(key, *row)
 
     def claim(self, claim: Claim) -> ClaimResult:
         self._write()

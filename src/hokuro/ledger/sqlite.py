@@ -158,7 +158,7 @@ class SQLiteLedger(TaskDB):
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
         row = _one(self._conn(), Q["lookup"], (key,))
-        return None if row is None else Record(*row)
+        return None if row is None else Record(key, *row)
 
     def claim(self, claim: Claim) -> ClaimResult:
         conn = self._conn()
