@@ -59,16 +59,17 @@ class Context:
     this task's files, created on first use).
     """
 
-    __slots__ = ("_dir", "_dir_factory", "_lock", "_log", "_logger", "attempt", "fn", "ident",
-                 "key")
+    __slots__ = ("_dir", "_dir_factory", "_lock", "_log", "_log_limit", "_logger", "attempt",
+                 "fn", "ident", "key")
 
-    def __init__(self, *, key: str, fn: str, ident: str | None, attempt: int, log: TaskLog,
+    def __init__(self, *, key: str, fn: str, ident: str | None, attempt: int, log_limit: int,
                  dir_factory: Callable[[], Path]) -> None:
         self.key = key
         self.fn = fn
         self.ident = ident
         self.attempt = attempt
-        self._log = log
+        self._log_limit = log_limit
+        self._log: TaskLog | None = None  # made when the task first logs
         self._logger: logging.Logger | None = None
         self._dir: Path | None = None
         self._dir_factory = dir_factory
@@ -80,6 +81,7 @@ class Context:
             # Built directly, not through logging.getLogger: nothing global keeps it alive.
             logger = logging.Logger(f"hokuro.task.{self.fn}.{self.key[:12]}", logging.DEBUG)
             logger.propagate = False
+            self._log = TaskLog(self._log_limit)
             logger.addHandler(self._log)
             self._logger = logger
         return self._logger
@@ -93,7 +95,8 @@ class Context:
 
     @property
     def log_text(self) -> str:
-        return self._log.text()
+        """What the task logged so far ("" when it never logged)."""
+        return "" if self._log is None else self._log.text()
 
     def __repr__(self) -> str:
         return f"Context(fn={self.fn!r}, key={self.key[:12]!r}, attempt={self.attempt})"

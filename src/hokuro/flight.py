@@ -12,22 +12,31 @@ from typing import Any
 
 
 class Flight:
-    """One execution in progress, awaited by zero or more followers."""
+    """One execution in progress, awaited by zero or more followers.
 
-    __slots__ = ("_event", "_exc", "_lock", "_loops", "_value")
+    Most flights never get a follower, so nothing is made for waiting until one arrives:
+    a sync follower brings its own Event, an async one its own future.
+    """
+
+    __slots__ = ("_done", "_exc", "_lock", "_value", "_waiters")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
         self._lock = threading.Lock()
-        self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._done = False
+        self._waiters: list[threading.Event | tuple[asyncio.AbstractEventLoop,
+                                                    asyncio.Future[None]]] = []
         self._value: Any = None
         self._exc: BaseException | None = None
 
     def _settle(self) -> None:
         with self._lock:
-            self._event.set()
-            waiters, self._loops = self._loops, []
-        for loop, future in waiters:
+            self._done = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(waiter, threading.Event):
+                waiter.set()
+                continue
+            loop, future = waiter
             try:
                 loop.call_soon_threadsafe(_resolve, future)
             except RuntimeError:  # that loop is closed; its waiter is gone
@@ -42,17 +51,20 @@ class Flight:
         self._settle()
 
     def wait(self) -> None:
-        self._event.wait()
+        with self._lock:
+            if self._done:
+                return
+            event = threading.Event()
+            self._waiters.append(event)
+        event.wait()
 
     async def wait_async(self) -> None:
-        if self._event.is_set():
-            return
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            if self._event.is_set():
+            if self._done:
                 return
-            self._loops.append((loop, future))
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, future))
         await future
 
     def outcome(self) -> Any:

@@ -804,10 +804,17 @@ def task_key(fn_name: str, version: str | None, bound: Mapping[str, Any]) -> str
     ``bound`` maps argument names to values, after ignore= and key policies. An argument
     that cannot be keyed raises :class:`UnkeyableArgument` whose path starts with its name.
     """
-    out = [_TASK_HEAD]
-    _encode_header(fn_name, version, out)
+    out = [_task_head(fn_name, version)]
     _encode_arguments(bound, out)
     return hashlib.blake2b(b"".join(out), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_head(fn_name: str, version: str | None) -> bytes:
+    # The same few marked functions are called millions of times: encode their part once.
+    out = [_TASK_HEAD]
+    _encode_header(fn_name, version, out)
+    return b"".join(out)
 
 
 def ident_key(fn_name: str, version: str | None, ident: str, args: Any = None) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .blobs.names import log_ref, result_ref
 from .codec import codec_for
-from .context import Context, TaskLog
+from .context import Context
 from .durations import parse_duration
 from .errors import (
     BlobError,
@@ -468,9 +468,8 @@ class MarkedFunction:
         spot = self.spot
         owner = spot.owner_token()
         spot.counters["misses"] += 1
-        task_log = TaskLog(spot.log_limit)
-        ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt, log=task_log,
-                      dir_factory=functools.partial(spot.task_dir, key))
+        ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt,
+                      log_limit=spot.log_limit, dir_factory=functools.partial(spot.task_dir, key))
         spot.leases.hold(key)
         started = time.perf_counter()
         try:
@@ -484,9 +483,9 @@ class MarkedFunction:
         duration = time.perf_counter() - started
         if ok:
             try:
-                outcome = self._success(key, payload, task_log)
+                outcome = self._success(key, payload, ctx)
             except (SerializationError, BlobError) as exc:
-                self._record_failure(key, owner, exc, task_log)
+                self._record_failure(key, owner, exc, ctx)
                 raise
             if not spot.ledger.finish(key, owner, outcome):
                 log.warning("hokuro: task %s finished after its lease was taken over; "
@@ -495,7 +494,7 @@ class MarkedFunction:
             elif previous is not None:
                 self._drop_replaced(previous, outcome)
             return payload
-        self._record_failure(key, owner, payload, task_log)
+        self._record_failure(key, owner, payload, ctx)
         self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
         raise payload
 
@@ -507,7 +506,7 @@ class MarkedFunction:
         except Exception:
             return None  # an argument the codec cannot encode: the task cannot be replayed
 
-    def _success(self, key: str, value: Any, task_log: TaskLog) -> Outcome:
+    def _success(self, key: str, value: Any, ctx: Context) -> Outcome:
         spot = self.spot
         data = self.codec.encode(value, root="result")
         now = spot.clock()
@@ -525,11 +524,11 @@ class MarkedFunction:
             outcome.blob = spot.blobs.save(result_ref(key, spot.nonce()), data)
         else:
             outcome.result = data
-        self._attach_log(key, outcome, task_log)
+        self._attach_log(key, outcome, ctx)
         return outcome
 
-    def _attach_log(self, key: str, outcome: Outcome, task_log: TaskLog) -> None:
-        text = task_log.text()
+    def _attach_log(self, key: str, outcome: Outcome, ctx: Context) -> None:
+        text = ctx.log_text
         if not text:
             return
         if len(text) > _INLINE_LOG:
@@ -542,7 +541,7 @@ class MarkedFunction:
         outcome.log = text
 
     def _record_failure(self, key: str, owner: str, exc: BaseException,
-                        task_log: TaskLog) -> None:
+                        ctx: Context) -> None:
         cancelled = isinstance(exc, _CANCELLING)
         error_type = type(exc).__qualname__
         frames = [(os.path.basename(f.filename), f.name)
@@ -556,7 +555,7 @@ class MarkedFunction:
             expires_at=(None if self.options.retention is None
                         else self.spot.clock() + self.options.retention),
         )
-        self._attach_log(key, outcome, task_log)
+        self._attach_log(key, outcome, ctx)
         try:
             self.spot.ledger.finish(key, owner, outcome)
         except Exception as write_error:  # the original error matters more to the caller
