@@ -139,3 +139,20 @@ def test_named_limiters_are_shared_within_a_spot(workspace):
     a = spot.limiter(name="openai", limits=["500/min", "90000/min tokens"])
     assert spot.limiter(name="openai") is a
     spot.close()
+
+
+def test_limits_are_shared_like_the_records_by_default(workspace, pg_url):
+    from hokuro.limits.postgres import PostgresStore
+    from hokuro.limits.sqlite import SQLiteStore
+
+    with bs.Spot("embedded") as spot:
+        assert not (workspace / ".hokuro" / "embedded.limits.db").exists()  # made on first use
+        assert isinstance(spot.limit_store, SQLiteStore)
+        assert (workspace / ".hokuro" / "embedded.limits.db").exists()
+    with bs.Spot("shared", db=pg_url) as spot:
+        assert isinstance(spot.limit_store, PostgresStore)
+        lim = spot.limiter(name="api", limits=["5/min"], burst=1)
+        assert lim.try_acquire() and not lim.try_acquire()
+    with bs.Spot("other_process_same_db", db=pg_url) as spot:
+        lim = spot.limiter(name="api", limits=["5/min"], burst=1)
+        assert not lim.try_acquire()  # the grant above is seen through PostgreSQL

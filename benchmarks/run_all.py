@@ -1,0 +1,26 @@
+"""Run every benchmark in this folder, one after the other: ``make bench``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ["bench_core.py", "bench_blob_threshold.py", "bench_limits.py", "bench_stats.py",
+         "bench_shared.py"]
+
+
+def main() -> int:
+    failed = []
+    for name in ORDER:
+        print(f"\n## {name}\n", flush=True)
+        if subprocess.call([sys.executable, str(HERE / name)]) != 0:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
