@@ -7,8 +7,10 @@ Each write method is atomic: it either happens whole or not at all.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..records import RECORD_COLUMNS, Claim, ClaimResult, Outcome, Record, StatRow
 
@@ -18,7 +20,7 @@ LOOKUP_COLUMNS = RECORD_COLUMNS[1:9]
 #: What a listing reads (``find(full=False)``): everything but the large columns.
 LIGHT_COLUMNS = frozenset(RECORD_COLUMNS) - {"args", "result", "log"}
 #: The filters of ``find``, each an indexed condition over named parameters written
-#: ``{name}``; a backend substitutes its own placeholder style.
+#: ``{name}``; :func:`find_records` puts in the backend's placeholder style.
 FIND_FILTERS = {
     "fn": "fn = {fn}",
     "status": "status = {status}",
@@ -31,6 +33,8 @@ FIND_FILTERS = {
 }
 #: Resumes a newest-first listing after the last row of the previous page.
 PAGE_AFTER = "(updated_at, key) < ({cursor_updated}, {cursor_key})"
+_PAGE = 500
+_UPDATED_AT = RECORD_COLUMNS.index("updated_at")
 
 
 def select_list(columns: frozenset[str] | None = None) -> str:
@@ -40,6 +44,43 @@ def select_list(columns: frozenset[str] | None = None) -> str:
     wanted = RECORD_COLUMNS if columns is None else [c for c in RECORD_COLUMNS if c in columns]
     last = RECORD_COLUMNS.index(wanted[-1])
     return ", ".join(c if c in wanted else "NULL" for c in RECORD_COLUMNS[:last + 1])
+
+
+def find_records(fetch: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]],
+                 placeholder: str, *, limit: int | None = None, full: bool = False,
+                 **filters: Any) -> Iterator[Record]:
+    """``TaskDB.find`` for SQL ledgers, newest first, one page per query.
+
+    ``fetch(sql, params)`` runs one query and returns all its rows; ``placeholder`` is the
+    driver's parameter style with ``NAME`` for the name (``":NAME"``, ``"%(NAME)s"``).
+    Pages resume after the last row seen (keyset), so no query or transaction stays open
+    while the caller iterates, and memory stays bounded.
+    """
+    def style(sql: str) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: placeholder.replace("NAME", m.group(1)), sql)
+
+    params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+    if params.get("key_prefix") is not None:
+        # Keys are hex, compared bytewise: every key starting with the prefix sorts here.
+        params["key_prefix_end"] = params["key_prefix"] + "\U0010ffff"
+    conditions = [style(FIND_FILTERS[name]) for name in filters if filters[name] is not None]
+    columns = select_list(None if full else LIGHT_COLUMNS)
+    later_pages = [*conditions, style(PAGE_AFTER)]
+    where = conditions
+    remaining = limit
+    while remaining is None or remaining > 0:
+        page = _PAGE if remaining is None else min(_PAGE, remaining)
+        sql = (f"SELECT {columns} FROM tasks{' WHERE ' + ' AND '.join(where) if where else ''}"
+               f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
+        rows = fetch(sql, dict(params))
+        for row in rows:
+            yield Record(*row)
+        if len(rows) < page:
+            return
+        params["cursor_updated"], params["cursor_key"] = rows[-1][_UPDATED_AT], rows[-1][0]
+        where = later_pages
+        if remaining is not None:
+            remaining -= len(rows)
 
 
 class TaskDB(ABC):

@@ -42,7 +42,7 @@ from ..records import (
     decide_claim,
 )
 from ..redact import redact_url
-from .base import FIND_FILTERS, LIGHT_COLUMNS, PAGE_AFTER, TaskDB, select_list
+from .base import TaskDB, find_records
 from .queries import load_queries
 
 try:
@@ -63,11 +63,6 @@ SCHEMA_VERSION = 1
 Q = load_queries("postgres")
 _PAGE = 500
 _CHUNK = 1000
-# Each condition of find() in psycopg's "%(name)s" parameter style.
-_FILTERS = {name: sql.replace("{", "%(").replace("}", ")s")
-            for name, sql in FIND_FILTERS.items()}
-_PAGE_AFTER = PAGE_AFTER.replace("{", "%(").replace("}", ")s")
-_UPDATED_AT = RECORD_COLUMNS.index("updated_at")
 # Options of ours in the URL's query string; libpq would refuse them, so they are taken out.
 _OUR_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "retries")
 # Waits before each retry of an operation whose connection was lost.
@@ -369,35 +364,14 @@ class PostgresLedger(TaskDB):
              key_prefix: str | None = None, ident: str | None = None,
              error_fingerprint: str | None = None, expired_at: float | None = None,
              limit: int | None = None, full: bool = False) -> Iterator[Record]:
-        given = {"fn": fn, "status": status, "since": since, "until": until,
-                 "key_prefix": key_prefix, "ident": ident,
-                 "error_fingerprint": error_fingerprint, "expired_at": expired_at}
-        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if key_prefix is not None:
-            # key is COLLATE "C": every key starting with the prefix sorts inside this range.
-            params["key_prefix_end"] = key_prefix + "\U0010ffff"
-        conditions = [_FILTERS[name] for name in given if given[name] is not None]
-        columns = select_list(None if full else LIGHT_COLUMNS)
-        remaining = limit
-        first = True
         # Each page is its own query on a connection returned to the pool at once, so a
         # caller iterating slowly holds no connection and no transaction.
-        while remaining is None or remaining > 0:
-            where = conditions if first else [*conditions, _PAGE_AFTER]
-            page = _PAGE if remaining is None else min(_PAGE, remaining)
-            sql = (f"SELECT {columns} FROM tasks"
-                   f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-                   f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
-            rows = self._run(lambda conn, _, sql=sql: conn.execute(sql, params).fetchall())
-            for row in rows:
-                yield Record(*row)
-            if len(rows) < page:
-                return
-            params["cursor_updated"] = rows[-1][_UPDATED_AT]
-            params["cursor_key"] = rows[-1][0]
-            first = False
-            if remaining is not None:
-                remaining -= len(rows)
+        def fetch(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+            return self._run(lambda conn, _: conn.execute(sql, params).fetchall())
+
+        return find_records(fetch, "%(NAME)s", limit=limit, full=full, fn=fn, status=status,
+                            since=since, until=until, key_prefix=key_prefix, ident=ident,
+                            error_fingerprint=error_fingerprint, expired_at=expired_at)
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         params = {"fn": fn, "now": time.time() if now is None else now}

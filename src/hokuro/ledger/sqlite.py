@@ -31,16 +31,12 @@ from ..records import (
     StatRow,
     decide_claim,
 )
-from .base import FIND_FILTERS, LIGHT_COLUMNS, PAGE_AFTER, TaskDB, select_list
+from .base import TaskDB, find_records
 from .queries import load_queries
 
 SCHEMA_VERSION = 1
 Q = load_queries("sqlite")
 _PAGE = 500
-# Each condition of find() in SQLite's ":name" parameter style.
-_FILTERS = {name: sql.replace("{", ":").replace("}", "") for name, sql in FIND_FILTERS.items()}
-_PAGE_AFTER = PAGE_AFTER.replace("{", ":").replace("}", "")
-_UPDATED_AT = RECORD_COLUMNS.index("updated_at")
 _PRAGMAS = (
     "PRAGMA busy_timeout = 60000",
     "PRAGMA synchronous = NORMAL",
@@ -216,35 +212,11 @@ class SQLiteLedger(TaskDB):
              key_prefix: str | None = None, ident: str | None = None,
              error_fingerprint: str | None = None, expired_at: float | None = None,
              limit: int | None = None, full: bool = False) -> Iterator[Record]:
-        given = {"fn": fn, "status": status, "since": since, "until": until,
-                 "key_prefix": key_prefix, "ident": ident,
-                 "error_fingerprint": error_fingerprint, "expired_at": expired_at}
-        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if key_prefix is not None:
-            params["key_prefix_end"] = key_prefix + "\U0010ffff"
-        conditions = [_FILTERS[name] for name in given if given[name] is not None]
-        columns = select_list(None if full else LIGHT_COLUMNS)
-        remaining = limit
-        cursor_at: tuple[float, str] | None = None
         conn = self._conn()
-        while remaining is None or remaining > 0:
-            where = list(conditions)
-            if cursor_at is not None:
-                where.append(_PAGE_AFTER)
-                params["cursor_updated"], params["cursor_key"] = cursor_at
-            page = _PAGE if remaining is None else min(_PAGE, remaining)
-            sql = (f"SELECT {columns} FROM tasks"
-                   f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-                   f" ORDER BY updated_at DESC, key DESC LIMIT {page}")
-            rows = conn.execute(sql, params).fetchall()
-            for row in rows:
-                yield Record(*row)
-            if len(rows) < page:
-                return
-            last = rows[-1]
-            cursor_at = (last[_UPDATED_AT], last[0])
-            if remaining is not None:
-                remaining -= len(rows)
+        return find_records(lambda sql, params: conn.execute(sql, params).fetchall(), ":NAME",
+                            limit=limit, full=full, fn=fn, status=status, since=since,
+                            until=until, key_prefix=key_prefix, ident=ident,
+                            error_fingerprint=error_fingerprint, expired_at=expired_at)
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         now = time.time() if now is None else now
