@@ -254,3 +254,17 @@ def test_the_log_handler_is_isolated_between_threads(spot):
         assert [f.result(10) for f in futures] == [1, 2]
     assert "from a" in a.task().log and "from b" not in a.task().log
     assert "from b" in b.task().log and "from a" not in b.task().log
+
+
+def test_status_of_a_resource_keyed_by_args_finds_its_newest_record(make_spot):
+    spot = make_spot("res")
+
+    @spot.resource("keyed", args_in_key=True)
+    def compute(ident, args, ctx):
+        return args
+
+    assert spot.status("keyed", "x") == "missing"
+    spot.fetch("keyed", "x", {"n": 1})
+    assert spot.status("keyed", "x") == "done"
+    assert spot.status(compute, "x") == "done"
+    assert spot.task("keyed", "x").result == {"n": 1}

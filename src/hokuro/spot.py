@@ -196,22 +196,21 @@ class Spot:
                     codec=marked.options.codec if marked else None)
 
     def _key_for(self, fn_or_name: MarkedFunction | str, ident_or_args: Any) -> str | None:
-        if isinstance(fn_or_name, MarkedFunction):
-            if fn_or_name.resource:
-                _, args_in_key = self._resources.get(fn_or_name.name, (None, False))
-                return fn_or_name.ident_key(ident_or_args, None, args_in_key=False) \
-                    if not args_in_key else None
+        """The key of a task named by a marked function and its arguments (a tuple of
+        positional arguments, a dict of keywords, or one argument), or by a collection and
+        an ident."""
+        if isinstance(fn_or_name, MarkedFunction) and not fn_or_name.resource:
             if isinstance(ident_or_args, tuple):
                 return fn_or_name.key_of(*ident_or_args)
             if isinstance(ident_or_args, dict):
                 return fn_or_name.key_of(**ident_or_args)
             return fn_or_name.key_of(ident_or_args)
-        if fn_or_name in self._resources:
-            marked, args_in_key = self._resources[fn_or_name]
-            if not args_in_key:
-                return marked.ident_key(ident_or_args, None, args_in_key=False)
-        # A collection known only by name: find its newest record of that ident.
-        for record in self.ledger.find(fn=fn_or_name, ident=str(ident_or_args), limit=1):
+        name = fn_or_name.name if isinstance(fn_or_name, MarkedFunction) else fn_or_name
+        marked, args_in_key = self._resources.get(name, (None, True))
+        if marked is not None and not args_in_key:
+            return marked.ident_key(ident_or_args, None, args_in_key=False)
+        # Keyed by ident and args, or known only by name: its newest record of that ident.
+        for record in self.ledger.find(fn=name, ident=str(ident_or_args), limit=1):
             return record.key
         return None
 
