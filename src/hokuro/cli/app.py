@@ -31,6 +31,13 @@ class HokuroGroup(click.Group):
             raise Failure(str(exc), 2) from exc
         except HokuroError as exc:
             raise Failure(str(exc), 1) from exc
+        except BrokenPipeError:
+            # The reader went away (`hokuro list x | head`): stop quietly, as Unix tools do.
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as exc:
             raise Failure(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1) \
                 from exc

@@ -39,7 +39,7 @@ def demo(items: int, latency: float, workers: int, as_json: bool) -> None:
     names = (ITEMS * (items // len(ITEMS) + 1))[:items]
     with hokuro.Spot("demo") as spot:
 
-        @spot.mark(version="1")
+        @spot.mark(name="demo.call_api", version="1")
         def call_api(item: str, ctx: hokuro.Context) -> dict:
             """A stand-in for a slow, metered API call."""
             ctx.logger.info("calling the API for %s", item)
@@ -96,6 +96,8 @@ def demo(items: int, latency: float, workers: int, as_json: bool) -> None:
         console.print(f"  ledger: {spot.ledger.describe()}")
         console.print(f"  blobs:  {spot.blobs.describe()}")
         console.print(f"  (in {Path.cwd()})")
+        console.print("\n[bold]look around[/] (from that folder): hokuro list demo, "
+                      "hokuro errors demo, hokuro show demo <key prefix>, hokuro stats demo")
         if as_json:
             click.echo(json.dumps({**timings, "identical": same, "stats": stats,
                                    "ledger": spot.ledger.describe(),
