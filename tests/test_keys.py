@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 import hokuro.keys
 from hokuro.errors import ConfigurationError, UnkeyableArgument
-from hokuro.keys import KeyGen, KeyPolicy, canonical, ident_key, stable_name, task_key
+from hokuro.keygen import KeyGen, KeyPolicy
+from hokuro.keys import canonical, ident_key, stable_name, task_key
 
 # -- types used by the golden table ------------------------------------------------------------
 # Their __module__ is pinned, so the golden keys do not depend on how pytest imports this file.
@@ -764,7 +765,7 @@ def test_pydantic_models_are_keyed_by_class_and_fields():
 
 def test_stable_name_is_module_and_qualname():
     assert stable_name(task_key) == "hokuro.keys.task_key"
-    assert stable_name(KeyGen.ignore) == "hokuro.keys.KeyGen.ignore"
+    assert stable_name(KeyGen.ignore) == "hokuro.keygen.KeyGen.ignore"
     assert stable_name(_define("def f():\n    pass\n")) == "generated.f"
     with pytest.raises(ConfigurationError, match="name="):
         stable_name(functools.partial(len))

@@ -15,7 +15,7 @@ from .errors import (
     TaskFailed,
     UnkeyableArgument,
 )
-from .keys import KeyGen, KeyPolicy
+from .keygen import KeyGen, KeyPolicy
 from .ledger import TaskDB
 from .limits import Limiter
 from .marking import MarkedFunction, TaskEvent

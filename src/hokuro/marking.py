@@ -30,7 +30,8 @@ from .errors import (
     SerializationError,
     TaskFailed,
 )
-from .keys import KeyPolicy, ident_key, stable_name, task_key
+from .keygen import KeyPolicy
+from .keys import ident_key, stable_name, task_key
 from .owners import owner_is_dead
 from .records import (
     Claim,
