@@ -23,7 +23,6 @@ or ``HOKURO_BENCH_PG_URL``): the benchmark creates its own database there and dr
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -33,9 +32,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from bench_core import percentile, timed  # the peers benchmark's timing, reused
 
 ADMIN_URL = os.environ.get("HOKURO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULT = {"answer": "Processed: item", "score": 0.5, "tokens": [1, 2, 3]}
@@ -69,23 +69,6 @@ def drop_database(url: str) -> None:
 
 # -- 1. latency ---------------------------------------------------------------------------
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed(fn: Callable[[str, int], dict], calls: list[tuple[str, int]]) -> list[float]:
-    samples = []
-    clock = time.perf_counter_ns
-    gc.disable()
-    try:
-        for item, n in calls:
-            start = clock()
-            fn(item, n)
-            samples.append((clock() - start) / 1000)
-    finally:
-        gc.enable()
-    return samples
 
 
 def latency(db: str | None, folder: Path, calls: int) -> dict[str, float]:

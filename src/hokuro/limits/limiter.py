@@ -104,30 +104,28 @@ class Limiter:
     # -- the public surface ----------------------------------------------------------------
     def acquire(self, cost: Cost = 1) -> float:
         """Block until ``cost`` is granted; return the seconds waited."""
-        if cost == 1:
-            increments = self._unit
-        else:
-            increments = self._increments(cost)
-            if not any(increments):
-                return 0.0
-        verdict = self._decide(self._keys, increments, self._tolerances, True)
-        if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
-            return self._run(self._wait(verdict, increments))
-        return 0.0
+        booked = self._book(cost)
+        return 0.0 if booked is None else self._run(self._wait(*booked))
 
     async def acquire_async(self, cost: Cost = 1) -> float:
         """Wait (without blocking the event loop) until ``cost`` is granted; return the
         seconds waited. Cancelling the wait gives the place back."""
+        booked = self._book(cost)
+        return 0.0 if booked is None else await self._run_async(self._wait(*booked))
+
+    def _book(self, cost: Cost) -> tuple[Verdict, tuple[float, ...]] | None:
+        """Book a place for ``cost``: None when granted now (or free), else the verdict and
+        increments to wait on."""
         if cost == 1:
             increments = self._unit
         else:
             increments = self._increments(cost)
             if not any(increments):
-                return 0.0
+                return None
         verdict = self._decide(self._keys, increments, self._tolerances, True)
         if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
-            return await self._run_async(self._wait(verdict, increments))
-        return 0.0
+            return verdict, increments
+        return None
 
     def try_acquire(self, cost: Cost = 1) -> bool:
         """Take ``cost`` if it can go now; never wait and never book a later place."""
