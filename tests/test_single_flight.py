@@ -200,3 +200,28 @@ def test_four_processes_writing_at_once_never_see_a_locked_database(make_spot):
         assert "locked" not in err
         assert out.strip() == "150"
     assert make_spot("procs").stats()["counts"] == {"total": 600, "done": 600}
+
+
+def test_a_cancelled_leader_hands_the_task_to_its_followers(make_spot):
+    spot = make_spot("sf")
+    calls = []
+
+    @spot.mark
+    async def fetch(x):
+        calls.append(x)
+        await asyncio.sleep(0.3 if len(calls) == 1 else 0)
+        return x * 2
+
+    async def main():
+        leader = asyncio.create_task(fetch(5))
+        await asyncio.sleep(0.05)
+        follower = asyncio.create_task(fetch(5))
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        return await follower
+
+    assert asyncio.run(main()) == 10
+    assert len(calls) == 2  # the cancelled run, then the follower's own
+    assert fetch.task(5).status == "done"

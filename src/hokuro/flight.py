@@ -67,6 +67,11 @@ class Flight:
             self._waiters.append((loop, future))
         await future
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the leader ended with, if any."""
+        return self._exc
+
     def outcome(self) -> Any:
         if self._exc is not None:
             raise self._exc

@@ -404,10 +404,14 @@ class MarkedFunction:
             found, value = self._reuse(key, args, kwargs)
             if found:
                 return value
-        flight, leader = spot.flights.join(key)
-        if not leader:
+        while True:
+            flight, leader = spot.flights.join(key)
+            if leader:
+                break
             yield _Await(flight)
-            return flight.outcome()
+            if not isinstance(flight.error, _CANCELLING):
+                return flight.outcome()
+            # The leader was cancelled, not failed: this caller still wants the result.
         try:
             value = yield from self._lead(key, ident, bound, args, kwargs, recompute)
         except BaseException as exc:
