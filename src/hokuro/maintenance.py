@@ -49,7 +49,7 @@ from .errors import (
 )
 from .ledger import TaskDB, open_ledger
 from .marking import MarkedFunction
-from .records import ABANDONED, READ_STATUSES, Record, Status
+from .records import ABANDONED, READ_STATUSES, Record, Status, error_line
 from .redact import mask_secrets
 from .spot import Spot
 from .tasks import Task, TaskError, is_abandoned, read_status
@@ -529,7 +529,7 @@ class MaintenanceService:
             if group is None:  # newest first: the first one met is the example
                 groups[fingerprint] = ErrorGroup(
                     fingerprint, error_type, 1, [record.fn], seen, seen,
-                    _last_line(record.error) if record.status != Status.RUNNING
+                    error_line(record.error) if record.status != Status.RUNNING
                     else f"its owner stopped before finishing ({record.owner})",
                     record.key, record.error)
                 continue
@@ -934,9 +934,8 @@ def _args_codec(data: bytes) -> str:
 
     The arguments are always a mapping. msgpack writes a mapping as 0x80-0x8f, 0xde or
     0xdf, and 0x80 alone only for an empty one; pickle (protocol 2 and up) begins with
-    0x80 and a protocol byte. So 0x80 followed by more bytes can only be pickle. Reading
-    the bytes beats trusting ``record.codec``, which names the codec of the last result
-    and is empty for failures.
+    0x80 and a protocol byte. So 0x80 followed by more bytes can only be pickle. The bytes
+    are the truth even for records written before ``codec`` was kept with failures.
     """
     return "pickle" if data[:1] == b"\x80" and len(data) > 1 else "msgpack"
 
@@ -990,11 +989,6 @@ def _take(items: Iterator[str], n: int) -> list[str]:
     return chunk
 
 
-def _last_line(text: str | None) -> str | None:
-    if not text:
-        return None
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 def _tree_size(folder: Path) -> int:

@@ -209,12 +209,17 @@ def error_fingerprint(error_type: str, frames: list[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+def error_line(error: str | None) -> str | None:
+    """The last line of a recorded traceback ("ValueError: bad input"), or None."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
 def error_message(error_type: str | None, error: str | None) -> str | None:
     """The message of a recorded error: the traceback's last line without its type prefix."""
-    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
-    if not lines:
+    last = error_line(error)
+    if last is None:
         return None
-    last = lines[-1]
     head, sep, rest = last.partition(": ")
     if sep and error_type and head.split(".")[-1] == error_type.split(".")[-1]:
         return rest

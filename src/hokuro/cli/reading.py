@@ -18,7 +18,7 @@ from ..maintenance import (
     MaintenanceService,
     TaskDetail,
 )
-from ..records import READ_STATUSES, Record
+from ..records import READ_STATUSES, Record, error_line
 from ..redact import mask_secrets
 from ..tasks import Task
 from .app import main
@@ -103,7 +103,7 @@ def _error_line(task: Task) -> str:
         return "Abandoned: its owner stopped before finishing"
     if record.error_type is None:
         return ""
-    message = _last_line(record.error)
+    message = error_line(record.error)
     if not message:
         return record.error_type
     # A traceback's last line already starts with the error's type, as a rule.
@@ -111,9 +111,6 @@ def _error_line(task: Task) -> str:
         f"{record.error_type}: {message}"
 
 
-def _last_line(text: str | None) -> str | None:
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 def _task_json(task: Task) -> dict[str, Any]:
@@ -123,7 +120,7 @@ def _task_json(task: Task) -> dict[str, Any]:
         "key": task.key, "fn": record.fn, "fn_path": record.fn_path, "ident": record.ident,
         "version": record.version, "status": task.status, "attempts": record.attempts,
         "size": record.size, "duration": task.duration,
-        "error_type": record.error_type, "error_message": _last_line(record.error),
+        "error_type": record.error_type, "error_message": error_line(record.error),
         "error_fingerprint": record.error_fingerprint,
         **stamps(created_at=record.created_at, started_at=record.started_at,
                  finished_at=record.finished_at, updated_at=record.updated_at,
