@@ -776,9 +776,9 @@ class MaintenanceService:
         return orphans
 
     def _orphan_file_folders(self, cutoff: float) -> Iterator[BlobInfo]:
-        if not isinstance(self.blobs, LocalBlobs):
-            return  # remote stores keep task files on each machine, out of reach here
-        root = self.blobs.root / "files"
+        # With a remote blob store each machine keeps its own task files: these are the
+        # ones of this machine.
+        root = self.spot.files_root
         if not root.is_dir():
             return
         for fan in sorted(root.iterdir()):
@@ -800,10 +800,9 @@ class MaintenanceService:
             try:
                 if ref.startswith("files/"):
                     key = ref.rsplit("/", 1)[-1]
-                    if not isinstance(self.blobs, LocalBlobs) or \
-                            self.ledger.lookup(key) is not None:
+                    if not _KEY.match(key) or self.ledger.lookup(key) is not None:
                         continue
-                    folder = self.blobs.path_of(ref)
+                    folder = self.spot.task_dir(key, create=False)
                     if folder.is_dir():
                         shutil.rmtree(folder)
                         removed += 1

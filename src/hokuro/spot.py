@@ -324,13 +324,18 @@ class Spot:
         return bool(removed)
 
     # -- files ----------------------------------------------------------------------------
-    def task_dir(self, key: str, *, create: bool = True) -> Path:
-        """The folder for a task's own files: inside the blob folder, or, for remote blob
-        stores, under the workspace."""
+    @property
+    def files_root(self) -> Path:
+        """Where the folders of tasks' own files live (``ctx.dir``): ``files/`` inside a
+        local blob folder, or, with a remote blob store, ``<workspace>/files/<name>/`` on
+        this machine."""
         if isinstance(self.blobs, LocalBlobs):
-            path = self.blobs.path_of(files_ref(key))
-        else:
-            path = self.workspace.joinpath("files", self.name, *files_ref(key).split("/")[1:])
+            return self.blobs.path_of("files")
+        return self.workspace / "files" / self.name
+
+    def task_dir(self, key: str, *, create: bool = True) -> Path:
+        """The folder for a task's own files, named by its key (never by its ident)."""
+        path = self.files_root.joinpath(*files_ref(key).split("/")[1:])
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
