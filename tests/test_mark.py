@@ -314,7 +314,7 @@ def test_async_functions_are_marked_too(spot):
 
     assert asyncio.run(main()) == [{"x": 1}, {"x": 1}, {"x": 2}]
     assert calls == [1, 2]
-    assert asyncio.iscoroutinefunction(fetch.__wrapped__)
+    assert asyncio.iscoroutinefunction(fetch)  # frameworks still see a coroutine function
 
 
 def test_unencodable_result_fails_clearly_and_is_recorded(spot):

@@ -260,10 +260,11 @@ class MarkedFunction:
         self._simple_names: tuple[str, ...] | None = tuple(names) if simple else None
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         if self.is_async:
-            # Keep coroutine detection working for callers (inspect / asyncio).
-            self._is_coroutine_marker = getattr(inspect, "_is_coroutine_mark", None)
-            if self._is_coroutine_marker is not None:
-                setattr(self, self._is_coroutine_marker, self._is_coroutine_marker)
+            # Callers (frameworks, asyncio.iscoroutinefunction, inspect on 3.12+) must still
+            # see a coroutine function, though the marked function is an object.
+            if hasattr(inspect, "markcoroutinefunction"):
+                inspect.markcoroutinefunction(self)
+            self._is_coroutine = asyncio.coroutines._is_coroutine
 
     # -- keys -----------------------------------------------------------------------------
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
