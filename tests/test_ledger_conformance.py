@@ -398,3 +398,25 @@ def test_a_read_never_pins_an_old_snapshot(ledger: TaskDB):
     assert ledger.lookup("k1").status == "done"
     assert ledger.get("k1").status == "done"
     assert ledger.claim(claim(now=200.0, force=True, owner="h|2|1.00|b")).outcome == "claimed"
+
+
+def test_error_stats_count_failures_per_fingerprint_and_collection(ledger: TaskDB):
+    def failed(key, fn, fingerprint, at, expires_at=None, error_type="ValueError"):
+        ledger.put(Record(key=key, fn=fn, status=Status.FAILED, error_type=error_type,
+                          error_fingerprint=fingerprint, error=f"{error_type}: x",
+                          created_at=at, updated_at=at, finished_at=at,
+                          expires_at=expires_at))
+
+    for i in range(5):
+        failed(f"a{i}", "f", "fp1", 10.0 + i)
+    failed("b0", "g", "fp1", 30.0)
+    failed("c0", "f", "fp2", 40.0, error_type="KeyError")
+    failed("d0", "f", "fp2", 41.0, expires_at=50.0)  # past its retention at now=100
+    failed("e0", "f", None, 42.0, error_type="OSError")
+    ledger.put(Record(key="z", fn="f", status=Status.DONE, created_at=1.0, updated_at=1.0))
+    stats = {(s.fingerprint, s.fn): s for s in ledger.error_stats(now=100.0)}
+    assert set(stats) == {("fp1", "f"), ("fp1", "g"), ("fp2", "f"), ("OSError", "f")}
+    assert (stats[("fp1", "f")].count, stats[("fp1", "f")].first_seen,
+            stats[("fp1", "f")].last_seen) == (5, 10.0, 14.0)
+    assert stats[("fp2", "f")].count == 1 and stats[("fp2", "f")].error_type == "KeyError"
+    assert {s.fn for s in ledger.error_stats("g", now=100.0)} == {"g"}

@@ -518,29 +518,47 @@ class MaintenanceService:
         """
         now = self._now()
         groups: dict[str, ErrorGroup] = {}
-        for record in self._failed(fn, None, now, full=False):
-            if record.status == Status.RUNNING:
-                fingerprint, error_type = ABANDONED_FINGERPRINT, ABANDONED
-            else:
-                error_type = record.error_type or "Error"
-                fingerprint = record.error_fingerprint or error_type
-            seen = record.finished_at or record.updated_at
-            group = groups.get(fingerprint)
-            if group is None:  # newest first: the first one met is the example
-                groups[fingerprint] = ErrorGroup(
-                    fingerprint, error_type, 1, [record.fn], seen, seen,
-                    error_line(record.error) if record.status != Status.RUNNING
-                    else f"its owner stopped before finishing ({record.owner})",
-                    record.key, record.error)
+        # Counted by the ledger (one GROUP BY); only each group's newest example is read.
+        for stat in self.ledger.error_stats(fn, now=now):
+            group = groups.get(stat.fingerprint)
+            if group is None:
+                groups[stat.fingerprint] = ErrorGroup(
+                    stat.fingerprint, stat.error_type or "Error", stat.count, [stat.fn],
+                    stat.first_seen, stat.last_seen, None, "", None)
                 continue
-            group.count += 1
-            if record.fn not in group.collections:
-                group.collections.append(record.fn)
-            group.first_seen = min(group.first_seen, seen)
-            group.last_seen = max(group.last_seen, seen)
+            group.count += stat.count
+            group.collections.append(stat.fn)
+            group.first_seen = min(group.first_seen, stat.first_seen)
+            group.last_seen = max(group.last_seen, stat.last_seen)
+        for group in groups.values():
+            example = self._newest_failure(group.fingerprint, fn, now)
+            if example is not None:
+                group.example_key, group.example_traceback = example.key, example.error
+                group.message = error_line(example.error)
+        abandoned = [r for r in self.ledger.find(fn=fn, status=Status.RUNNING)
+                     if is_abandoned(r, now)]
+        if abandoned:
+            newest = abandoned[0]
+            seen = [r.updated_at for r in abandoned]
+            groups[ABANDONED_FINGERPRINT] = ErrorGroup(
+                ABANDONED_FINGERPRINT, ABANDONED, len(abandoned),
+                sorted({r.fn for r in abandoned}), min(seen), max(seen),
+                f"its owner stopped before finishing ({newest.owner})", newest.key, None)
         for group in groups.values():
             group.collections.sort()
         return sorted(groups.values(), key=lambda g: (-g.count, -g.last_seen))
+
+    def _newest_failure(self, fingerprint: str, fn: str | None, now: float) -> Record | None:
+        for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,
+                                       error_fingerprint=fingerprint):
+            if not record.is_expired(now):
+                return record
+        # Records without a fingerprint are grouped by their error type.
+        for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True):
+            if record.error_fingerprint is None and (record.error_type or "Error") \
+                    == fingerprint and not record.is_expired(now):
+                return record
+        return None
 
     def failed_tasks(self, fn: str | None = None, fingerprint: str | None = None
                      ) -> Iterator[Record]:

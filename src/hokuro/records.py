@@ -177,6 +177,19 @@ class StatRow:
     last_activity: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorStat:
+    """Failed tasks of one collection that ended with one error (by fingerprint; the error
+    type stands in for records without one), computed by the ledger."""
+
+    fingerprint: str
+    fn: str
+    error_type: str | None
+    count: int
+    first_seen: float
+    last_seen: float
+
+
 def decide_claim(current: Record | None, claim: Claim) -> str:
     """Who executes a task, given its current record: ``claimed``, ``hit`` or ``busy``.
 

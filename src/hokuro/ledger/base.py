@@ -12,7 +12,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..records import RECORD_COLUMNS, Claim, ClaimResult, Outcome, Record, StatRow
+from ..records import (
+    RECORD_COLUMNS,
+    Claim,
+    ClaimResult,
+    ErrorStat,
+    Outcome,
+    Record,
+    StatRow,
+    Status,
+)
 
 #: What the hit path reads (``lookup``): the record's fields right after ``key``, so that
 #: ``Record(key, *row)`` builds it. Every column costs time on every cache hit.
@@ -148,6 +157,21 @@ class TaskDB(ABC):
     @abstractmethod
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         """Counts and total sizes per (collection, status), computed by the database."""
+
+    def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
+        """Failed tasks not past their retention, counted per (fingerprint, collection).
+
+        This default streams every failure; SQL ledgers answer with one GROUP BY.
+        """
+        groups: dict[tuple[str, str], list[Record]] = {}
+        for record in self.find(fn=fn, status=Status.FAILED):
+            if not record.is_expired(now):
+                fingerprint = record.error_fingerprint or record.error_type or "Error"
+                groups.setdefault((fingerprint, record.fn), []).append(record)
+        return [ErrorStat(fingerprint, name, max(r.error_type or "" for r in rows) or None,
+                          len(rows), min(r.finished_at or r.updated_at for r in rows),
+                          max(r.finished_at or r.updated_at for r in rows))
+                for (fingerprint, name), rows in groups.items()]
 
     @abstractmethod
     def blob_refs(self) -> Iterator[str]:

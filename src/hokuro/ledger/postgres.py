@@ -36,6 +36,7 @@ from ..records import (
     RECORD_COLUMNS,
     Claim,
     ClaimResult,
+    ErrorStat,
     Outcome,
     Record,
     StatRow,
@@ -377,6 +378,11 @@ class PostgresLedger(TaskDB):
         params = {"fn": fn, "now": time.time() if now is None else now}
         rows = self._run(lambda conn, _: conn.execute(Q["stats"], params).fetchall())
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
+
+    def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
+        params = {"fn": fn, "now": now}
+        rows = self._run(lambda conn, _: conn.execute(Q["error_stats"], params).fetchall())
+        return [ErrorStat(*row) for row in rows]
 
     def blob_refs(self) -> Iterator[str]:
         after: str | None = None

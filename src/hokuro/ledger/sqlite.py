@@ -26,6 +26,7 @@ from ..records import (
     RECORD_COLUMNS,
     Claim,
     ClaimResult,
+    ErrorStat,
     Outcome,
     Record,
     StatRow,
@@ -222,6 +223,10 @@ class SQLiteLedger(TaskDB):
         now = time.time() if now is None else now
         rows = self._conn().execute(Q["stats"], {"fn": fn, "now": now}).fetchall()
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
+
+    def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
+        rows = self._conn().execute(Q["error_stats"], {"fn": fn, "now": now}).fetchall()
+        return [ErrorStat(*row) for row in rows]
 
     def blob_refs(self) -> Iterator[str]:
         # Paged by key, each page read whole: no statement stays open between yields.

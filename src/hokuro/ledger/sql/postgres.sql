@@ -169,6 +169,14 @@ SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0)::BIGINT,
 FROM tasks WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
 GROUP BY fn, status ORDER BY fn COLLATE "C", status COLLATE "C"
 
+-- name: error_stats
+SELECT COALESCE(error_fingerprint, error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+       MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
+FROM tasks
+WHERE status = 'failed' AND (expires_at IS NULL OR expires_at > %(now)s)
+  AND (%(fn)s::text IS NULL OR fn = %(fn)s)
+GROUP BY 1, 2
+
 -- name: blob_refs_first
 -- Paged by key so no transaction stays open while the caller iterates.
 SELECT key, blob, log_blob FROM tasks

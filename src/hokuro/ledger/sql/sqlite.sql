@@ -102,6 +102,14 @@ SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
        MAX(updated_at)
 FROM tasks WHERE (:fn IS NULL OR fn = :fn) GROUP BY fn, status ORDER BY fn, status
 
+-- name: error_stats
+SELECT COALESCE(error_fingerprint, error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+       MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
+FROM tasks
+WHERE status = 'failed' AND (expires_at IS NULL OR expires_at > :now)
+  AND (:fn IS NULL OR fn = :fn)
+GROUP BY 1, 2
+
 -- name: blob_refs
 SELECT key, blob, log_blob FROM tasks
 WHERE key > :after AND (blob IS NOT NULL OR log_blob IS NOT NULL)
