@@ -268,3 +268,15 @@ def test_status_of_a_resource_keyed_by_args_finds_its_newest_record(make_spot):
     assert spot.status("keyed", "x") == "done"
     assert spot.status(compute, "x") == "done"
     assert spot.task("keyed", "x").result == {"n": 1}
+
+
+def test_tasks_from_a_listing_read_their_log_result_and_error_whole(make_spot):
+    spot = make_spot("res")
+    define(spot, [])
+    spot.fetch("collection_name", "ok")
+    spot.fetch("collection_name", "bad")
+    listed = {t.ident: t for t in spot.find("collection_name")}
+    assert listed["ok"].result == {"ident": "ok", "args": None}
+    assert "Starting up ok" in listed["ok"].log
+    assert "Starting up bad" in listed["bad"].log
+    assert "This is an error!" in listed["bad"].error.traceback

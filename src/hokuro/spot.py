@@ -193,7 +193,7 @@ class Spot:
     def task_view(self, key: str, marked: MarkedFunction | None = None) -> Task:
         record = self.ledger.get(key)
         return Task(self, key, marked.name if marked else None, record,
-                    codec=marked.options.codec if marked else None)
+                    codec=marked.options.codec if marked else None, whole=True)
 
     def _key_for(self, fn_or_name: MarkedFunction | str, ident_or_args: Any) -> str | None:
         """The key of a task named by a marked function and its arguments (a tuple of

@@ -50,9 +50,11 @@ class Task:
     """What is known about one task. ``result`` and ``log`` are read only when asked for."""
 
     def __init__(self, spot: Spot, key: str, fn: str | None, record: Record | None,
-                 *, codec: str | None = None) -> None:
+                 *, codec: str | None = None, whole: bool = False) -> None:
         self._spot = spot
         self._record = record
+        # A record from a listing lacks its large columns; it is read whole when needed.
+        self._whole = whole or record is None
         self._codec = codec
         self.key = key
         self.fn = fn if record is None else record.fn
@@ -155,16 +157,10 @@ class Task:
         }
 
     def _full(self) -> Record | None:
-        record = self._record
-        if record is not None and record.args is None and record.log is None \
-                and record.result is None and record.status == Status.DONE \
-                and record.blob is None:
-            # A light record (from a listing) lacks the inline result: read it whole.
-            self._record = record = self._spot.ledger.get(self.key) or record
-        elif record is not None and record.status != Status.DONE and record.error is None \
-                and record.error_type is not None:
-            self._record = record = self._spot.ledger.get(self.key) or record
-        return record
+        if not self._whole:
+            self._record = self._spot.ledger.get(self.key) or self._record
+            self._whole = True
+        return self._record
 
     def __repr__(self) -> str:
         return f"<Task {self.fn} {self.key[:12]} {self.status}>"
