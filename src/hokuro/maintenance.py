@@ -3,6 +3,8 @@ garbage collection, error groups and replaying failed calls.
 
 The command line and the dashboard are thin layers over :class:`MaintenanceService`. It
 works through the ledger and blob store protocols only, so every backend is served alike.
+Replaying failed calls is its own module, :mod:`hokuro.replay`; the service hands it the
+ledger and the failed records.
 
 Why these choices:
 - Deleting removes the records first, then their blobs. A reader can never be served a
@@ -20,15 +22,11 @@ Why these choices:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,9 +46,9 @@ from .errors import (
     LedgerError,
 )
 from .ledger import TaskDB, open_ledger
-from .marking import MarkedFunction
 from .records import ABANDONED, READ_STATUSES, Record, Status, error_line
 from .redact import mask_secrets
+from .replay import RetryResult, args_codec, replay_failed
 from .spot import Spot
 from .tasks import Task, TaskError, is_abandoned, read_status
 
@@ -166,24 +164,6 @@ class ErrorGroup:
 
 
 @dataclass(slots=True)
-class RetryResult:
-    """What replaying one failed task gave.
-
-    ``outcome`` is ``done``, ``failed``, ``would_retry`` (dry run), ``not_importable``,
-    ``not_replayable`` or ``other_ledger``; ``detail`` says why when it is not ``done``.
-    """
-
-    key: str
-    fn: str
-    fn_path: str | None
-    outcome: str
-    detail: str | None = None
-    #: The key the replayed call got, when it differs from the recorded one (the
-    #: function's version or name changed since).
-    new_key: str | None = None
-
-
-@dataclass(slots=True)
 class SpotSummary:
     """One Spot of a workspace, as ``hokuro spots`` lists it."""
 
@@ -198,14 +178,6 @@ class SpotSummary:
     last_activity: float | None = None
     #: Why the ledger could not be read, when it could not.
     problem: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Unusable:
-    """Why the function of some failed tasks cannot be replayed here."""
-
-    reason: str
-    outcome: str = "not_importable"
 
 
 class _UnknownBlobs(BlobStorageBase):
@@ -447,7 +419,7 @@ class MaintenanceService:
                 record, allow_pickle, max_bytes)
         if record.args is not None:
             detail.args, detail.args_note = self._decode(
-                record.args, _args_codec(record.args), allow_pickle, self.codec, "arguments")
+                record.args, args_codec(record.args), allow_pickle, self.codec, "arguments")
         else:
             detail.args_note = "<not recorded: an argument could not be encoded>"
         detail.log, detail.log_note = self._read_log(record)
@@ -591,83 +563,8 @@ class MaintenanceService:
         tasks skipped; the others are still replayed. Arguments stored with pickle are
         decoded only for a function that chose ``codec="pickle"`` (invariant 7).
         """
-        imported: dict[str | None, MarkedFunction | _Unusable] = {}
-        with _importable_from(Path(search_path) if search_path else Path.cwd()):
-            for record in self.failed_tasks(fn, fingerprint):
-                if record.fn_path not in imported:
-                    imported[record.fn_path] = self._import_marked(record.fn_path)
-                found = imported[record.fn_path]
-                if isinstance(found, _Unusable):
-                    yield RetryResult(record.key, record.fn, record.fn_path, found.outcome,
-                                      found.reason)
-                    continue
-                yield self._replay(found, record, dry_run)
-
-    def _import_marked(self, fn_path: str | None) -> MarkedFunction | _Unusable:
-        """The marked function at ``fn_path``, or why it cannot be used."""
-        if not fn_path or ":" not in fn_path:
-            return _Unusable("its record names no import path for the function")
-        module_name, _, qualname = fn_path.partition(":")
-        if module_name == "__main__":
-            return _Unusable(f"{fn_path} was defined in a script run directly (python "
-                             "script.py); move it into a module and give its mark name= to "
-                             "keep its records")
-        if "<locals>" in qualname:
-            return _Unusable(f"{fn_path} is defined inside a function, so it cannot be "
-                             "imported")
-        try:
-            found: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                found = getattr(found, part)
-        except Exception as exc:
-            return _Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
-        if not isinstance(found, MarkedFunction):
-            return _Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
-                             "hokuro retry replays functions marked at module level")
-        theirs, ours = found.spot.ledger.describe(), self.ledger.describe()
-        if _same_place(theirs, ours):
-            return found
-        return _Unusable(f"{fn_path} records into {mask_secrets(theirs)}, not "
-                         f"{mask_secrets(ours)}; run hokuro retry from the folder your code "
-                         "runs in", "other_ledger")
-
-    def _replay(self, marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResult:
-        result = RetryResult(record.key, record.fn, record.fn_path, "failed")
-        if record.args is None:
-            result.outcome = "not_replayable"
-            result.detail = "its arguments were not recorded (the codec could not encode one)"
-            return result
-        stored = _args_codec(record.args)
-        if stored == "pickle" and marked.options.codec != "pickle":
-            result.outcome = "not_replayable"
-            result.detail = ("its arguments were stored with pickle, but the function no "
-                             "longer chooses codec='pickle'; hokuro will not unpickle them")
-            return result
-        codec = marked.codec if stored == marked.options.codec else marked.spot.codec
-        try:
-            bound = codec.decode(record.args)
-            if not isinstance(bound, dict):
-                raise ValueError("the recorded arguments are not a mapping")
-            call = _call_of(marked, bound, record.key)
-        except Exception as exc:
-            result.outcome = "not_replayable"
-            result.detail = f"its recorded arguments do not fit the function now: {exc}"
-            return result
-        run, new_key = call
-        if new_key != record.key:
-            result.new_key = new_key
-        if dry_run:
-            result.outcome = "would_retry"
-            return result
-        try:
-            value = run()
-            if inspect.isawaitable(value):
-                asyncio.run(_awaited(value))
-        except Exception as exc:
-            result.detail = f"{type(exc).__name__}: {exc}"
-            return result
-        result.outcome = "done"
-        return result
+        yield from replay_failed(self.ledger, self.failed_tasks(fn, fingerprint),
+                                 search_path=search_path, dry_run=dry_run)
 
     # -- removing -------------------------------------------------------------------------
     def delete_task(self, key: str) -> bool:
@@ -935,66 +832,6 @@ def _workspace_folder(path: Path) -> Path:
     if not (path / "blobs").is_dir() and (path / WORKSPACE_DIR).is_dir():
         return path / WORKSPACE_DIR
     return path
-
-
-def _same_place(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:
-        return os.path.realpath(a) == os.path.realpath(b)
-    except (OSError, ValueError):
-        return False
-
-
-def _args_codec(data: bytes) -> str:
-    """The codec that wrote a record's arguments, read from the bytes themselves.
-
-    The arguments are always a mapping. msgpack writes a mapping as 0x80-0x8f, 0xde or
-    0xdf, and 0x80 alone only for an empty one; pickle (protocol 2 and up) begins with
-    0x80 and a protocol byte. So 0x80 followed by more bytes can only be pickle. The bytes
-    are the truth even for records written before ``codec`` was kept with failures.
-    """
-    return "pickle" if data[:1] == b"\x80" and len(data) > 1 else "msgpack"
-
-
-def _call_of(marked: MarkedFunction, bound: dict[str, Any], key: str
-             ) -> tuple[Callable[[], Any], str]:
-    """A thunk that replays the recorded call, and the key that call has now."""
-    if marked.resource:
-        ident, args = bound.get("ident"), bound.get("args")
-        if not isinstance(ident, str):
-            raise ValueError("the recorded ident is missing")
-        # A resource's key may or may not include its args; the recorded key is the one.
-        return (lambda: marked.run_ident(ident, args, key, False)), key
-    unknown = sorted(set(bound) - set(marked.signature.parameters))
-    if unknown:
-        raise ValueError(f"recorded argument(s) {', '.join(unknown)} are no longer parameters")
-    call = inspect.BoundArguments(marked.signature, dict(bound))  # type: ignore[arg-type]
-    args, kwargs = call.args, call.kwargs
-    new_key = marked.key_of(*args, **kwargs)
-    return (lambda: marked(*args, **kwargs)), new_key
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
-
-
-@contextlib.contextmanager
-def _importable_from(folder: Path) -> Iterator[None]:
-    """Put ``folder`` first on ``sys.path`` for the block, as ``python -m`` would."""
-    entry = str(folder.absolute())
-    added = entry not in sys.path
-    if added:
-        sys.path.insert(0, entry)
-    importlib.invalidate_caches()
-    try:
-        yield
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(entry)
-
-
 
 
 def _take(items: Iterator[str], n: int) -> list[str]:
