@@ -252,21 +252,14 @@ class SQLiteLedger(TaskDB):
         return removed
 
     def put(self, record: Record) -> None:
-        values = [getattr(record, name) for name in RECORD_COLUMNS]
-        sql = (f"INSERT OR REPLACE INTO tasks ({', '.join(RECORD_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
-        conn = self._conn()
-        with self._write(conn):
-            conn.execute(sql, values)
+        self.put_many([record])
 
     def put_many(self, records: Iterable[Record]) -> int:
         """Insert or replace many records in one transaction (imports, benchmarks)."""
-        sql = (f"INSERT OR REPLACE INTO tasks ({', '.join(RECORD_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
         conn = self._conn()
         with self._write(conn):
             cursor = conn.executemany(
-                sql, ([getattr(r, n) for n in RECORD_COLUMNS] for r in records))
+                Q["put"], ({n: getattr(r, n) for n in RECORD_COLUMNS} for r in records))
             return cursor.rowcount
 
     def close(self) -> None:

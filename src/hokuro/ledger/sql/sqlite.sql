@@ -95,6 +95,18 @@ WHERE key = :key AND owner = :owner AND status = 'running'
 DELETE FROM tasks WHERE key = ?
 RETURNING {record_columns}
 
+-- name: put
+INSERT OR REPLACE INTO tasks (
+    key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type, size,
+    checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
+    lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
+    scope, priority, run_after, parents)
+VALUES (
+    :key, :fn, :status, :fn_path, :ident, :args, :version, :result, :blob, :codec,
+    :content_type, :size, :checksum, :error_type, :error, :error_fingerprint, :log,
+    :log_blob, :attempts, :owner, :lease_until, :created_at, :started_at, :finished_at,
+    :updated_at, :expires_at, :run_id, :scope, :priority, :run_after, :parents)
+
 -- name: stats
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
        SUM(CASE WHEN status = 'running' THEN lease_until IS NULL OR lease_until <= :now
