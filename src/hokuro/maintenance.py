@@ -412,7 +412,7 @@ class MaintenanceService:
         status = read_status(record, now)
         if status == "expired" and not include_expired:
             return None
-        task = Task(self.spot, key, record.fn, record)
+        task = Task(self.spot, key, record.fn, record, whole=True)
         detail = TaskDetail(record=record, status=status, error=task.error)
         if record.status == Status.DONE:
             detail.result, detail.result_note = self._decode_result(

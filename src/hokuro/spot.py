@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ from .blobs import BlobStorageBase, open_blobs
 from .blobs.local import LocalBlobs
 from .blobs.names import files_ref
 from .codec import Codec
-from .errors import ConfigurationError
+from .errors import BlobError, ConfigurationError
 from .flight import FlightTable
 from .leases import LeaseKeeper
 from .ledger import TaskDB, open_ledger
@@ -32,6 +34,7 @@ from .tasks import Task, is_abandoned, read_status
 DEFAULT_BLOB_THRESHOLD = 1024 * 1024
 #: Default cap of one task's captured log.
 DEFAULT_LOG_LIMIT = 1024 * 1024
+log = logging.getLogger("hokuro")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # hadrosaur's status words, accepted by find_by_status.
 _SEED_STATUS = {"completed": "done", "complete": "done", "error": "failed",
@@ -311,16 +314,19 @@ class Spot:
         return self.forget_key(fn.key_of(*args, **kwargs))
 
     def forget_key(self, key: str) -> bool:
+        """Remove the record of ``key``, then its blobs and files. The record goes first, so
+        nothing ever names a removed blob; a blob that cannot be removed is left for
+        ``hokuro clean``."""
         removed = self.ledger.delete([key])
         for record in removed:
             for ref in (record.blob, record.log_blob):
                 if ref:
-                    self.blobs.delete(ref)
-        folder = self.task_dir(key, create=False)
-        if folder.is_dir():
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
+                    try:
+                        self.blobs.delete(ref)
+                    except BlobError as exc:
+                        log.warning("hokuro: blob %s of task %s stays until hokuro clean: %s",
+                                    ref, key[:12], exc)
+        shutil.rmtree(self.task_dir(key, create=False), ignore_errors=True)
         return bool(removed)
 
     # -- files ----------------------------------------------------------------------------
