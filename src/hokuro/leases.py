@@ -29,12 +29,15 @@ class LeaseKeeper:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._closed = False
 
     def hold(self, key: str) -> None:
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child holds none of its parent's leases.
+                self._held.clear()
+                self._thread = None
             self._held[key] += 1
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            if self._thread is None or not self._thread.is_alive():
                 self._start()
 
     def release(self, key: str) -> None:
@@ -45,7 +48,6 @@ class LeaseKeeper:
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        self._closed = False
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hokuro-leases", daemon=True)
         self._thread.start()
