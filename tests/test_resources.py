@@ -280,3 +280,26 @@ def test_tasks_from_a_listing_read_their_log_result_and_error_whole(make_spot):
     assert "Starting up ok" in listed["ok"].log
     assert "Starting up bad" in listed["bad"].log
     assert "This is an error!" in listed["bad"].error.traceback
+
+
+def test_fetch_async_computes_sync_and_async_resources(make_spot):
+    spot = make_spot("res")
+    runs = []
+    define(spot, runs)
+
+    @spot.resource("async_collection")
+    async def compute(ident, args, ctx):
+        await asyncio.sleep(0)
+        if ident == "bad":
+            raise ValueError("no")
+        return ident.upper()
+
+    async def main():
+        return (await spot.fetch_async("collection_name", "a"),
+                await spot.fetch_async("async_collection", "b"),
+                await spot.fetch_async("async_collection", "bad"))
+
+    sync_task, async_task, failed = asyncio.run(main())
+    assert sync_task.result == {"ident": "a", "args": None} and runs == ["a"]
+    assert async_task.result == "B"
+    assert failed.status == "failed" and failed.error.type == "ValueError"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -183,13 +184,16 @@ class Spot:
 
     async def fetch_async(self, name: str, ident: str, args: Any = None, *,
                           recompute: bool = False) -> Task:
+        """:meth:`fetch` for asyncio code; a sync resource runs in a worker thread so the
+        event loop is never blocked by it."""
         marked, key = self._ident_call(name, ident, args)
         try:
-            result = marked.run_ident(ident, args, key, recompute)
             if marked.is_async:
-                await result
+                await marked.run_ident(ident, args, key, recompute)
+            else:
+                await asyncio.to_thread(marked.run_ident, ident, args, key, recompute)
         except Exception:
-            pass
+            pass  # recorded in the ledger; the Task view carries it
         return self.task_view(key, marked)
 
     # -- reading records ------------------------------------------------------------------
