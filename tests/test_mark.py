@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from dataclasses import dataclass
 
 import pytest
 
 import hokuro
-from hokuro import KeyGen
+from hokuro import KeyGen, marking
 
 
 @pytest.fixture
@@ -179,6 +180,46 @@ def test_unkeyable_argument_names_it_and_the_fix(spot):
     with pytest.raises(hokuro.UnkeyableArgument) as info:
         use(object())
     assert "client" in str(info.value) and "ignore=" in str(info.value)
+
+
+def test_an_unkeyable_argument_to_an_async_mark_raises_when_awaited(spot):
+    calls = []
+
+    @spot.mark
+    async def use(client):
+        calls.append(client)
+        return 1
+
+    async def main():
+        # Making the coroutines raises nothing; each error comes out of its own await.
+        return await asyncio.gather(use(object()), use(1), use(1, 2), return_exceptions=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine ... was never awaited"
+        unkeyable, done, too_many = asyncio.run(main())
+    assert isinstance(unkeyable, hokuro.UnkeyableArgument) and "client" in str(unkeyable)
+    assert done == 1 and calls == [1]
+    assert isinstance(too_many, TypeError)
+
+
+def test_marking_a_function_of_main_warns_once_with_the_fix(spot, monkeypatch):
+    monkeypatch.setattr(marking, "_WARNED_MAIN", set())
+    script = {"__name__": "__main__"}
+    exec("def step(x):\n    return x\n", script)  # as `python script.py` defines it
+    with pytest.warns(RuntimeWarning) as caught:
+        spot.mark(script["step"])
+        spot.mark(version="2")(script["step"])
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "step" in message and "__main__" in message and "hokuro retry" in message
+    assert "name='step'" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spot.mark(name="step")(script["step"])  # named: its keys no longer depend on where
+
+        @spot.mark
+        def of_a_module(x):  # __module__ is this test module's name
+            return x
 
 
 def test_failure_is_recorded_reraised_and_not_cached(spot):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hokuro import marking
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
@@ -22,8 +24,11 @@ def test_the_quick_start_runs_and_reuses_records(workspace, monkeypatch, capsys)
     quick_start = next(block for block in BLOCKS if "heavy_process" in block)
     slept = []
     monkeypatch.setattr(time, "sleep", slept.append)
-    for _ in range(2):
-        exec(compile(quick_start, "README.md", "exec"), {"__name__": "__main__"})
+    monkeypatch.setattr(marking, "_WARNED_MAIN", set())
+    with pytest.warns(RuntimeWarning, match="name=") as warned:  # as the quick start says
+        for _ in range(2):
+            exec(compile(quick_start, "README.md", "exec"), {"__name__": "__main__"})
+    assert len(warned) == 1
     assert capsys.readouterr().out.split("\n")[:4] == [
         "Processed: A", "Processed: B", "Processed: C", "Processed: A"]
     assert slept == [2, 2, 2]  # "A" once, and the second run entirely from records

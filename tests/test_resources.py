@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import hokuro
+from hokuro.errors import LedgerError
 from test_single_flight import _child, wait_for
 
 
@@ -303,3 +304,34 @@ def test_fetch_async_computes_sync_and_async_resources(make_spot):
     assert sync_task.result == {"ident": "a", "args": None} and runs == ["a"]
     assert async_task.result == "B"
     assert failed.status == "failed" and failed.error.type == "ValueError"
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "a\\b", ".hidden", "..", "a\x00b", 7])
+def test_a_collection_name_that_is_empty_or_a_path_is_refused(spot, name):
+    with pytest.raises(hokuro.ConfigurationError, match="collection name"):
+        spot.resource(name)
+
+
+def test_fetch_absorbs_a_recorded_failure_of_storing_the_result(spot):
+    @spot.resource("locks")
+    def compute(ident, args, ctx):
+        return threading.Lock()  # the codec cannot keep it
+
+    task = spot.fetch("locks", "a")
+    assert task.status == "failed" and task.error.type == "SerializationError"
+
+
+@pytest.mark.postgres
+def test_fetch_raises_a_ledger_error_instead_of_a_missing_task(pg_url, workspace):
+    with hokuro.Spot("t", db=pg_url, workspace=workspace / ".hokuro") as spot:
+        runs = []
+        define(spot, runs)
+        # PostgreSQL text cannot hold NUL: the claim itself fails, nothing is recorded.
+        with pytest.raises(LedgerError):
+            spot.fetch("collection_name", "a\x00b")
+        with pytest.raises(LedgerError):
+            asyncio.run(spot.fetch_async("collection_name", "a\x00b"))
+        assert runs == []
+        # The function's own failure is still a failed Task, not an exception.
+        assert spot.fetch("collection_name", "bad").status == "failed"
+        assert asyncio.run(spot.fetch_async("collection_name", "bad")).status == "failed"

@@ -88,6 +88,27 @@ def test_a_missing_bucket_is_a_blob_error_that_names_the_cause(s3_endpoint, monk
         blobs.close()
 
 
+def test_the_bucket_is_checked_once_per_store(store: S3Blobs):
+    heads = []
+    store._client().meta.events.register("before-send.s3.HeadBucket",
+                                          lambda request, **_: heads.append(request.url))
+    for _ in range(3):
+        store.ensure_ready()
+    assert len(heads) == 1
+
+
+def test_a_missing_bucket_is_found_by_ensure_ready_with_what_to_do(s3_endpoint):
+    blobs = S3Blobs("s3://no-such-bucket-hokuro/p")
+    try:
+        with pytest.raises(BlobError) as caught:
+            blobs.ensure_ready()
+        assert str(caught.value).startswith(
+            "the bucket 'no-such-bucket-hokuro' of s3://no-such-bucket-hokuro/p does not exist")
+        assert "create it (aws s3 mb s3://no-such-bucket-hokuro)" in str(caught.value)
+    finally:
+        blobs.close()
+
+
 def test_an_unreachable_endpoint_is_a_blob_error(s3_endpoint):
     blobs = S3Blobs("s3://bucket/p", endpoint_url="http://127.0.0.1:9", max_attempts=1)
     try:

@@ -59,6 +59,30 @@ def test_identical_calls_in_threads_run_once(spot):
     assert results == [[1]] * 8
 
 
+def test_callers_served_by_another_callers_flight_are_counted_as_shared(spot):
+    gate = threading.Event()
+
+    @spot.mark
+    def slow(x):
+        gate.wait(10)
+        return x
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(slow, 1) for _ in range(8)]
+        key = slow.key_of(1)
+        deadline = time.monotonic() + 10
+        # Every follower is waiting on the leader's flight before the leader may finish.
+        while not (spot.flights._flights.get(key) and
+                   len(spot.flights._flights[key]._waiters) == 7):
+            assert time.monotonic() < deadline, "the followers did not join the flight"
+            time.sleep(0.01)
+        gate.set()
+        assert [f.result(timeout=10) for f in futures] == [1] * 8
+    assert spot.counters["misses"] == 1 and spot.counters["shared"] == 7
+    slow(1)
+    assert spot.counters["hits"] == 1
+
+
 def test_waiters_in_threads_get_the_same_exception(spot):
     calls = []
     gate = threading.Event()

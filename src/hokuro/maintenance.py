@@ -46,7 +46,14 @@ from .errors import (
     LedgerError,
 )
 from .ledger import TaskDB, open_ledger
-from .records import ABANDONED, READ_STATUSES, Record, Status, error_line
+from .records import (
+    ABANDONED,
+    READ_STATUSES,
+    Record,
+    Status,
+    args_not_kept_reason,
+    error_line,
+)
 from .redact import mask_secrets
 from .replay import RetryResult, args_codec, replay_failed
 from .spot import Spot
@@ -417,7 +424,10 @@ class MaintenanceService:
         if record.status == Status.DONE:
             detail.result, detail.result_note = self._decode_result(
                 record, allow_pickle, max_bytes)
-        if record.args is not None:
+        not_kept = args_not_kept_reason(record.args)
+        if not_kept is not None:
+            detail.args_note = f"<{not_kept}>"
+        elif record.args is not None:
             detail.args, detail.args_note = self._decode(
                 record.args, args_codec(record.args), allow_pickle, self.codec, "arguments")
         else:

@@ -16,9 +16,9 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .blobs.names import log_ref, result_ref
 from .codec import codec_for
@@ -38,6 +38,7 @@ from .records import (
     Outcome,
     Record,
     Status,
+    args_not_kept,
     blob_checksum,
     error_fingerprint,
     error_message,
@@ -52,10 +53,18 @@ HOOKS = ("pre_execute", "on_hit", "on_miss", "on_error")
 #: Every option ``@spot.mark`` accepts; anything else is a TypeError.
 MARK_OPTIONS = frozenset({
     "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
-    "retention", "content_type", "codec", "cache_errors", *HOOKS,
+    "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
 })
 _CANCELLING = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 _INLINE_LOG = 64 * 1024
+# Arguments whose encoded size is at least their len() (str: UTF-8 takes a byte or more a
+# character).
+_FLAT = (bytes, bytearray, memoryview, str)
+# Qualified names of __main__ functions already warned about: one warning per function.
+_WARNED_MAIN: set[str] = set()
+# Set on an exception once it is the task's recorded failure (its value: the task key), so
+# spot.fetch absorbs exactly those and lets every other error through.
+_RECORDED = "__hokuro_recorded__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class MarkOptions:
     content_type: str | None = None
     codec: str = "msgpack"
     cache_errors: bool = False
+    store_args: bool = True
     hooks: dict[str, Callable[[TaskEvent], Any]] = field(default_factory=dict)
 
     @classmethod
@@ -101,6 +111,9 @@ class MarkOptions:
         for name, hook in hooks.items():
             if not callable(hook):
                 raise TypeError(f"{name}= must be callable")
+        store_args = opts.get("store_args", True)
+        if not isinstance(store_args, bool):
+            raise ConfigurationError("store_args must be True or False")
         codec = opts.get("codec", "msgpack")
         if codec not in ("msgpack", "pickle"):
             raise ConfigurationError(f"codec must be 'msgpack' or 'pickle', not {codec!r}")
@@ -115,6 +128,7 @@ class MarkOptions:
             content_type=opts.get("content_type"),
             codec=codec,
             cache_errors=bool(opts.get("cache_errors", False)),
+            store_args=store_args,
             hooks=hooks,
         )
 
@@ -156,6 +170,7 @@ class _Await:
 
 
 _Flow = Generator[Any, Any, Any]
+_E = TypeVar("_E", bound=BaseException)
 
 
 def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
@@ -241,6 +256,8 @@ class MarkedFunction:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.name = options.name or stable_name(fn)
         self.fn_path = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        if options.name is None and getattr(fn, "__module__", None) == "__main__":
+            _warn_main(fn, self.name)
         self.codec = codec_for(options.codec, spot.codec)
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
@@ -325,17 +342,25 @@ class MarkedFunction:
                ident: str | None = None, key: str | None = None,
                bound: dict[str, Any] | None = None) -> Any:
         if key is None:
-            bound, material = self._key_material(args, kwargs)
-            key = task_key(self.name, self.options.version, material)
+            try:
+                bound, material = self._key_material(args, kwargs)
+                key = task_key(self.name, self.options.version, material)
+            except Exception as exc:
+                if self.is_async:
+                    # Raised when awaited, as the function itself would: gather(...,
+                    # return_exceptions=True) gets it, and no coroutine is left unawaited.
+                    return _raise_on_await(exc)
+                raise
         assert bound is not None
-        checked = False
+        checked, damaged = False, None
         if not recompute and not self.is_async:
             # The common case, a kept result, answered without building the call path.
             found, value = self._reuse(key, args, kwargs)
             if found:
                 return value
-            checked = True
-        flow = self._flow(key, ident, bound, args, kwargs, recompute=recompute, checked=checked)
+            checked, damaged = True, value
+        flow = self._flow(key, ident, bound, args, kwargs, recompute=recompute, checked=checked,
+                          damaged=damaged)
         if self.is_async:
             return _drive_async(flow, self._caller(args, kwargs))
         return _drive_sync(flow, self._caller(args, kwargs))
@@ -372,14 +397,17 @@ class MarkedFunction:
     def _reuse(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> tuple[bool, Any]:
         """(True, value) when a kept result answers this call; raises a kept failure when
-        the mark caches errors; (False, None) when the task must be claimed."""
+        the mark caches errors; (False, None) when the task must be claimed, or (False,
+        record) when it must because that record's result cannot be read (already warned
+        about)."""
         spot = self.spot
         record = spot.ledger.lookup(key)
         if record is None:
             return False, None
         now = spot.clock()
         if record.is_fresh_result(now):
-            return self._answer(record, args, kwargs)
+            found, value = self._answer(record, args, kwargs)
+            return (True, value) if found else (False, record)
         if (self.options.cache_errors and record.status == Status.FAILED
                 and not record.is_expired(now)):
             spot.counters["hits"] += 1
@@ -399,22 +427,24 @@ class MarkedFunction:
 
     def _flow(self, key: str, ident: str | None, bound: dict[str, Any],
               args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool,
-              checked: bool = False) -> _Flow:
+              checked: bool = False, damaged: Record | None = None) -> _Flow:
         spot = self.spot
         if not recompute and not checked:
             found, value = self._reuse(key, args, kwargs)
             if found:
                 return value
+            damaged = value
         while True:
             flight, leader = spot.flights.join(key)
             if leader:
                 break
             yield _Await(flight)
             if not isinstance(flight.error, _CANCELLING):
+                spot.counters["shared"] += 1
                 return flight.outcome()
             # The leader was cancelled, not failed: this caller still wants the result.
         try:
-            value = yield from self._lead(key, ident, bound, args, kwargs, recompute)
+            value = yield from self._lead(key, ident, bound, args, kwargs, recompute, damaged)
         except BaseException as exc:
             flight.fail(exc)
             raise
@@ -425,10 +455,18 @@ class MarkedFunction:
             spot.flights.leave(key, flight)
 
     def _lead(self, key: str, ident: str | None, bound: dict[str, Any],
-              args: tuple[Any, ...], kwargs: dict[str, Any], recompute: bool) -> _Flow:
-        """Claim the task across processes, wait for another owner, or execute it."""
+              args: tuple[Any, ...], kwargs: dict[str, Any], recompute: bool,
+              damaged: Record | None = None) -> _Flow:
+        """Claim the task across processes, wait for another owner, or execute it.
+
+        ``damaged``: a kept result of this task already found unreadable (and warned about)
+        by this call; meeting it again in the claim does not read it twice.
+        """
         spot = self.spot
         ledger = spot.ledger
+        # A blob store that cannot take the result (an S3 bucket that does not exist) is
+        # found now, before the function runs, not after its result is lost.
+        spot.blobs.ensure_ready()
         encoded_args = self._encode_args(bound)
         force, steal = recompute, None
         waited_since: float | None = None
@@ -448,9 +486,10 @@ class MarkedFunction:
                 assert record is not None
                 if record.status == Status.FAILED:
                     raise _task_failed(record)
-                found, value = self._answer(record, args, kwargs)
-                if found:
-                    return value
+                if damaged is None or not _same_result(record, damaged):
+                    found, value = self._answer(record, args, kwargs)
+                    if found:
+                        return value
                 force = True  # its blob is gone or damaged: compute it again
                 continue
             # busy: another owner holds a live lease
@@ -476,41 +515,72 @@ class MarkedFunction:
         spot.counters["misses"] += 1
         ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt,
                       log_limit=spot.log_limit, dir_factory=functools.partial(spot.task_dir, key))
+        # The lease is renewed from the claim until the outcome is committed (invariant 3):
+        # a slow upload or a ledger write in its retry backoff must not let another owner
+        # take the task and run it again.
         spot.leases.hold(key)
-        started = time.perf_counter()
         try:
-            self._hook("on_miss", key, args, kwargs)
-            self._hook("pre_execute", key, args, kwargs)
-            ok, payload = yield _Invoke(ctx)
-        except BaseException as exc:  # thrown in while waiting to run (cancellation)
-            ok, payload = False, exc
+            started = time.perf_counter()
+            try:
+                self._hook("on_miss", key, args, kwargs)
+                self._hook("pre_execute", key, args, kwargs)
+                ok, payload = yield _Invoke(ctx)
+            except BaseException as exc:  # thrown in while waiting to run (cancellation)
+                ok, payload = False, exc
+            duration = time.perf_counter() - started
+            if ok:
+                self._store(key, owner, payload, ctx, previous)
+                return payload
+            if self._record_failure(key, owner, payload, ctx):
+                _mark_recorded(payload, key)
+            self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
+            raise payload
         finally:
             spot.leases.release(key)
-        duration = time.perf_counter() - started
-        if ok:
-            try:
-                outcome = self._success(key, payload, ctx)
-            except (SerializationError, BlobError) as exc:
-                self._record_failure(key, owner, exc, ctx)
-                raise
-            if not spot.ledger.finish(key, owner, outcome):
-                log.warning("hokuro: task %s finished after its lease was taken over; "
-                            "its result was not recorded", key[:12])
-                self._drop_blobs(outcome)
-            elif previous is not None:
-                self._drop_replaced(previous, outcome)
-            return payload
-        self._record_failure(key, owner, payload, ctx)
-        self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
-        raise payload
+
+    def _store(self, key: str, owner: str, value: Any, ctx: Context,
+               previous: Record | None) -> None:
+        """Keep a result: encode it, upload its blob, commit its record. Whatever fails on
+        the way (the codec, the blob store, the ledger, or anything they raise) is recorded
+        as the task's failure, so no record stays ``running`` under a live lease."""
+        outcome: Outcome | None = None
+        try:
+            outcome = self._success(key, value, ctx)
+            kept = self.spot.ledger.finish(key, owner, outcome)
+        except BaseException as exc:
+            if self._record_failure(key, owner, exc, ctx):
+                _mark_recorded(exc, key)
+                if outcome is not None:
+                    self._drop_blobs(outcome)  # the record says failed: nothing names them
+            raise
+        if not kept:
+            log.warning("hokuro: task %s finished after its lease was taken over; "
+                        "its result was not recorded", key[:12])
+            self._drop_blobs(outcome)
+        elif previous is not None:
+            self._drop_replaced(previous, outcome)
 
     # -- storing and loading --------------------------------------------------------------
     def _encode_args(self, bound: dict[str, Any]) -> bytes | None:
-        """The call's arguments, kept so ``hokuro retry`` can replay the call."""
+        """The call's arguments, kept so ``hokuro retry`` can replay the call; past the
+        Spot's ``args_limit`` (or with ``store_args=False``) only a marker saying so."""
+        if not self.options.store_args:
+            return args_not_kept()
+        limit = self.spot.args_limit
+        if limit is not None:
+            # Flat text and bytes alone may show the call is far past the limit: then it is
+            # not encoded only to be measured (a 50 MB argument would cost ~60 ms more).
+            floor = sum(len(v) if not isinstance(v, memoryview) else v.nbytes
+                        for v in bound.values() if isinstance(v, _FLAT))
+            if floor > limit:
+                return args_not_kept(floor, limit, at_least=True)
         try:
-            return self.codec.encode(bound, root="args")
+            data = self.codec.encode(bound, root="args")
         except Exception:
             return None  # an argument the codec cannot encode: the task cannot be replayed
+        if limit is not None and len(data) > limit:
+            return args_not_kept(len(data), limit)
+        return data
 
     def _success(self, key: str, value: Any, ctx: Context) -> Outcome:
         spot = self.spot
@@ -547,25 +617,29 @@ class MarkedFunction:
         outcome.log = text
 
     def _record_failure(self, key: str, owner: str, exc: BaseException,
-                        ctx: Context) -> None:
+                        ctx: Context) -> bool:
+        """Write ``exc`` as the task's end; True when the record now holds it."""
         cancelled = isinstance(exc, _CANCELLING)
         error_type = type(exc).__qualname__
-        frames = [(os.path.basename(f.filename), f.name)
-                  for f in traceback.extract_tb(exc.__traceback__)]
-        outcome = Outcome(
-            status=Status.CANCELLED if cancelled else Status.FAILED,
-            finished_at=self.spot.clock(), error_type=error_type,
-            codec=self.codec.name,  # how the record's args were encoded, for replay
-            error="".join(traceback.format_exception(exc)),
-            error_fingerprint=error_fingerprint(error_type, frames),
-            expires_at=(None if self.options.retention is None
-                        else self.spot.clock() + self.options.retention),
-        )
-        self._attach_log(key, outcome, ctx)
         try:
-            self.spot.ledger.finish(key, owner, outcome)
+            frames = [(os.path.basename(f.filename), f.name)
+                      for f in traceback.extract_tb(exc.__traceback__)]
+            outcome = Outcome(
+                status=Status.CANCELLED if cancelled else Status.FAILED,
+                finished_at=self.spot.clock(), error_type=error_type,
+                codec=self.codec.name,  # how the record's args were encoded, for replay
+                error="".join(traceback.format_exception(exc)),
+                error_fingerprint=error_fingerprint(error_type, frames),
+                expires_at=(None if self.options.retention is None
+                            else self.spot.clock() + self.options.retention),
+            )
+            self._attach_log(key, outcome, ctx)
+            return self.spot.ledger.finish(key, owner, outcome)
         except Exception as write_error:  # the original error matters more to the caller
+            # Its lease is no longer renewed either: another caller takes the task over
+            # once the lease runs out.
             log.warning("hokuro: could not record the failure of %s: %s", key[:12], write_error)
+            return False
 
     def _load(self, record: Record) -> tuple[bool, Any]:
         """Decode a kept result: (True, value), or (False, None) when it must be recomputed."""
@@ -598,14 +672,19 @@ class MarkedFunction:
             return False, None
 
     def _drop_replaced(self, previous: Record, outcome: Outcome) -> None:
-        for ref in (previous.blob, previous.log_blob):
-            if ref and ref not in (outcome.blob, outcome.log_blob):
-                self.spot.blobs.delete(ref)
+        self._drop(ref for ref in (previous.blob, previous.log_blob)
+                   if ref not in (outcome.blob, outcome.log_blob))
 
     def _drop_blobs(self, outcome: Outcome) -> None:
-        for ref in (outcome.blob, outcome.log_blob):
+        self._drop((outcome.blob, outcome.log_blob))
+
+    def _drop(self, refs: Iterable[str | None]) -> None:
+        for ref in refs:
             if ref:
-                self.spot.blobs.delete(ref)
+                try:
+                    self.spot.blobs.delete(ref)
+                except Exception as exc:  # an orphan is harmless; hokuro gc removes it
+                    log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
 
     # -- hooks ----------------------------------------------------------------------------
     def _hook(self, name: str, key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -631,7 +710,46 @@ class MarkedFunction:
         return f"<marked function {self.name} of Spot {self.spot.name!r}>"
 
 
+def _same_result(a: Record, b: Record) -> bool:
+    """True when two reads of a task hold the same kept result (a blob reference carries a
+    nonce, so a result written again never looks the same)."""
+    return (a.blob == b.blob and a.checksum == b.checksum and a.codec == b.codec
+            and a.result == b.result)
+
+
 def _task_failed(record: Record) -> TaskFailed:
-    return TaskFailed(record.key, record.error_type,
-                      error_message(record.error_type, record.error), record.error)
+    return _mark_recorded(TaskFailed(record.key, record.error_type,
+                                     error_message(record.error_type, record.error),
+                                     record.error), record.key)
+
+
+def _mark_recorded(exc: _E, key: str) -> _E:
+    try:
+        setattr(exc, _RECORDED, key)
+    except Exception:  # an exception type that refuses attributes: it just raises
+        pass
+    return exc
+
+
+def is_recorded_failure(exc: BaseException, key: str) -> bool:
+    """True when ``exc`` is the failure recorded for task ``key`` (the function's own error,
+    or the storing error written as its failure), not an error of hokuro's own I/O."""
+    return getattr(exc, _RECORDED, None) == key
+
+
+async def _raise_on_await(exc: BaseException) -> Any:
+    raise exc
+
+
+def _warn_main(fn: Callable[..., Any], name: str) -> None:
+    qualname = getattr(fn, "__qualname__", name)
+    if qualname in _WARNED_MAIN:
+        return
+    _WARNED_MAIN.add(qualname)
+    warnings.warn(
+        f"hokuro: {qualname} is defined in __main__ (a script run directly), so its tasks "
+        f"are named {name!r}: `hokuro retry` cannot import it to replay them, and moving it "
+        f"into a module would change every key. Give it a stable name, "
+        f"@spot.mark(name={qualname!r}), or define it in a module you import.",
+        RuntimeWarning, stacklevel=4)
 

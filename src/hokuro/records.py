@@ -248,3 +248,32 @@ def blob_checksum(data: bytes) -> str:
     someone forging a blob (nothing in a blob store is executed or unpickled by default).
     """
     return f"crc32:{zlib.crc32(data):08x}"
+
+
+#: Kept in a record in place of a call's arguments that were left out (larger than the
+#: Spot's ``args_limit``, or ``store_args=False``). Arguments are always a mapping, whose
+#: msgpack starts with 0x80-0x8f, 0xde or 0xdf and whose pickle starts with 0x80, so these
+#: bytes are never taken for stored arguments.
+_ARGS_NOT_KEPT = b"hokuro:args-not-kept:"
+
+
+def args_not_kept(size: int | None = None, limit: int | None = None, *,
+                  at_least: bool = False) -> bytes:
+    """The marker of arguments left out: ``size`` bytes (``at_least``: or more) over
+    ``limit``, or, with no size, by the mark's ``store_args=False``."""
+    if size is None:
+        return _ARGS_NOT_KEPT + b"store_args=False"
+    return _ARGS_NOT_KEPT + f"{size}{'+' if at_least else ''}>{limit}".encode("ascii")
+
+
+def args_not_kept_reason(data: bytes | None) -> str | None:
+    """Why a record's arguments were left out, as one sentence, or None when they were
+    kept (or ``data`` is None: the codec could not encode them)."""
+    if data is None or not data.startswith(_ARGS_NOT_KEPT):
+        return None
+    detail = data[len(_ARGS_NOT_KEPT):].decode("ascii", "replace")
+    size, sep, limit = detail.partition(">")
+    if sep and size.rstrip("+").isdigit() and limit.isdigit():
+        more = "at least " if size.endswith("+") else ""
+        detail = f"{more}{int(size.rstrip('+'))} bytes > args_limit {int(limit)}"
+    return f"arguments not kept ({detail}); cannot be replayed"

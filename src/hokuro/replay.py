@@ -29,7 +29,7 @@ from typing import Any
 
 from .ledger import TaskDB
 from .marking import MarkedFunction
-from .records import Record
+from .records import Record, args_not_kept_reason
 from .redact import mask_secrets
 
 __all__ = ["RetryResult", "args_codec", "replay_failed"]
@@ -115,6 +115,11 @@ def _replay(marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResul
     if record.args is None:
         result.outcome = "not_replayable"
         result.detail = "its arguments were not recorded (the codec could not encode one)"
+        return result
+    not_kept = args_not_kept_reason(record.args)
+    if not_kept is not None:
+        result.outcome = "not_replayable"
+        result.detail = not_kept
         return result
     stored = args_codec(record.args)
     if stored == "pickle" and marked.options.codec != "pickle":

@@ -24,7 +24,7 @@ from .flight import FlightTable
 from .leases import LeaseKeeper
 from .ledger import TaskDB, open_ledger
 from .limits import Guard, Limiter, LimitStore, limiter_call, open_store
-from .marking import MarkedFunction, MarkOptions
+from .marking import MarkedFunction, MarkOptions, is_recorded_failure
 from .owners import current_owner
 from .records import Status
 from .tasks import Task, is_abandoned, read_status
@@ -35,11 +35,28 @@ from .tasks import Task, is_abandoned, read_status
 DEFAULT_BLOB_THRESHOLD = 1024 * 1024
 #: Default cap of one task's captured log.
 DEFAULT_LOG_LIMIT = 1024 * 1024
+#: Encoded arguments larger than this are not kept, only the key (the task cannot be
+#: replayed). Measured in benchmarks/bench_args_limit.py (see README): keeping arguments
+#: costs a SQLite miss about 1 ms at 256 KiB, 2-3 ms at 512 KiB, then 10-14 ms at 1 MiB.
+DEFAULT_ARGS_LIMIT = 256 * 1024
 log = logging.getLogger("hokuro")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # hadrosaur's status words, accepted by find_by_status.
 _SEED_STATUS = {"completed": "done", "complete": "done", "error": "failed",
                 "pending": "running", "unavailable": "missing"}
+
+
+def _check_collection(name: object) -> None:
+    """Refuse a collection name that is empty or looks like a path (it names the task in
+    every listing and command, and must never be taken for a folder)."""
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name
+            or "\\" in name or ".." in name or not name.isprintable()):
+        raise ConfigurationError(
+            f"resource collection name {name!r} is not allowed: use a non-empty name "
+            "without '/', '\\', '..', a leading '.' or control characters, e.g. 'genomes'"
+        )
+
+
 def default_workspace() -> Path:
     return Path.cwd() / ".hokuro"
 
@@ -67,6 +84,7 @@ class Spot:
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
         lease: float = 60.0,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        args_limit: int | None = DEFAULT_ARGS_LIMIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -78,6 +96,10 @@ class Spot:
             raise ConfigurationError("give blobs= or storage= (its alias), not both")
         if lease <= 0:
             raise ConfigurationError("lease must be a positive number of seconds")
+        if args_limit is not None and (not isinstance(args_limit, int) or args_limit < 0):
+            raise ConfigurationError(
+                "args_limit must be a whole number of bytes >= 0, or None to keep arguments "
+                "of any size")
         self.name = name
         self.workspace = Path(workspace).absolute() if workspace else default_workspace()
         self.ledger: TaskDB = open_ledger(db if db is not None
@@ -89,6 +111,7 @@ class Spot:
         self.blob_threshold = blob_threshold
         self.lease = float(lease)
         self.log_limit = log_limit
+        self.args_limit = args_limit
         self.clock = clock
         self.poll_min = 0.002
         self.poll_max = 0.25
@@ -143,6 +166,8 @@ class Spot:
         By default a resource is keyed by its ident alone (``args`` do not join the key, as
         in hadrosaur); ``args_in_key=True`` keys by ident and args.
         """
+        _check_collection(name)
+
         def decorate(fn: Callable[..., Any]) -> MarkedFunction:
             marked = MarkedFunction(self, fn, MarkOptions.parse({**options, "name": name}),
                                     resource=True)
@@ -178,8 +203,9 @@ class Spot:
             raise ConfigurationError(f"{name} is async: use await spot.fetch_async(...)")
         try:
             marked.run_ident(ident, args, key, recompute)
-        except Exception:
-            pass  # recorded in the ledger; the Task view carries it
+        except Exception as exc:
+            if not is_recorded_failure(exc, key):
+                raise  # not the task's failure (a ledger error, say): nothing carries it
         return self.task_view(key, marked)
 
     async def fetch_async(self, name: str, ident: str, args: Any = None, *,
@@ -192,8 +218,9 @@ class Spot:
                 await marked.run_ident(ident, args, key, recompute)
             else:
                 await asyncio.to_thread(marked.run_ident, ident, args, key, recompute)
-        except Exception:
-            pass  # recorded in the ledger; the Task view carries it
+        except Exception as exc:
+            if not is_recorded_failure(exc, key):
+                raise  # not the task's failure (a ledger error, say): nothing carries it
         return self.task_view(key, marked)
 
     # -- reading records ------------------------------------------------------------------

@@ -45,6 +45,11 @@ class BlobStorageBase(ABC):
     def list_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob (temporary files excluded)."""
 
+    def ensure_ready(self) -> None:  # noqa: B027 - optional: most stores need no check
+        """Raise :class:`hokuro.errors.BlobError`, saying what to do, when the store cannot
+        take blobs at all (an S3 bucket that does not exist). Called before a task runs, so
+        it must be cheap after its first success."""
+
     def clean_temp(self, max_age_seconds: float, now: float | None = None) -> int:
         """Remove temporary files older than ``max_age_seconds``; return how many."""
         return 0

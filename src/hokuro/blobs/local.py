@@ -6,6 +6,7 @@ over the final name, so a reader sees either nothing or the whole blob (invarian
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -41,6 +42,20 @@ class LocalBlobs(BlobStorageBase):
 
     def save(self, ref: str, data: bytes) -> str:
         path = self.path_of(ref)
+        try:
+            try:
+                self._write(path, data)
+            except FileNotFoundError:
+                # The folder was removed under us (clear / gc); make it again once.
+                self._made_dirs.discard(str(path.parent))
+                self._write(path, data)
+        except OSError as exc:
+            # Any fault of the folder (a file where a folder should be, no space, no
+            # permission) is a BlobError, which the call path records as the task's failure.
+            raise BlobError(f"cannot write blob {ref!r} under {self.root}: {exc}") from exc
+        return ref
+
+    def _write(self, path: Path, data: bytes) -> None:
         parent = path.parent
         if str(parent) not in self._made_dirs:
             parent.mkdir(parents=True, exist_ok=True)
@@ -57,16 +72,10 @@ class LocalBlobs(BlobStorageBase):
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-        except FileNotFoundError:
-            # The folder was removed under us (clear / gc); make it again once.
-            self._made_dirs.discard(str(parent))
-            tmp.unlink(missing_ok=True)
-            parent.mkdir(parents=True, exist_ok=True)
-            return self.save(ref, data)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise BlobError(f"cannot write blob {ref!r} under {self.root}: {exc}") from exc
-        return ref
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def load(self, ref: str) -> bytes:
         try:
@@ -74,6 +83,8 @@ class LocalBlobs(BlobStorageBase):
                 return handle.read()
         except FileNotFoundError as exc:
             raise BlobMissing(f"blob {ref!r} is not in {self.root}") from exc
+        except OSError as exc:
+            raise BlobError(f"cannot read blob {ref!r} under {self.root}: {exc}") from exc
 
     def delete(self, ref: str) -> bool:
         try:
@@ -81,6 +92,8 @@ class LocalBlobs(BlobStorageBase):
             return True
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise BlobError(f"cannot remove blob {ref!r} under {self.root}: {exc}") from exc
 
     def _walk(self) -> Iterator[tuple[Path, os.stat_result]]:
         if not self.root.is_dir():

@@ -42,6 +42,8 @@ ENDPOINT_ENV = "HOKURO_S3_ENDPOINT_URL"
 # S3 refuses multipart parts below 5 MiB (except the last one).
 _MIN_PART = 5 * MiB
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_BUCKET_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
+_FORBIDDEN_CODES = frozenset({"403", "AccessDenied", "Forbidden"})
 # The folder of a task's own files (see blobs.names.files_ref) is not made of blobs: gc must
 # not see its contents as orphans, as LocalBlobs does not.
 _FILES = "files/"
@@ -92,6 +94,7 @@ class S3Blobs(BlobStorageBase):
             s3=s3_options,
         )
         self._client_obj: Any = None
+        self._ready = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
@@ -121,6 +124,41 @@ class S3Blobs(BlobStorageBase):
         return BlobError(f"cannot {doing} blob {ref!r} in {self.describe()}: {_reason(exc)}")
 
     # -- the protocol ---------------------------------------------------------------------
+    def ensure_ready(self) -> None:
+        """Check once that the bucket exists (HeadBucket), so a missing bucket is reported
+        before a task runs rather than after its result could not be uploaded."""
+        if self._ready:
+            return
+        try:
+            self._client().head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _NO_BUCKET_CODES:
+                raise BlobError(
+                    f"the bucket {self.bucket!r} of {self.describe()} does not exist"
+                    f"{self._where()}: create it (aws s3 mb s3://{self.bucket}) or correct "
+                    "the blobs= URL"
+                ) from exc
+            if code not in _FORBIDDEN_CODES:
+                raise self._unready(exc) from exc
+            # HeadBucket needs s3:ListBucket, which a role allowed only to read and write
+            # objects lacks: the bucket exists, and the uploads themselves will say more.
+        except _S3_ERRORS as exc:
+            raise self._unready(exc) from exc
+        self._ready = True
+
+    def _where(self) -> str:
+        if not self.endpoint_url:
+            return ""
+        parts = urlsplit(self.endpoint_url)  # host and port only: never userinfo
+        return f" on {parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+    def _unready(self, exc: BaseException) -> BlobError:
+        return BlobError(
+            f"cannot reach the bucket of {self.describe()}{self._where()}: {_reason(exc)}; "
+            "check the endpoint, the network and the credentials"
+        )
+
     def save(self, ref: str, data: bytes) -> str:
         key = self.key_of(ref)
         client = self._client()

@@ -145,7 +145,8 @@ def show(spot: str, workspace: str | None, blobs: str | None, key_prefix: str,
 
     KEY-PREFIX is the task key or its first characters (as hokuro list shows them). A
     result this process cannot decode (pickle, or a type registered only in your code)
-    is shown as a placeholder.
+    is shown as a placeholder, and so are arguments that were not kept (larger than the
+    Spot's args_limit, or of a mark with store_args=False).
     """
     out = Output(as_json)
     with open_target(spot, workspace, blobs, read_only=True) as service:

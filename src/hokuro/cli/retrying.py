@@ -32,8 +32,9 @@ def retry(spot: str, workspace: str | None, blobs: str | None, fn: str | None,
     Run it from the folder your code runs in: each task's function is imported by the
     import path in its record (module:function), with the current folder first on the
     import path, and called again. A function that cannot be imported is reported by name
-    and its tasks skipped; the others are still retried. Exits with 1 when nothing was
-    retried or any task still fails.
+    and its tasks skipped; the others are still retried. A task whose arguments were not
+    kept (args_limit, store_args=False) is skipped with that reason. Exits with 1 when
+    nothing was retried or any task still fails.
     """
     out = Output(as_json)
     results: list[RetryResult] = []
