@@ -16,7 +16,7 @@ import time
 
 import hokuro
 
-SIZES = [4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20]
+SIZES = [4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20]
 
 
 def measure(size: int, save_blob: bool, rounds: int) -> tuple[float, float]:

@@ -102,6 +102,20 @@ def test_unsafe_references_are_refused(store: BlobStorageBase, ref: str):
     assert list(store.list_blobs()) == []
 
 
+def test_a_symlink_out_of_the_blob_folder_is_refused_even_after_the_folder_was_read(tmp_path):
+    store = LocalBlobs(tmp_path / "blobs")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bin").write_bytes(b"not yours")
+    store.save("ab/one.bin", b"1")
+    assert store.load("ab/one.bin") == b"1"  # the folder "ab" is now known to be safe
+    (tmp_path / "blobs" / "ab" / "two.bin").symlink_to(outside / "secret.bin")
+    (tmp_path / "blobs" / "cd").symlink_to(outside, target_is_directory=True)
+    for ref in ("ab/two.bin", "cd/secret.bin"):
+        with pytest.raises(UnsafeName):
+            store.load(ref)
+
+
 def test_concurrent_saves_of_one_ref_are_each_seen_whole_or_not_at_all(
         store: BlobStorageBase):
     payloads = [bytes([i]) * (MiB + i) for i in range(8)]

@@ -31,8 +31,8 @@ from .tasks import Task, is_abandoned, read_status
 
 #: Results larger than this many encoded bytes go to the blob store (see README:
 #: measured in benchmarks/bench_blob_threshold.py: inline is faster to read at every size
-#: and faster to write below ~2 MiB, where the blob file's fsync stops dominating).
-DEFAULT_BLOB_THRESHOLD = 1024 * 1024
+#: and about as fast to write at 2 MiB, where the blob file's fsync stops dominating).
+DEFAULT_BLOB_THRESHOLD = 2 * 1024 * 1024
 #: Default cap of one task's captured log.
 DEFAULT_LOG_LIMIT = 1024 * 1024
 #: Encoded arguments larger than this are not kept, only the key (the task cannot be

@@ -31,12 +31,22 @@ class LocalBlobs(BlobStorageBase):
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         self._made_dirs: set[str] = set()
+        # Folders already checked to resolve inside the root. A blob ref names one of a few
+        # hundred folders, and resolving a path costs a stat per component: checking each
+        # folder once keeps a 1 MiB blob hit from spending ~50 µs on stats.
+        self._safe_dirs: set[str] = set()
 
     def path_of(self, ref: str) -> Path:
         """The file of ``ref``; refuses any reference that would resolve outside the root."""
         path = self.root.joinpath(*check_ref(ref).split("/"))
         # check_ref already forbids '..' and absolute parts; this guards symlinked folders.
-        if not path.resolve().is_relative_to(self.root.resolve()):
+        parent = str(path.parent)
+        if parent not in self._safe_dirs:
+            if not path.resolve().is_relative_to(self.root.resolve()):
+                raise UnsafeName(f"blob reference {ref!r} resolves outside {self.root}")
+            if path.parent.is_dir():
+                self._safe_dirs.add(parent)
+        elif path.is_symlink() and not path.resolve().is_relative_to(self.root.resolve()):
             raise UnsafeName(f"blob reference {ref!r} resolves outside {self.root}")
         return path
 
