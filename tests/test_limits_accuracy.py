@@ -63,6 +63,7 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
         inner = open_store(spec)
     store = Recording(inner)
     limiter = Limiter(name, f"{RATE}/s", burst=BURST, store=store)
+    inner.now()  # stores connect on first use: connect before the run, not in it
     time.sleep(max(0.0, start_at - time.time()))
     grants = []
     while time.time() < stop_at:

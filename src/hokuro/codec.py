@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import pathlib
 import pickle
 import struct
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -241,8 +241,17 @@ _BUILTIN_ENCODERS: dict[type, Callable[[Any, Pack], ExtType]] = {
 _ENUM_PATHS: dict[type, tuple[str, str]] = {}
 
 
+class _NotImported(LookupError):
+    """The module a stored value names is not imported in this process."""
+
+
 def _resolve(module: str, qualname: str) -> Any:
-    found: Any = importlib.import_module(module)
+    # Only modules this process has already imported: importing by a name read from stored
+    # data would run that module's top-level code while merely reading a record (DESIGN
+    # invariant 6). A class being encoded lives in an imported module anyway.
+    found: Any = sys.modules.get(module)
+    if found is None:
+        raise _NotImported(module)
     for part in qualname.split("."):
         found = getattr(found, part)
     return found
@@ -256,13 +265,13 @@ def _enum_path(member: enum.Enum) -> tuple[str, str]:
     module, qualname = cls.__module__, cls.__qualname__
     if "<locals>" in qualname:
         raise _Unencodable(member, "its Enum class is defined inside a function, so it cannot "
-                           "be imported when the value is read back; define it at module level")
+                           "be found when the value is read back; define it at module level")
     try:
         found = _resolve(module, qualname)
     except Exception:
         found = None
     if found is not cls:
-        raise _Unencodable(member, f"importing {module}.{qualname} does not give back its Enum "
+        raise _Unencodable(member, f"looking up {module}.{qualname} does not give back its Enum "
                            "class, so it could not be rebuilt; define it at module level")
     _ENUM_PATHS[cls] = (module, qualname)  # checked once per class, then a dict hit
     return module, qualname
@@ -275,12 +284,18 @@ def _decode_raw_ext(data: bytes) -> ExtType:
 
 
 def _decode_enum(module: Any, qualname: Any, value: Any) -> enum.Enum:
-    # Importing runs the module's top-level code, but only modules installed here can be
-    # named, and nothing is called unless it is an Enum class: unlike pickle, the data cannot
-    # pick a function to run.
+    # The class is looked up, never imported, and nothing is called unless it is an Enum
+    # class: unlike pickle, the data cannot pick code to run.
+    if type(module) is not str or type(qualname) is not str:
+        raise ValueError("bad Enum payload")
     where = f"{module}.{qualname}"
     try:
         cls = _resolve(module, qualname)
+    except _NotImported as exc:
+        raise SerializationError(
+            f"the stored value holds a member of the Enum {where}, and its module {module!r} "
+            f"is not imported in this process; import {module} before reading the record "
+            "(hokuro never imports a module named by stored data)") from exc
     except Exception as exc:
         raise SerializationError(
             f"the stored value holds a member of the Enum {where}, which cannot be imported "

@@ -80,6 +80,10 @@ class RateLimitError(HokuroError):
     """A rate limit can never grant the requested cost, or is not configured."""
 
 
+class LimitStoreError(HokuroError):
+    """The store that holds rate limits cannot be reached, opened or used."""
+
+
 class RetryAfter(HokuroError):
     """Raise from a rate-limited function when the far side says "too many requests".
 

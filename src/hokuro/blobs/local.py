@@ -29,7 +29,12 @@ class LocalBlobs(BlobStorageBase):
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).absolute()
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BlobError(
+                    f"cannot make the blob folder {self.root} ({exc.strerror}: {exc.filename}); "
+                    "choose a writable workspace= or blobs= folder") from exc
         self._made_dirs: set[str] = set()
         # Folders already checked to resolve inside the root. A blob ref names one of a few
         # hundred folders, and resolving a path costs a stat per component: checking each

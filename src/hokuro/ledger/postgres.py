@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, HokuroError, LedgerError, MissingDependency, SchemaError
+from ..postgres_refusals import refusal
 from ..records import (
     RECORD_COLUMNS,
     Claim,
@@ -89,6 +90,8 @@ def _transient(exc: BaseException) -> bool:
         return True  # serialization failure or deadlock: the server rolled back
     if not isinstance(exc, psycopg.OperationalError):
         return False
+    if refusal(exc) is not None:
+        return False  # a wrong database, role or password: retrying only delays the answer
     state = exc.sqlstate
     # No state: the client lost the socket. 08: connection exception. 57P: the server is
     # shutting down, crashed, or is not accepting connections yet.
@@ -200,6 +203,10 @@ class PostgresLedger(TaskDB):
     def _failure(self, exc: BaseException, doing: str = "") -> LedgerError:
         message = self._hide(str(exc).strip()) or type(exc).__name__
         hint = ""
+        refused = (refusal(exc, conninfo_to_dict(self._conninfo).get("dbname"))
+                   if isinstance(exc, psycopg.OperationalError) else None)
+        if refused is not None:
+            return LedgerError(f"PostgreSQL ledger {self._where}{doing}: {self._hide(refused)}")
         if isinstance(exc, PoolTimeout):
             hint = (f"; no connection was free or could be made within {self._pool_timeout:g}"
                     " s: check that the server is up, or raise pool_max / pool_timeout")

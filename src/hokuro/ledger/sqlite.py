@@ -34,6 +34,7 @@ from ..records import (
 )
 from .base import TaskDB, find_records
 from .queries import load_queries
+from .sqlite_errors import ledger_error, translate_errors
 
 SCHEMA_VERSION = 1
 Q = load_queries("sqlite")
@@ -68,7 +69,14 @@ class SQLiteLedger(TaskDB):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        if read_only:
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise ledger_error(exc, self.path) from exc
+
+    def _open(self) -> None:
+        if self.read_only:
             if not self.path.is_file():
                 raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
             version = self._read_version(self._conn())
@@ -298,3 +306,11 @@ class _Immediate:
                 raise
         else:
             self.conn.execute("ROLLBACK")
+
+
+# Every operation says which file failed and what to do instead of raising SQLite's bare
+# text ("database disk image is malformed"). Wrapped here, once, so that each method above
+# reads as its SQL alone.
+translate_errors(SQLiteLedger, calls=("schema_version", "lookup", "claim", "renew", "finish",
+                                      "get", "stats", "error_stats", "delete", "put_many"),
+                 iterators=("find", "blob_refs"))

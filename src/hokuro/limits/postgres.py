@@ -3,6 +3,11 @@
 Each operation is one statement (``scripts/postgres.sql``), timed by the server's
 ``clock_timestamp()``. The table and its functions are created on first use under an
 advisory lock, so many processes may open the store at once.
+
+Nothing connects when the store is made (a limiter is usually defined at import time): the
+first operation connects, once directly so that a wrong URL fails at once with its reason
+rather than after the pool's timeout, and every driver error becomes a
+:class:`~hokuro.errors.LimitStoreError` naming the database, its password masked.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import MissingDependency
-from ..redact import mask_url
+from ..errors import LimitStoreError, MissingDependency
+from ..postgres_refusals import refusal
+from ..redact import redact_url
 from . import gcra
 from .base import LimitStore, Verdict, load_scripts
 
@@ -36,25 +42,38 @@ class PostgresStore(LimitStore):
 
     def __init__(self, url: str, *, max_connections: int = 4) -> None:
         try:
-            import psycopg  # noqa: F401
+            import psycopg
             import psycopg_pool  # noqa: F401
         except ImportError as exc:
             raise MissingDependency(exc.name or "psycopg", "postgres") from exc
         self.url = url
+        self._where, self._secrets = redact_url(url)
         self._max_connections = max_connections
         self._sql = load_scripts("postgres.sql")
         self._pool: Any = None
         self._pid = 0
         self._pool_lock = threading.Lock()
-        with self._connection() as conn:
-            if not conn.execute(self._sql["installed"]).fetchone()[0]:
-                with conn.transaction():
-                    conn.execute(self._sql["schema"])
+        self._installed = False
+        self._driver_error = psycopg.Error
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
             self._open_pool()
         return self._pool.connection()
+
+    def _install(self) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        # Its own connection, not the pool's: the pool would retry a wrong database name or
+        # password in the background until its 30 s timeout and then report only the timeout.
+        given = conninfo_to_dict(self.url)
+        timeout = {} if "connect_timeout" in given else {"connect_timeout": 10}
+        with psycopg.connect(self.url, autocommit=True, **timeout) as conn:
+            if not conn.execute(self._sql["installed"]).fetchone()[0]:
+                with conn.transaction():
+                    conn.execute(self._sql["schema"])
+        self._installed = True
 
     def _open_pool(self) -> None:
         from psycopg_pool import ConnectionPool
@@ -62,6 +81,8 @@ class PostgresStore(LimitStore):
         with self._pool_lock:
             if self._pid == os.getpid():
                 return
+            if not self._installed:
+                self._install()
             if self._pool is not None:
                 _INHERITED.append(self._pool)
             self._pool = ConnectionPool(
@@ -71,8 +92,29 @@ class PostgresStore(LimitStore):
             self._pid = os.getpid()
 
     def _one(self, name: str, params: Sequence[Any]) -> Any:
-        with self._connection() as conn:
-            return conn.execute(self._sql[name], params).fetchone()
+        try:
+            with self._connection() as conn:
+                return conn.execute(self._sql[name], params).fetchone()
+        except self._driver_error as exc:
+            raise self._failure(exc) from (None if self._holds_secret(exc) else exc)
+
+    def _failure(self, exc: BaseException) -> LimitStoreError:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        lost = isinstance(exc, psycopg.OperationalError)
+        refused = refusal(exc, conninfo_to_dict(self.url).get("dbname")) if lost else None
+        if refused is not None:
+            return LimitStoreError(f"PostgreSQL limit store {self._where}: {refused}")
+        message = str(exc).strip() or type(exc).__name__
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        hint = "; check that the server is running and reachable, and the URL is right"
+        return LimitStoreError(f"PostgreSQL limit store {self._where}: {message}"
+                               f"{hint if lost else ''}")
+
+    def _holds_secret(self, exc: BaseException) -> bool:
+        return any(secret in str(exc) for secret in self._secrets)
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
                tolerances: Sequence[float], reserve: bool) -> Verdict:
@@ -101,4 +143,4 @@ class PostgresStore(LimitStore):
         self._pid = 0
 
     def describe(self) -> str:
-        return mask_url(self.url)
+        return self._where

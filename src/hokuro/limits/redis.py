@@ -3,14 +3,19 @@
 Each operation is one Lua script (``scripts/redis.lua``) sent with EVALSHA: one round trip,
 atomic on the server, timed by the server's TIME so hosts with skewed clocks still agree.
 redis-py's connection pool notices a fork and opens new connections in the child.
+
+Nothing connects when the store is made: a limiter is usually defined at import time, and a
+server that is down must fail the call that needs the limit (with the reason), not the import.
+Every error of the client becomes a :class:`~hokuro.errors.LimitStoreError` naming the server.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import MissingDependency
+from ..errors import LimitStoreError, MissingDependency
 from ..redact import mask_url
 from .base import LimitStore, Verdict, load_scripts
 
@@ -38,8 +43,12 @@ class RedisStore(LimitStore):
             self._client = url
         self.prefix = prefix
         self._no_script = redis.exceptions.NoScriptError
+        self._redis_error = redis.exceptions.RedisError
+        self._auth_error = redis.exceptions.AuthenticationError
+        self._unreachable = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
         self._scripts = load_scripts("redis.lua")
-        self._shas = {name: self._client.script_load(text)
+        # SHA1 of each script, as the server names it; EVALSHA of an unknown one loads it.
+        self._shas = {name: hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
                       for name, text in self._scripts.items()}
         self._evalsha = self._client.evalsha
 
@@ -47,10 +56,23 @@ class RedisStore(LimitStore):
         # EVALSHA straight from the client: redis-py's Script wrapper costs about a
         # microsecond per call in imports and checks, and decide is every acquire's cost.
         try:
-            return self._evalsha(self._shas[script], len(keys), *keys, *args)
-        except self._no_script:  # the server restarted or its script cache was flushed
-            self._shas[script] = self._client.script_load(self._scripts[script])
-            return self._evalsha(self._shas[script], len(keys), *keys, *args)
+            try:
+                return self._evalsha(self._shas[script], len(keys), *keys, *args)
+            except self._no_script:  # first use, a restart, or a flushed script cache
+                self._shas[script] = self._client.script_load(self._scripts[script])
+                return self._evalsha(self._shas[script], len(keys), *keys, *args)
+        except self._redis_error as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> LimitStoreError:
+        if isinstance(exc, self._auth_error):
+            hint = "; check the password (and user) in the URL"
+        elif isinstance(exc, self._unreachable):
+            hint = "; check that the server is running and reachable, and the URL is right"
+        else:
+            hint = ""
+        return LimitStoreError(
+            f"Redis limit store {self.describe()}: {str(exc).rstrip('.')}{hint}")
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
                tolerances: Sequence[float], reserve: bool) -> Verdict:
@@ -86,7 +108,10 @@ class RedisStore(LimitStore):
         return int(given) == len(keys)
 
     def now(self) -> float:
-        seconds, micros = self._client.time()
+        try:
+            seconds, micros = self._client.time()
+        except self._redis_error as exc:
+            raise self._failure(exc) from exc
         return seconds + micros / 1_000_000
 
     def close(self) -> None:
