@@ -135,7 +135,7 @@ def main() -> None:
     ours, peer = results["hokuro"], results["diskcache"]
     rows = [("import (ms)", "import_ms"), ("hit p50 (µs)", "hit"), ("miss p50 (µs)", "miss"),
             ("1 MB hit p50 (µs)", "hit_1mb"),
-            (f"{args.procs} processes × {args.calls} misses (s)", "mp_miss_s")]
+            (f"{args.procs} processes x {args.calls} misses (s)", "mp_miss_s")]
     print("hokuro against diskcache Cache.memoize (ratio = hokuro / diskcache; "
           "below 1.0 hokuro is faster)\n")
     print("| case | hokuro | diskcache | ratio |")
