@@ -1,0 +1,154 @@
+"""Processes: a forked child starts clean.
+
+Forks here are real (``os.fork`` / multiprocessing's "fork" context) and every child is
+bounded by a timeout: a child that hangs is killed and the test fails.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+CHILD_TIMEOUT = 30.0
+
+
+def _run_forked(child, timeout: float = CHILD_TIMEOUT) -> int:
+    """Fork now; the child runs ``child()`` and exits 0 if it returned, 1 if it raised.
+    Returns the exit code; a child still running after ``timeout`` is killed (-9)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            child()
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -9
+
+
+def _hold_in_thread(lock) -> threading.Event:
+    """Hold ``lock`` in another thread until the returned event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(CHILD_TIMEOUT)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(10)
+    return release
+
+
+# -- fork ------------------------------------------------------------------------------------
+
+def test_forked_child_does_not_wait_for_parents_flight(make_spot):
+    spot = make_spot("fork")
+    parent = os.getpid()
+    inside, release = threading.Event(), threading.Event()
+
+    @spot.mark(name="tests.fork.k")
+    def work(x):
+        if os.getpid() == parent:
+            inside.set()
+            release.wait(CHILD_TIMEOUT)
+        return f"{x} by {os.getpid()}"
+
+    runner = threading.Thread(target=work, args=("k",))
+    runner.start()
+    assert inside.wait(10)
+
+    def child() -> None:
+        # The parent's flight of K was copied into this process with no leader to finish
+        # it; the call must go to the ledger and wait for the parent's lease instead.
+        assert work("k") == f"k by {parent}"
+
+    # The parent lets its call finish once the child exists; the child then reads it.
+    threading.Timer(0.5, release.set).start()
+    try:
+        assert _run_forked(child) == 0
+    finally:
+        release.set()
+        runner.join(CHILD_TIMEOUT)
+
+
+def test_forked_child_runs_tasks_while_parents_locks_were_held(make_spot):
+    # Locks another thread held at the instant of fork stay held forever in the child,
+    # where that thread does not exist. The flight table's and the lease keeper's locks are
+    # taken on every miss, so a child must get fresh ones.
+    spot = make_spot("forklocks")
+
+    @spot.mark(name="tests.fork.locks")
+    def work(x):
+        return x * 2
+
+    assert work(1) == 2  # the lease keeper's thread and the connections exist
+    releases = [_hold_in_thread(spot.flights._lock), _hold_in_thread(spot.leases._lock)]
+    try:
+        code = _run_forked(lambda: None if work(21) == 42 else sys.exit(1))
+    finally:
+        for release in releases:
+            release.set()
+    assert code == 0
+    assert work.task(21).status == "done"
+
+
+def test_forked_child_of_a_process_with_a_held_limiter_lock_can_acquire(make_spot):
+    spot = make_spot("forklimits")
+    limiter = spot.limiter(name="tests.fork.api", limits=["1000/s"])
+    limiter.acquire()  # opens the store in the parent
+    store = spot.limit_store
+    # PostgreSQL: the lock that guards opening the pool; SQLite: its connections' lock.
+    lock = getattr(store, "_pool_lock", None) or store._pool._cond
+    release = _hold_in_thread(lock)
+    try:
+        assert _run_forked(limiter.acquire) == 0
+    finally:
+        release.set()
+
+
+def test_forked_child_opens_its_own_connections(make_spot):
+    spot = make_spot("forkconns")
+
+    @spot.mark(name="tests.fork.conns")
+    def work(x):
+        return x
+
+    assert work(1) == 1
+    spot.limiter(name="tests.fork.conns", limits=["1000/s"]).acquire()
+    seen = {}
+
+    def child() -> None:
+        assert work(2) == 2
+        spot.limiter(name="tests.fork.conns").acquire()
+        seen["ok"] = True
+
+    # Run in multiprocessing's fork context as pools do; the parent's connections stay usable.
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(CHILD_TIMEOUT)
+    if process.is_alive():
+        process.kill()
+        pytest.fail("the forked child hung")
+    assert process.exitcode == 0
+    assert work(3) == 3
+    assert work.task(2).status == "done"
