@@ -1,4 +1,4 @@
-"""Processes: a forked child starts clean.
+"""Processes: a forked child starts clean, zombie owners are dead.
 
 Forks here are real (``os.fork`` / multiprocessing's "fork" context) and every child is
 bounded by a timeout: a child that hangs is killed and the test fails.
@@ -12,8 +12,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+
+from hokuro.owners import current_owner, owner_is_dead, process_start
+from hokuro.records import Owner
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 CHILD_TIMEOUT = 30.0
@@ -152,3 +156,85 @@ def test_forked_child_opens_its_own_connections(make_spot):
     assert process.exitcode == 0
     assert work(3) == 3
     assert work.task(2).status == "done"
+
+
+# -- zombies ---------------------------------------------------------------------------------
+
+def _zombie() -> int:
+    """A child that has exited and was not reaped (the caller must reap it)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    return pid
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_zombie_process_is_a_dead_owner():
+    pid = _zombie()
+    try:
+        os.kill(pid, 0)  # the OS still answers for it: that alone must not mean alive
+        started = process_start(pid)
+        assert started is not None
+        owner = Owner(current_owner().host, pid, started, "beef")
+        assert owner_is_dead(owner.token())
+    finally:
+        os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_live_process_is_not_a_dead_owner_and_pid_reuse_is_still_seen():
+    me = current_owner()
+    assert not owner_is_dead(me.token())
+    sleeper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    sleeper.start()
+    try:
+        started = process_start(sleeper.pid)
+        assert not owner_is_dead(Owner(me.host, sleeper.pid, started, "beef").token())
+        # The same pid, started at another time: an earlier process whose pid was reused.
+        assert owner_is_dead(Owner(me.host, sleeper.pid, started - 100, "beef").token())
+    finally:
+        sleeper.kill()
+        sleeper.join()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_task_of_an_owner_that_became_a_zombie_is_taken_over_at_once(make_spot):
+    spot = make_spot("zombie")  # the default 60 s lease: waiting it out would fail below
+
+    @spot.mark(name="tests.zombie")
+    def work(x):
+        if os.getpid() != parent:
+            os._exit(0)  # killed mid-task; nobody reaps it
+        return f"took over:{x}"
+
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            work("k")
+        finally:
+            os._exit(1)
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while work.task("k").status == "missing":
+            assert time.monotonic() < deadline, "the child never claimed the task"
+            time.sleep(0.02)
+        while Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.02)
+        task = work.task("k")
+        assert task.status == "failed"  # its owner is a zombie: it reads as abandoned
+        assert task.error.type == "Abandoned"
+
+        result: list[str] = []
+        caller = threading.Thread(target=lambda: result.append(work("k")), daemon=True)
+        caller.start()
+        caller.join(20)  # far less than the lease
+        assert result == ["took over:k"]
+        assert work.task("k").attempts == 2
+    finally:
+        os.waitpid(pid, 0)
