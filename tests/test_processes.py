@@ -1,4 +1,4 @@
-"""Processes: a forked child starts clean, zombie owners are dead.
+"""Processes: a forked child starts clean, zombie owners are dead, marked functions go to pools.
 
 Forks here are real (``os.fork`` / multiprocessing's "fork" context) and every child is
 bounded by a timeout: a child that hangs is killed and the test fails.
@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
+import hokuro
+from hokuro.errors import NotPicklable
 from hokuro.owners import current_owner, owner_is_dead, process_start
 from hokuro.records import Owner
 
@@ -238,3 +242,72 @@ def test_a_task_of_an_owner_that_became_a_zombie_is_taken_over_at_once(make_spot
         assert work.task("k").attempts == 2
     finally:
         os.waitpid(pid, 0)
+
+
+# -- process pools ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pool_steps(tmp_path_factory):
+    """tests/pool_steps.py, imported with its workspace set (spawned workers inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "pool_steps" not in sys.modules:
+            patch.setenv("HOKURO_TEST_POOL_WORKSPACE", str(tmp_path_factory.mktemp("pool")))
+        import pool_steps
+
+        patch.setenv("HOKURO_TEST_POOL_WORKSPACE", str(pool_steps.spot.workspace))
+        yield pool_steps
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_module_level_marked_function_runs_in_a_process_pool(pool_steps, method):
+    square = pool_steps.square
+    items = list(range(6))
+    offset = 100 if method == "fork" else 200
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(square, [offset + i for i in items]))
+        cubes = list(pool.map(pool_steps.Steps.cube, [offset + i for i in items]))
+    assert [r["square"] for r in results] == [(offset + i) ** 2 for i in items]
+    assert cubes == [(offset + i) ** 3 for i in items]
+    assert {r["pid"] for r in results}.isdisjoint({os.getpid()})
+    for i in items:
+        # Recorded in this process's Spot: a call here is a hit, answered without running.
+        task = square.task(offset + i)
+        assert task.status == "done"
+        assert square(offset + i) == results[i]
+
+
+def test_a_marked_function_pickles_by_reference(pool_steps):
+    assert pickle.loads(pickle.dumps(pool_steps.square)) is pool_steps.square
+    assert pickle.loads(pickle.dumps(pool_steps.Steps.cube)) is pool_steps.Steps.cube
+
+
+def test_a_marked_closure_cannot_be_pickled_and_says_why(workspace):
+    spot = hokuro.Spot("closures")
+
+    @spot.mark
+    def inner(x):
+        return x
+
+    with pytest.raises(NotPicklable, match="module level") as caught:
+        pickle.dumps(inner)
+    assert isinstance(caught.value, (hokuro.HokuroError, TypeError))
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=context) as pool, \
+            pytest.raises(NotPicklable, match="module level"):
+        list(pool.map(inner, [1]))
+    spot.close()
+
+
+def test_a_marked_function_shadowed_in_its_module_cannot_be_pickled(pool_steps):
+    # Marked twice under one name: the module holds only the second, so the first would
+    # come back as another function in the worker.
+    other = pool_steps.spot.mark(pool_steps.square.__wrapped__, name="tests.pool.other")
+    with pytest.raises(NotPicklable, match="module level"):
+        pickle.dumps(other)
+
+
+def test_a_marked_function_missing_where_it_is_unpickled_is_named(pool_steps, monkeypatch):
+    data = pickle.dumps(pool_steps.square)
+    monkeypatch.delattr(pool_steps, "square")
+    with pytest.raises(NotPicklable, match=r"pool_steps\.square.*module level"):
+        pickle.loads(data)
