@@ -31,6 +31,11 @@ class SerializationError(HokuroError, TypeError):
     """A value cannot be encoded or decoded by the codec."""
 
 
+class NotPicklable(HokuroError, TypeError):
+    """A marked function cannot be sent to another process (a process pool): only one defined
+    at module level, which the other process can import by name, can."""
+
+
 class BlobError(HokuroError):
     """A blob could not be written, read or removed."""
 

@@ -2,12 +2,17 @@
 
 Threads and asyncio tasks (on any loop) may wait on the same flight; the leader's result or
 exception is handed to every waiter. Across processes the ledger's lease does the same job.
+
+A forked child starts with no flights: the parent's leaders are threads the child does not
+have, so a copied flight would never end and the child's call would wait for it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from typing import Any
 
 
@@ -89,6 +94,7 @@ class FlightTable:
     def __init__(self) -> None:
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
+        _TABLES.add(self)
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight of ``key`` and whether the caller leads it (must execute)."""
@@ -103,3 +109,16 @@ class FlightTable:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+
+
+_TABLES: weakref.WeakSet[FlightTable] = weakref.WeakSet()
+
+
+def _forget_flights_in_child() -> None:
+    for table in list(_TABLES):
+        # The lock too: another thread may have held it at the instant of fork.
+        table._flights, table._lock = {}, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_flights_in_child)

@@ -1,7 +1,8 @@
 """Keeps the leases of running tasks alive: one daemon thread per Spot renews them.
 
 A task's lease lasts ``lease`` seconds and is renewed every third of that, so a live owner
-never loses it while a dead one (kill -9) lets it expire.
+never loses it while a dead one (kill -9) lets it expire. A forked child holds none of its
+parent's leases and has no renewing thread, lock state or wake event of its parent's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -28,14 +30,10 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        _KEEPERS.add(self)
 
     def hold(self, key: str) -> None:
         with self._lock:
-            if self._pid != os.getpid():
-                # A forked child holds none of its parent's leases.
-                self._held.clear()
-                self._thread = None
             self._held[key] += 1
             if self._thread is None or not self._thread.is_alive():
                 self._start()
@@ -47,7 +45,6 @@ class LeaseKeeper:
                 del self._held[key]
 
     def _start(self) -> None:
-        self._pid = os.getpid()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hokuro-leases", daemon=True)
         self._thread.start()
@@ -72,7 +69,26 @@ class LeaseKeeper:
     def close(self) -> None:
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread() \
-                and self._pid == os.getpid():
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self._thread = None
+
+    def _forget_after_fork(self) -> None:
+        # The parent's leases are the parent's to renew; its thread does not exist here,
+        # and its lock may have been held by another thread at the instant of fork.
+        self._held = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+
+_KEEPERS: weakref.WeakSet[LeaseKeeper] = weakref.WeakSet()
+
+
+def _forget_leases_in_child() -> None:
+    for keeper in list(_KEEPERS):
+        keeper._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_leases_in_child)

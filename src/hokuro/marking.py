@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import inspect
 import logging
 import os
@@ -27,6 +28,7 @@ from .durations import parse_duration
 from .errors import (
     BlobError,
     ConfigurationError,
+    NotPicklable,
     SerializationError,
     TaskFailed,
 )
@@ -708,6 +710,49 @@ class MarkedFunction:
 
     def __repr__(self) -> str:
         return f"<marked function {self.name} of Spot {self.spot.name!r}>"
+
+    # -- pickling: by reference, as a plain function ----------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A process pool sends a marked function by name: the worker imports its module and
+        finds it there, with its Spot, so its records land where this process's do."""
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        try:
+            found = _find_marked(module, qualname) if module else None
+        except NotPicklable:
+            found = None
+        if found is not self:
+            raise NotPicklable(
+                f"marked function {self.name} cannot be sent to another process: it is "
+                f"not reachable as {module}.{qualname}. Define it with @spot.mark at "
+                "module level of an importable module (not inside a function, not as a "
+                "lambda, not marked a second time under another name)."
+            )
+        return _find_marked, (module, qualname)
+
+    def __copy__(self) -> MarkedFunction:
+        return self  # as copy treats a plain function: the same function
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MarkedFunction:
+        return self
+
+
+def _find_marked(module: str, qualname: str) -> MarkedFunction:
+    """The marked function named ``qualname`` in ``module`` (importing it)."""
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise NotPicklable(
+            f"no marked function {module}.{qualname} in this process ({exc}). Define it at "
+            "module level of a module this process can import; a script's own functions "
+            "are found only when the script is importable (run as a file, not typed in)."
+        ) from None
+    if not isinstance(found, MarkedFunction):
+        raise NotPicklable(f"{module}.{qualname} is {found!r}, not a marked function: "
+                           "define the marked function at module level under its own name")
+    return found
 
 
 def _same_result(a: Record, b: Record) -> bool:

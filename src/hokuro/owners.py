@@ -1,8 +1,8 @@
 """Who owns a lease: this process's identity, and whether another owner is still alive.
 
 An owner token names host, pid, the process's start time and a random nonce. On the same
-host a dead owner is recognised at once (its pid is gone, or was reused by a process that
-started at another time); on other hosts only the lease expiry tells.
+host a dead owner is recognised at once (its pid is gone or a zombie, or was reused by a
+process that started at another time); on other hosts only the lease expiry tells.
 """
 
 from __future__ import annotations
@@ -30,29 +30,40 @@ def _boot_time() -> float | None:
     return None
 
 
-def process_start(pid: int) -> float | None:
-    """Epoch seconds at which ``pid`` started, where the OS tells (Linux ``/proc``)."""
-    boot = _boot_time()
-    if boot is None:
-        return None
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
+    return data[data.rindex(b")") + 2:].split()
+
+
+def process_start(pid: int) -> float | None:
+    """Epoch seconds at which ``pid`` started, where the OS tells (Linux ``/proc``)."""
+    boot = _boot_time()
+    if boot is None:
+        return None
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie (exited, its status not yet collected by a parent
+    that may never collect it: a container whose PID 1 does not reap) is dead, though
+    ``kill(pid, 0)`` still succeeds on it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] not in (b"Z", b"X")
 
 
 # This process's identity, by pid (a forked child makes its own entry).

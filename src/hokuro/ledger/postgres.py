@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -129,8 +130,8 @@ class PostgresLedger(TaskDB):
             )
         self._sleep = sleep
         self._pool_obj: ConnectionPool | None = None
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+        _LEDGERS.add(self)
         #: How many times an operation was retried after a lost connection (for monitoring).
         self.reconnects = 0
         self._check_schema()
@@ -152,16 +153,9 @@ class PostgresLedger(TaskDB):
             conn.execute(Q["session_read_only"])
 
     def _pool(self) -> ConnectionPool:
-        pool, pid = self._pool_obj, os.getpid()
-        if pool is not None and self._pid == pid:
+        pool = self._pool_obj
+        if pool is not None:
             return pool
-        if self._pid != pid:
-            # A forked child: the parent's lock may have been held at fork time, and the
-            # parent's pool (its sockets, its threads) is not ours to use or close.
-            self._lock = threading.Lock()
-            if self._pool_obj is not None:
-                _INHERITED.append(self._pool_obj)
-            self._pool_obj, self._pid = None, pid
         with self._lock:
             if self._pool_obj is None:
                 pool = ConnectionPool(
@@ -466,12 +460,15 @@ class PostgresLedger(TaskDB):
     def close(self) -> None:
         with self._lock:
             pool, self._pool_obj = self._pool_obj, None
-        if pool is None:
-            return
-        if self._pid == os.getpid():
+        if pool is not None:
             pool.close(timeout=5.0)
-        else:
-            _INHERITED.append(pool)
+
+    def _forget_after_fork(self) -> None:
+        # The parent's pool (its sockets, its threads) is not ours to use or close, and its
+        # lock may have been held by another thread at the instant of fork.
+        if self._pool_obj is not None:
+            _INHERITED.append(self._pool_obj)
+        self._pool_obj, self._lock = None, threading.Lock()
 
     def describe(self) -> str:
         return self._where
@@ -500,6 +497,18 @@ def _cause(exc: BaseException, secrets: tuple[str, ...]) -> BaseException | None
             return None
         seen = seen.__cause__ or seen.__context__
     return exc
+
+
+_LEDGERS: weakref.WeakSet[PostgresLedger] = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    for ledger in list(_LEDGERS):
+        ledger._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _split_options(url: str, where: str) -> tuple[str, dict[str, str]]:

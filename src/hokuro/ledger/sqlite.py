@@ -1,10 +1,12 @@
 """The embedded ledger: one SQLite file in WAL mode.
 
 Why these choices:
-- One connection per thread (and per process: reopened after ``fork``), in autocommit mode,
-  so reads take no lock and every write transaction is an explicit ``BEGIN IMMEDIATE``: a
-  writer waits for the write lock up front (``busy_timeout``) instead of failing with
-  "database is locked" when a read transaction tries to upgrade.
+- A small pool of connections (``connections.py``) handed out per operation to any thread,
+  so descriptors stay bounded however many threads come and go; a forked child opens its
+  own. Connections are in autocommit mode, so reads take no lock and every write
+  transaction is an explicit ``BEGIN IMMEDIATE``: a writer waits for the write lock up
+  front (``busy_timeout``) instead of failing with "database is locked" when a read
+  transaction tries to upgrade.
 - ``synchronous=NORMAL`` with WAL survives a killed process (invariant 2); only a power loss
   can drop the last commits, which then run again.
 - Listing pages through the table by (updated_at, key) so no read transaction stays open
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..connections import ConnectionPool
 from ..errors import LedgerError, SchemaError
 from ..records import (
     RECORD_COLUMNS,
@@ -66,9 +68,9 @@ class SQLiteLedger(TaskDB):
         self.path = Path(path).absolute()
         self.read_only = read_only
         self._timeout = timeout
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._pool = ConnectionPool(self._connect)
+        # Bound once: the hit path takes and gives a connection on every call.
+        self._take, self._give = self._pool.take, self._pool.give
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -79,7 +81,7 @@ class SQLiteLedger(TaskDB):
         if self.read_only:
             if not self.path.is_file():
                 raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
-            version = self._read_version(self._conn())
+            version = self.schema_version()
             if version is None:
                 raise SchemaError(f"{self.path} is not a hokuro ledger (no schema version)")
             if version > SCHEMA_VERSION:
@@ -89,14 +91,11 @@ class SQLiteLedger(TaskDB):
                 )
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate(self._conn())
+            with self._pool.connection() as conn:
+                self._migrate(conn)
 
     # -- connections ----------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
+    def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
                                    timeout=self._timeout, isolation_level=None,
@@ -107,10 +106,11 @@ class SQLiteLedger(TaskDB):
             self._enter_wal(conn)
         for pragma in _PRAGMAS:
             conn.execute(pragma)
-        local.conn, local.pid = conn, os.getpid()
-        with self._lock:
-            self._all.append(conn)
         return conn
+
+    def _rows(self, sql: str, params: Any) -> list[Any]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _enter_wal(self, conn: sqlite3.Connection) -> None:
         """Switch to WAL. SQLite does not call the busy handler for this pragma, so when
@@ -158,15 +158,19 @@ class SQLiteLedger(TaskDB):
                 conn.execute(Q["set_schema_version"], (str(step),))
 
     def schema_version(self) -> int | None:
-        return self._read_version(self._conn())
+        with self._pool.connection() as conn:
+            return self._read_version(conn)
 
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
-        row = _one(self._conn(), Q["lookup"], (key,))
+        conn = self._take()
+        try:
+            row = _one(conn, Q["lookup"], (key,))
+        finally:
+            self._give(conn)
         return None if row is None else Record(key, *row)
 
     def claim(self, claim: Claim) -> ClaimResult:
-        conn = self._conn()
         params = {
             "key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path,
             "ident": claim.ident, "args": claim.args, "version": claim.version,
@@ -174,23 +178,24 @@ class SQLiteLedger(TaskDB):
         }
         if self.read_only:
             raise LedgerError(f"{self.path} was opened read-only")
-        # A task seen for the first time: one statement, atomic on its own, claims it.
-        if conn.execute(Q["claim_insert"], params).rowcount == 1:
-            return ClaimResult("claimed", None, 1)
-        with self._write(conn):
-            row = _one(conn, Q["get"], (claim.key,))
-            current = None if row is None else Record(*row)
-            outcome = decide_claim(current, claim)
-            if outcome != "claimed":
-                return ClaimResult(outcome, current)
-            conn.execute(Q["claim_insert"] if current is None else Q["claim_update"], params)
-            attempt = 1 if current is None else current.attempts + 1
-            return ClaimResult("claimed", current, attempt)
+        with self._pool.connection() as conn:
+            # A task seen for the first time: one statement, atomic on its own, claims it.
+            if conn.execute(Q["claim_insert"], params).rowcount == 1:
+                return ClaimResult("claimed", None, 1)
+            with self._write(conn):
+                row = _one(conn, Q["get"], (claim.key,))
+                current = None if row is None else Record(*row)
+                outcome = decide_claim(current, claim)
+                if outcome != "claimed":
+                    return ClaimResult(outcome, current)
+                conn.execute(Q["claim_insert"] if current is None else Q["claim_update"],
+                             params)
+                attempt = 1 if current is None else current.attempts + 1
+                return ClaimResult("claimed", current, attempt)
 
     def renew(self, owner: str, keys: Iterable[str], lease_until: float) -> set[str]:
-        conn = self._conn()
         held: set[str] = set()
-        with self._write(conn):
+        with self._pool.connection() as conn, self._write(conn):
             for key in keys:
                 if conn.execute(Q["renew"], (lease_until, key, owner)).rowcount:
                     held.add(key)
@@ -209,11 +214,16 @@ class SQLiteLedger(TaskDB):
         if self.read_only:
             raise LedgerError(f"{self.path} was opened read-only")
         # One fenced UPDATE: atomic without an explicit transaction.
-        return self._conn().execute(Q["finish"], params).rowcount == 1
+        with self._pool.connection() as conn:
+            return conn.execute(Q["finish"], params).rowcount == 1
 
     # -- reading --------------------------------------------------------------------------
     def get(self, key: str) -> Record | None:
-        row = _one(self._conn(), Q["get"], (key,))
+        conn = self._take()
+        try:
+            row = _one(conn, Q["get"], (key,))
+        finally:
+            self._give(conn)
         return None if row is None else Record(*row)
 
     def find(self, *, fn: str | None = None, status: str | None = None,
@@ -221,26 +231,25 @@ class SQLiteLedger(TaskDB):
              key_prefix: str | None = None, ident: str | None = None,
              error_fingerprint: str | None = None, expired_at: float | None = None,
              limit: int | None = None, full: bool = False) -> Iterator[Record]:
-        conn = self._conn()
-        return find_records(lambda sql, params: conn.execute(sql, params).fetchall(), ":NAME",
+        # Each page on a connection taken and given back: none is held while a caller iterates.
+        return find_records(self._rows, ":NAME",
                             limit=limit, full=full, fn=fn, status=status, since=since,
                             until=until, key_prefix=key_prefix, ident=ident,
                             error_fingerprint=error_fingerprint, expired_at=expired_at)
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         now = time.time() if now is None else now
-        rows = self._conn().execute(Q["stats"], {"fn": fn, "now": now}).fetchall()
+        rows = self._rows(Q["stats"], {"fn": fn, "now": now})
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
 
     def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
-        rows = self._conn().execute(Q["error_stats"], {"fn": fn, "now": now}).fetchall()
+        rows = self._rows(Q["error_stats"], {"fn": fn, "now": now})
         return [ErrorStat(*row) for row in rows]
 
     def blob_refs(self) -> Iterator[str]:
         # Paged by key, each page read whole: no statement stays open between yields.
         after = ""
-        conn = self._conn()
-        while rows := conn.execute(Q["blob_refs"], {"after": after, "page": _PAGE}).fetchall():
+        while rows := self._rows(Q["blob_refs"], {"after": after, "page": _PAGE}):
             for _key, blob, log_blob in rows:
                 if blob:
                     yield blob
@@ -250,9 +259,8 @@ class SQLiteLedger(TaskDB):
 
     # -- writing outside the engine -------------------------------------------------------
     def delete(self, keys: Iterable[str]) -> list[Record]:
-        conn = self._conn()
         removed: list[Record] = []
-        with self._write(conn):
+        with self._pool.connection() as conn, self._write(conn):
             for key in keys:
                 row = _one(conn, Q["delete"], (key,))
                 if row is not None:
@@ -264,21 +272,13 @@ class SQLiteLedger(TaskDB):
 
     def put_many(self, records: Iterable[Record]) -> int:
         """Insert or replace many records in one transaction (imports, benchmarks)."""
-        conn = self._conn()
-        with self._write(conn):
+        with self._pool.connection() as conn, self._write(conn):
             cursor = conn.executemany(
                 Q["put"], ({n: getattr(r, n) for n in RECORD_COLUMNS} for r in records))
             return cursor.rowcount
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+        self._pool.close()
 
     def describe(self) -> str:
         return str(self.path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,15 +52,16 @@ class PostgresStore(LimitStore):
         self._max_connections = max_connections
         self._sql = load_scripts("postgres.sql")
         self._pool: Any = None
-        self._pid = 0
         self._pool_lock = threading.Lock()
         self._installed = False
         self._driver_error = psycopg.Error
+        _STORES.add(self)
 
     def _connection(self) -> Any:
-        if self._pid != os.getpid():
-            self._open_pool()
-        return self._pool.connection()
+        pool = self._pool
+        if pool is None:
+            pool = self._open_pool()
+        return pool.connection()
 
     def _install(self) -> None:
         import psycopg
@@ -75,21 +77,18 @@ class PostgresStore(LimitStore):
                     conn.execute(self._sql["schema"])
         self._installed = True
 
-    def _open_pool(self) -> None:
+    def _open_pool(self) -> Any:
         from psycopg_pool import ConnectionPool
 
         with self._pool_lock:
-            if self._pid == os.getpid():
-                return
-            if not self._installed:
-                self._install()
-            if self._pool is not None:
-                _INHERITED.append(self._pool)
-            self._pool = ConnectionPool(
-                self.url, min_size=1, max_size=self._max_connections,
-                kwargs={"autocommit": True}, configure=_configure, name="hokuro-limits",
-                open=True)
-            self._pid = os.getpid()
+            if self._pool is None:
+                if not self._installed:
+                    self._install()
+                self._pool = ConnectionPool(
+                    self.url, min_size=1, max_size=self._max_connections,
+                    kwargs={"autocommit": True}, configure=_configure, name="hokuro-limits",
+                    open=True)
+            return self._pool
 
     def _one(self, name: str, params: Sequence[Any]) -> Any:
         try:
@@ -137,10 +136,28 @@ class PostgresStore(LimitStore):
         return self._one("now", ())[0]
 
     def close(self) -> None:
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool = None
-        self._pid = 0
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _forget_after_fork(self) -> None:
+        # The parent's pool is not ours to use or close, and its lock may have been held by
+        # another thread at the instant of fork.
+        if self._pool is not None:
+            _INHERITED.append(self._pool)
+        self._pool, self._pool_lock = None, threading.Lock()
 
     def describe(self) -> str:
         return self._where
+
+
+_STORES: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    for store in list(_STORES):
+        store._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..connections import ConnectionPool
 from . import gcra
 from .base import LimitStore, Verdict, load_scripts
-
-# Connections opened before a fork must not be used or closed in the child (closing could
-# disturb the parent's locks); they are kept here so nothing finalizes them.
-_INHERITED: list[sqlite3.Connection] = []
 
 
 class SQLiteStore(LimitStore):
@@ -38,41 +34,30 @@ class SQLiteStore(LimitStore):
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._sql = load_scripts("sqlite.sql")
-        self._local = threading.local()
-        self._opened: list[tuple[int, sqlite3.Connection]] = []
-        self._opened_lock = threading.Lock()
-        self._connection()  # fail here, not at the first call, when the file cannot be opened
+        # Connections handed out per operation (and new ones in a forked child): bounded
+        # however many threads come and go, never shared mid-transaction nor across fork.
+        self._pool = ConnectionPool(self._connect)
+        with self._pool.connection():
+            pass  # fail here, not at the first call, when the file cannot be opened
 
-    def _connection(self) -> sqlite3.Connection:
-        # One connection per thread, and a new one in a forked child: sqlite3 connections are
-        # not to be shared across threads mid-transaction nor carried across fork.
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        pid = os.getpid()
-        if conn is not None and local.pid == pid:
-            return conn
-        if conn is not None:
-            _INHERITED.append(conn)
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(self._sql["schema"])
-        local.conn, local.pid = conn, pid
-        with self._opened_lock:
-            self._opened.append((pid, conn))
         return conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _read(self, conn: sqlite3.Connection, key: str) -> gcra.KeyState:
         row = conn.execute(self._sql["read_state"], (key,)).fetchone()
@@ -90,8 +75,8 @@ class SQLiteStore(LimitStore):
         return Verdict(granted, wait, now, tats, tuple(state.held for state in states))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:
-        conn = self._connection()
-        return tuple(self._read(conn, key).held for key in keys)
+        with self._pool.connection() as conn:
+            return tuple(self._read(conn, key).held for key in keys)
 
     def hold(self, keys: Sequence[str], tolerances: Sequence[float], seconds: float) -> None:
         with self._transaction() as conn:
@@ -116,13 +101,7 @@ class SQLiteStore(LimitStore):
         return self._clock()
 
     def close(self) -> None:
-        pid = os.getpid()
-        with self._opened_lock:
-            opened, self._opened = self._opened, []
-        for owner, conn in opened:
-            if owner == pid:
-                conn.close()
-        self._local = threading.local()
+        self._pool.close()
 
     def describe(self) -> str:
         return f"sqlite://{self.path}"
