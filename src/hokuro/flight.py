@@ -9,11 +9,13 @@ have, so a copied flight would never end and the child's call would wait for it 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # asyncio is imported when an async caller first waits (import cost)
+    import asyncio
 
 
 class Flight:
@@ -64,6 +66,8 @@ class Flight:
         event.wait()
 
     async def wait_async(self) -> None:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._done:

@@ -8,7 +8,6 @@ run the user's function, sleep, or wait for another caller's flight. Two small d
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import inspect
@@ -57,7 +56,11 @@ MARK_OPTIONS = frozenset({
     "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
     "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
 })
-_CANCELLING = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+# What stops a call rather than fails it: KeyboardInterrupt, SystemExit, GeneratorExit and
+# asyncio.CancelledError are exactly the BaseExceptions that are not Exceptions (named by that
+# property so that importing hokuro does not import asyncio).
+def _is_cancelling(exc: BaseException | None) -> bool:
+    return exc is not None and not isinstance(exc, Exception)
 _INLINE_LOG = 64 * 1024
 # Arguments whose encoded size is at least their len() (str: UTF-8 takes a byte or more a
 # character).
@@ -201,6 +204,8 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
 
 
 async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
+    import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
+
     try:
         request = next(flow)
         while True:
@@ -283,6 +288,8 @@ class MarkedFunction:
             # see a coroutine function, though the marked function is an object.
             if hasattr(inspect, "markcoroutinefunction"):
                 inspect.markcoroutinefunction(self)
+            import asyncio.coroutines
+
             self._is_coroutine = asyncio.coroutines._is_coroutine
 
     # -- keys -----------------------------------------------------------------------------
@@ -441,7 +448,7 @@ class MarkedFunction:
             if leader:
                 break
             yield _Await(flight)
-            if not isinstance(flight.error, _CANCELLING):
+            if not _is_cancelling(flight.error):
                 spot.counters["shared"] += 1
                 return flight.outcome()
             # The leader was cancelled, not failed: this caller still wants the result.
@@ -621,7 +628,7 @@ class MarkedFunction:
     def _record_failure(self, key: str, owner: str, exc: BaseException,
                         ctx: Context) -> bool:
         """Write ``exc`` as the task's end; True when the record now holds it."""
-        cancelled = isinstance(exc, _CANCELLING)
+        cancelled = _is_cancelling(exc)
         error_type = type(exc).__qualname__
         try:
             frames = [(os.path.basename(f.filename), f.name)
