@@ -27,6 +27,7 @@ from .limits import Guard, Limiter, LimitStore, limiter_call, open_store
 from .marking import MarkedFunction, MarkOptions
 from .owners import current_owner
 from .records import Status
+from .redact import mask_secrets
 from .tasks import Task, is_abandoned, read_status
 
 #: Results larger than this many encoded bytes go to the blob store (see README:
@@ -74,17 +75,27 @@ class Spot:
                 f"Spot name {name!r} is not allowed: use letters, digits, '_', '.' or '-' "
                 "(up to 128), not starting with '.' or '-'"
             )
+        if name.endswith(".db"):
+            # Spot("results.db") would keep its records in .hokuro/results.db.db.
+            raise ConfigurationError(
+                f"Spot name {name!r} looks like a file name; a Spot's name is not its file. "
+                f"Give a name, Spot({name[:-3]!r}) (records in .hokuro/{name}), or a file, "
+                f"Spot({name[:-3]!r}, db={name!r})"
+            )
         if blobs is not None and storage is not None:
             raise ConfigurationError("give blobs= or storage= (its alias), not both")
         if lease <= 0:
             raise ConfigurationError("lease must be a positive number of seconds")
         self.name = name
         self.workspace = Path(workspace).absolute() if workspace else default_workspace()
-        self.ledger: TaskDB = open_ledger(db if db is not None
-                                          else self.workspace / f"{name}.db")
+        # A ledger object given as db= is the caller's own namespace, used as it is.
+        self.ledger: TaskDB = db if isinstance(db, TaskDB) else open_ledger(
+            db if db is not None else self.workspace / f"{name}.db", spot=name)
         self.blobs: BlobStorageBase = open_blobs(
             blobs if blobs is not None else storage if storage is not None
             else self.workspace / "blobs" / name)
+        if not isinstance(db, TaskDB):
+            self._record_blob_store()
         self.codec = Codec()
         self.blob_threshold = blob_threshold
         self.lease = float(lease)
@@ -106,6 +117,15 @@ class Spot:
         self._limiters: dict[str, Limiter] = {}
         self._tpm = tpm
         self._default_limiter: Limiter | None = None
+
+    def _record_blob_store(self) -> None:
+        """Write where the blobs are into the ledger, so readers (``hokuro show URL``) find
+        them without being told. Only a folder or an ``s3://`` URL: never a credential."""
+        if self.blobs.kind not in ("folder", "s3"):
+            return
+        location = mask_secrets(self.blobs.describe())
+        if self.ledger.get_meta("blobs") != location:
+            self.ledger.set_meta("blobs", location)
 
     # -- marking --------------------------------------------------------------------------
     def mark(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
