@@ -53,6 +53,10 @@ class Spot:
     ``db=`` and ``blobs=`` (alias ``storage=``) take a path, a URL (``postgresql://…``,
     ``s3://bucket/prefix``) or a backend object. A Spot is safe to share between threads
     and asyncio tasks; many processes may open the same Spot at once.
+
+    A Spot is a namespace: in a PostgreSQL database each Spot has a schema of its own, and
+    a SQLite file belongs to one Spot. A ledger object given as ``db=`` is used as it is
+    (its own namespace). Rate limiters are shared by name across Spots.
     """
 
     def __init__(
