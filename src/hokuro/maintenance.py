@@ -186,7 +186,8 @@ class _UnknownBlobs(BlobStorageBase):
     """Stands for a blob store nobody named (a database URL given without ``blobs=``)."""
 
     kind = "unknown"
-    _WHY = ("the blob store of this ledger is not known; give it as blobs= "
+    _WHY = ("the blob store of this ledger is not known (its Spot has not recorded it: "
+            "open the Spot once with this hokuro version); give it as blobs= "
             "(on the command line: --blobs URL or the HOKURO_BLOBS variable)")
 
     def save(self, ref: str, data: bytes) -> str:

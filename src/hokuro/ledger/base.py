@@ -158,7 +158,8 @@ class TaskDB(ABC):
 
     @abstractmethod
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
-        """Counts and total sizes per (collection, status), computed by the database."""
+        """Counts and total sizes per (collection, status), computed by the database. A size
+        is the bytes of the results plus those of the stored arguments."""
 
     def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
         """Failed tasks not past their retention, counted per (fingerprint, collection).
