@@ -204,6 +204,27 @@ def test_a_schema_1_database_is_adopted_by_the_first_spot_and_keeps_its_records(
 
 
 @pg
+def test_spots_opening_a_schema_1_database_at_once_adopt_it_once(pg_url, workspace):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = make_schema_1(pg_url)
+    names = [f"s{n % 4}" for n in range(8)]  # four Spots, each opened twice at once
+    barrier = threading.Barrier(len(names))
+
+    def open_spot(name: str) -> tuple[str, bool]:
+        barrier.wait(timeout=30)
+        with Spot(name, db=pg_url) as spot:
+            return name, spot.ledger.get(keys[0]) is not None
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        seen = list(pool.map(open_spot, names))
+    holders = {name for name, has in seen if has}
+    assert len(holders) == 1  # one Spot adopted the records; no other sees them
+    assert schemas(pg_url) == ["hokuro_s0", "hokuro_s1", "hokuro_s2", "hokuro_s3", "public"]
+
+
+@pg
 def test_a_migrated_schema_1_database_matches_a_fresh_one(pg_url, pg_admin, workspace):
     make_schema_1(pg_url, records=0)
     Spot("s", db=pg_url).close()
