@@ -108,7 +108,8 @@ class MemoryLedger(hokuro.TaskDB):
                 return r.lease_until is None or r.lease_until <= now
             return r.is_expired(now)
 
-        return [StatRow(f, s, len(rs), sum(r.size or 0 for r in rs),
+        # The size counts the stored arguments as well as the results.
+        return [StatRow(f, s, len(rs), sum((r.size or 0) + len(r.args or b"") for r in rs),
                         sum(1 for r in rs if stale(r)), max(r.updated_at for r in rs))
                 for (f, s), rs in sorted(groups.items())]
 

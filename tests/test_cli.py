@@ -413,6 +413,8 @@ def test_a_database_password_is_never_shown(pg_url, workspace):
 
 
 def test_a_database_url_without_blobs_reads_and_says_what_it_needs(pg_url, workspace):
+    import psycopg
+
     with Spot("pg", db=pg_url) as spot:
         @spot.mark(save_blob=True)
         def f():
@@ -420,6 +422,9 @@ def test_a_database_url_without_blobs_reads_and_says_what_it_needs(pg_url, works
 
         f()
         key = f.key_of()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        # As a Spot that never recorded where its blobs are (hokuro 0.1) left it.
+        conn.execute("DELETE FROM hokuro_pg.hokuro_meta WHERE name = 'blobs'")
     shown = json.loads(hokuro("show", pg_url, key, "--json").stdout)
     assert shown["status"] == "done" and "not known" in shown["result_note"]
     blobs = str(workspace / ".hokuro" / "blobs" / "pg")

@@ -342,8 +342,26 @@ def test_stats_count_running_tasks_with_dead_leases_as_expired(ledger: TaskDB):
     ledger.claim(claim("dead", lease=1.0))
     (row,) = ledger.stats(now=150.0)
     assert (row.fn, row.status, row.count, row.expired) == ("mod.f", "running", 2, 1)
-    assert row.last_activity == 100.0 and row.size == 0
+    # Nothing finished: the size is that of the stored arguments, one byte each.
+    assert row.last_activity == 100.0 and row.size == 2
     assert ledger.stats("nobody", now=150.0) == []
+
+
+def test_facts_a_spot_records_are_read_back_by_readers(location: str):
+    writer = open_ledger(location, spot="s")
+    try:
+        assert writer.spot == "s" and writer.get_meta("blobs") is None
+        writer.set_meta("blobs", "s3://bucket/prefix")
+        writer.set_meta("blobs", "s3://bucket/other")
+        reader = open_ledger(location, read_only=True)
+        try:
+            assert reader.spot == "s" and reader.get_meta("blobs") == "s3://bucket/other"
+            with pytest.raises(LedgerError):
+                reader.set_meta("blobs", "elsewhere")
+        finally:
+            reader.close()
+    finally:
+        writer.close()
 
 
 def test_delete_and_blob_refs_handle_thousands(ledger: TaskDB):

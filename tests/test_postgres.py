@@ -35,8 +35,8 @@ def done(now=110.0) -> Outcome:
 def _tables(url: str) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname NOT IN "
-            "('pg_catalog', 'information_schema') ORDER BY tablename").fetchall()
+            "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN "
+            "('pg_catalog', 'information_schema') ORDER BY 1").fetchall()
     return [name for (name,) in rows]
 
 
@@ -67,8 +67,10 @@ def test_eight_processes_opening_a_fresh_database_at_once_all_succeed(pg_url):
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        assert out.strip() == "1"
-    assert _tables(pg_url) == ["hokuro_meta", "tasks"]
+        assert out.strip() == "2"
+    # The Spot's tables in its schema; in the default one, only the layout's marker.
+    assert _tables(pg_url) == ["hokuro_default.hokuro_meta", "hokuro_default.tasks",
+                               "public.hokuro_meta"]
 
 
 def test_eight_threads_opening_a_fresh_database_at_once_all_succeed(pg_url):
@@ -83,7 +85,7 @@ def test_eight_threads_opening_a_fresh_database_at_once_all_succeed(pg_url):
             db.close()
 
     with ThreadPoolExecutor(8) as pool:
-        assert list(pool.map(open_it, range(8))) == [1] * 8
+        assert list(pool.map(open_it, range(8))) == [2] * 8
 
 
 def test_the_schema_has_the_record_columns_and_the_sqlite_indexes(pg_url, tmp_path):
@@ -97,11 +99,12 @@ def test_the_schema_has_the_record_columns_and_the_sqlite_indexes(pg_url, tmp_pa
         indexes = {name for (name,) in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'tasks'")}
     # Column order differs by design (SQLite keeps large columns last); names must not.
-    assert sorted(columns) == sorted(RECORD_COLUMNS)
+    # args_size is computed by the database (the size of the stored arguments, for stats).
+    assert sorted(columns) == sorted([*RECORD_COLUMNS, "args_size"])
     open_ledger(tmp_path / "l.db").close()
     with sqlite3.connect(tmp_path / "l.db") as lite:
-        lite_columns = [row[1] for row in lite.execute("PRAGMA table_info(tasks)")]
-        assert sorted(lite_columns) == sorted(RECORD_COLUMNS)
+        lite_columns = [row[1] for row in lite.execute("PRAGMA table_xinfo(tasks)")]
+        assert sorted(lite_columns) == sorted([*RECORD_COLUMNS, "args_size"])
         lite_indexes = {name for (name,) in lite.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' "
             "AND name NOT LIKE 'sqlite_autoindex%'")}

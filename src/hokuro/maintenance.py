@@ -175,10 +175,12 @@ class SpotSummary:
     """One Spot of a workspace, as ``hokuro spots`` lists it."""
 
     name: str
-    ledger: Path
-    blobs: Path | None
-    #: Bytes of the ledger file (with its write-ahead log).
-    ledger_size: int
+    #: The ledger file, or the database URL (password masked) of a Spot in PostgreSQL.
+    ledger: Path | str
+    #: Its blob folder, or the blob store its ledger records (for a Spot in PostgreSQL).
+    blobs: Path | str | None
+    #: Bytes of the ledger file (with its write-ahead log); None for a database.
+    ledger_size: int | None
     records: int | None = None
     failed: int | None = None
     size: int | None = None
@@ -191,7 +193,8 @@ class _UnknownBlobs(BlobStorageBase):
     """Stands for a blob store nobody named (a database URL given without ``blobs=``)."""
 
     kind = "unknown"
-    _WHY = ("the blob store of this ledger is not known; give it as blobs= "
+    _WHY = ("the blob store of this ledger is not known (its Spot has not recorded it: "
+            "open the Spot once with this hokuro version); give it as blobs= "
             "(on the command line: --blobs URL or the HOKURO_BLOBS variable)")
 
     def save(self, ref: str, data: bytes) -> str:
@@ -241,16 +244,18 @@ class MaintenanceService:
     @classmethod
     def from_path(cls, db_path: str | os.PathLike[str],
                   blob_dir: str | os.PathLike[str] | None = None, *,
-                  read_only: bool = False, clock: Callable[[], float] = time.time
-                  ) -> MaintenanceService:
-        """A service over the SQLite ledger at ``db_path``; blobs default to the Spot
-        layout, ``<its folder>/blobs/<its stem>``. The ledger must exist."""
+                  spot: str | None = None, read_only: bool = False,
+                  clock: Callable[[], float] = time.time) -> MaintenanceService:
+        """A service over the SQLite ledger at ``db_path``. Blobs: ``blob_dir``, else the
+        store the Spot recorded in its ledger (when it can be reached), else the Spot
+        layout, ``<its folder>/blobs/<its stem>``. The ledger must exist; ``spot``, when
+        given, must be the Spot the file belongs to."""
         path = Path(db_path).absolute()
         if not path.is_file():
             raise LedgerError(f"no ledger file at {path}; check the path")
-        blobs = Path(blob_dir) if blob_dir is not None else path.parent / "blobs" / path.stem
-        return cls._open(str(path), blobs, name=path.stem, workspace=path.parent,
-                         read_only=read_only, clock=clock)
+        default = path.parent / "blobs" / path.stem
+        return cls._open(str(path), blob_dir, name=path.stem, workspace=path.parent,
+                         spot=spot, default_blobs=default, read_only=read_only, clock=clock)
 
     @classmethod
     def from_spot(cls, spot: Spot) -> MaintenanceService:
@@ -261,21 +266,23 @@ class MaintenanceService:
         return service
 
     @classmethod
-    def from_target(cls, target: str, *, workspace: str | os.PathLike[str] | None = None,
+    def from_target(cls, target: str, *, spot: str | None = None,
+                    workspace: str | os.PathLike[str] | None = None,
                     blobs: str | None = None, read_only: bool = False,
                     clock: Callable[[], float] = time.time) -> MaintenanceService:
         """A service over what a person names a Spot by.
 
         ``target`` is a database URL (``postgresql://…``, ``sqlite:///…``), a path to a
         ledger file (blobs at ``<its folder>/blobs/<its stem>``), or a Spot name looked up
-        as ``<workspace>/<name>.db`` (workspace defaults to ``./.hokuro``). ``blobs``
-        overrides where blobs live; for a PostgreSQL URL without it, blobs are unknown and
-        operations that need them say so. A target that does not exist is an error: this
-        never creates a ledger.
+        as ``<workspace>/<name>.db`` (workspace defaults to ``./.hokuro``). A PostgreSQL
+        database may hold several Spots: ``spot`` names one, and may be left out when it
+        holds only one. ``blobs`` overrides where blobs live; by default they are where the
+        Spot recorded them (a Spot that never did: the operations that need them say so).
+        A target that does not exist is an error: this never creates a ledger or a Spot.
         """
         if target.startswith(("postgresql://", "postgres://")):
-            name = _spot_name(target.rsplit("/", 1)[-1].split("?")[0])
-            return cls._open(target, blobs, name=name, workspace=workspace,
+            name = _spot_name(spot or target.rsplit("/", 1)[-1].split("?")[0])
+            return cls._open(target, blobs, name=name, workspace=workspace, spot=spot,
                              read_only=read_only, clock=clock)
         if target.startswith("sqlite:///"):
             target = target[len("sqlite:///"):]
@@ -285,11 +292,15 @@ class MaintenanceService:
                 "name, a ledger file path, sqlite:///path or postgresql://user@host/dbname")
         path = Path(target)
         if path.is_file():
-            return cls.from_path(path, blobs, read_only=read_only, clock=clock)
+            return cls.from_path(path, blobs, spot=spot, read_only=read_only, clock=clock)
         folder = Path(workspace) if workspace is not None else Path.cwd() / WORKSPACE_DIR
-        if not _SPOT_NAME.match(target) or target.endswith(".db"):
+        if not _SPOT_NAME.match(target):
             raise LedgerError(f"no ledger file at {path.absolute()}; check the path")
         db = folder / f"{target}.db"
+        if target.endswith(".db") and not db.is_file():
+            # "results.db" names the file of Spot "results" (or, made before such names
+            # were refused, Spot "results.db"'s results.db.db).
+            db = folder / target
         if not db.is_file():
             known = sorted(p.stem for p in folder.glob("*.db")) if folder.is_dir() else []
             where = f"{folder.absolute()}" + ("" if folder.is_dir() else " (no such folder)")
@@ -297,27 +308,35 @@ class MaintenanceService:
                 f"no Spot named {target!r} in {where}; known Spots: "
                 f"{', '.join(known) or 'none'}. Give a Spot name, a ledger file path or a "
                 "database URL (run it from your project folder, or pass --workspace)")
-        return cls.from_path(db, blobs, read_only=read_only, clock=clock)
+        return cls.from_path(db, blobs, spot=spot, read_only=read_only, clock=clock)
 
     @classmethod
     def _open(cls, db: str, blobs: str | os.PathLike[str] | None, *, name: str,
               workspace: str | os.PathLike[str] | None, read_only: bool,
-              clock: Callable[[], float]) -> MaintenanceService:
+              clock: Callable[[], float], spot: str | None = None,
+              default_blobs: Path | None = None) -> MaintenanceService:
         try:
-            ledger = open_ledger(db, read_only=read_only)
+            ledger = open_ledger(db, spot=spot, read_only=read_only, create=False)
         except HokuroError:
             raise
         except Exception as exc:  # e.g. a file that is not SQLite at all
             raise LedgerError(
                 f"cannot open {mask_secrets(db)} as a hokuro ledger: {exc}") from exc
         try:
+            if spot is not None and ledger.spot not in (None, spot):
+                raise ConfigurationError(
+                    f"{mask_secrets(ledger.describe())} is the ledger of Spot "
+                    f"{ledger.spot!r}, not {spot!r}; leave out --spot or name that Spot")
+            if blobs is None:
+                blobs = _recorded_blobs(ledger.get_meta("blobs"), default_blobs)
             # Never create the blob folder: reading must not write, and writers make the
             # folders they need when they save.
             store = open_blobs(blobs, create=False) if blobs is not None else None
         except BaseException:
             ledger.close()
             raise
-        return cls(ledger, store, name=name, workspace=workspace, clock=clock, owns=True)
+        return cls(ledger, store, name=ledger.spot or name, workspace=workspace, clock=clock,
+                   owns=True)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -695,10 +714,34 @@ class MaintenanceService:
         # before the read began, so a record naming it is in what is read.
         cutoff = self._now() - grace_period
         named = set(self.ledger.blob_refs())
+        named.update(self._refs_of_neighbours())
         orphans = [info for info in self.blobs.list_blobs()
                    if info.mtime < cutoff and info.ref not in named and is_safe_ref(info.ref)]
         orphans.extend(self._orphan_file_folders(cutoff))
         return orphans
+
+    def _refs_of_neighbours(self) -> Iterator[str]:
+        """Blobs named by the other Spots of this Spot's database that record the same blob
+        store: a store shared by Spots holds blobs that are not this Spot's, yet no
+        orphans. (Spots in other databases or files that share a store are not seen: give
+        each Spot its own prefix or folder.)"""
+        ledger = self.ledger
+        if ledger.kind != "postgresql":
+            return
+        from .ledger.postgres import PostgresLedger
+
+        if not isinstance(ledger, PostgresLedger) or ledger.spot is None:
+            return
+        ours = mask_secrets(self.blobs.describe())
+        for name in ledger.neighbours():
+            if name is None:
+                continue
+            other = ledger.open_neighbour(name)
+            try:
+                if other.get_meta("blobs") == ours:
+                    yield from other.blob_refs()
+            finally:
+                other.close()
 
     def _orphan_file_folders(self, cutoff: float) -> Iterator[BlobInfo]:
         # With a remote blob store each machine keeps its own task files: these are the
@@ -779,10 +822,7 @@ class MaintenanceService:
     def scan_spots(workspace_dir: str | os.PathLike[str]) -> list[SpotSummary]:
         """The Spots of a workspace (``.hokuro`` or the project folder holding it), each
         read through a read-only ledger: nothing is created, migrated or written."""
-        workspace = _workspace_folder(Path(workspace_dir))
-        if not workspace.is_dir():
-            raise LedgerError(f"no hokuro workspace at {workspace.absolute()}; give the "
-                              f"folder that holds the Spots ({WORKSPACE_DIR})")
+        workspace = MaintenanceService.workspace_folder(workspace_dir)
         spots = []
         for db in sorted(workspace.glob("*.db")):
             if not db.is_file():
@@ -802,6 +842,41 @@ class MaintenanceService:
                 entry.size, entry.last_activity = summary["size"], summary["last_activity"]
             spots.append(entry)
         return spots
+
+    @staticmethod
+    def scan_database(url: str) -> list[SpotSummary]:
+        """The Spots of a PostgreSQL database, each read through a read-only ledger: nothing
+        is created, migrated or written. A ledger of schema 1 that no Spot adopted yet is
+        listed with the name ``(schema 1)``."""
+        from .ledger.postgres import PostgresLedger
+
+        where = mask_secrets(url)
+        spots = []
+        for name in PostgresLedger.spots_in(url):
+            entry = SpotSummary(name or "(schema 1)", where, None, None)
+            try:
+                with MaintenanceService.from_target(url, spot=name, read_only=True) as service:
+                    summary = service.summary()
+                    entry.blobs = service.blobs.describe() if service.blobs_known else None
+            except HokuroError as exc:
+                entry.problem = str(exc)
+            else:
+                entry.records, entry.failed = summary["records"], summary["failed"]
+                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
+            spots.append(entry)
+        return spots
+
+    @staticmethod
+    def workspace_folder(path: str | os.PathLike[str]) -> Path:
+        """The workspace at ``path`` (a ``.hokuro`` folder or the project folder that holds
+        one); an error that says what to give when there is none."""
+        workspace = _workspace_folder(Path(path))
+        if not workspace.is_dir():
+            raise LedgerError(
+                f"no hokuro workspace at {workspace.absolute()}; run this in your project "
+                f"folder (the one that holds {WORKSPACE_DIR}) or give the folder that holds "
+                "the Spots")
+        return workspace
 
     @staticmethod
     def scan_orphan_projects(workspace_dir: str | os.PathLike[str]) -> list[Path]:
@@ -833,9 +908,22 @@ class MaintenanceService:
 
 # -- small pieces ----------------------------------------------------------------------------
 
+def _recorded_blobs(recorded: str | None, default: Path | None) -> str | Path | None:
+    """Where to look for a Spot's blobs: the store it recorded, unless that is a folder
+    that is not here (a project moved to another folder or machine) and the Spot layout's
+    default is; None when neither is known."""
+    if recorded is None:
+        return default
+    if "://" in recorded or default is None or Path(recorded).is_dir() \
+            or not default.is_dir():
+        return recorded
+    return default
+
+
 def _spot_name(name: str | None) -> str:
     # The internal Spot only needs a valid name (it names task folders of remote stores).
-    return name if name and _SPOT_NAME.match(name) else "maintenance"
+    usable = name and _SPOT_NAME.match(name) and not name.endswith(".db")
+    return name if usable else "maintenance"
 
 
 def _workspace_folder(path: Path) -> Path:

@@ -475,7 +475,7 @@ class MarkedFunction:
         ledger = spot.ledger
         # A blob store that cannot take the result (an S3 bucket that does not exist) is
         # found now, before the function runs, not after its result is lost.
-        spot.blobs.ensure_ready()
+        spot.prepare_to_run()
         encoded_args = self._encode_args(bound)
         force, steal = recompute, None
         waited_since: float | None = None

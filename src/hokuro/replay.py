@@ -102,12 +102,14 @@ def _import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | _Unu
     if not isinstance(found, MarkedFunction):
         return _Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
                          "hokuro retry replays functions marked at module level")
-    theirs, ours = found.spot.ledger.describe(), ledger.describe()
-    if _same_place(theirs, ours):
+    theirs, ours = _place(found.spot.ledger), _place(ledger)
+    # Spots of one database share its URL: the Spot names them apart (unknown: trust it).
+    same_spot = None in (found.spot.ledger.spot, ledger.spot) \
+        or found.spot.ledger.spot == ledger.spot
+    if _same_place(found.spot.ledger.describe(), ledger.describe()) and same_spot:
         return found
-    return _Unusable(f"{fn_path} records into {mask_secrets(theirs)}, not "
-                     f"{mask_secrets(ours)}; run hokuro retry from the folder your code "
-                     "runs in", "other_ledger")
+    return _Unusable(f"{fn_path} records into {theirs}, not {ours}; run hokuro retry "
+                     "from the folder your code runs in", "other_ledger")
 
 
 def _replay(marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResult:
@@ -152,6 +154,11 @@ def _replay(marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResul
         return result
     result.outcome = "done"
     return result
+
+
+def _place(ledger: TaskDB) -> str:
+    where = mask_secrets(ledger.describe())
+    return where if ledger.spot is None else f"{where} (Spot {ledger.spot!r})"
 
 
 def _same_place(a: str, b: str) -> bool:

@@ -27,6 +27,7 @@ from .limits import Guard, Limiter, LimitStore, limiter_call, open_store
 from .marking import MarkedFunction, MarkOptions, is_recorded_failure
 from .owners import current_owner
 from .records import Status
+from .redact import mask_secrets
 from .tasks import Task, is_abandoned, read_status
 
 #: Results larger than this many encoded bytes go to the blob store (see README:
@@ -69,6 +70,10 @@ class Spot:
     ``db=`` and ``blobs=`` (alias ``storage=``) take a path, a URL (``postgresql://…``,
     ``s3://bucket/prefix``) or a backend object. A Spot is safe to share between threads
     and asyncio tasks; many processes may open the same Spot at once.
+
+    A Spot is a namespace: in a PostgreSQL database each Spot has a schema of its own, and
+    a SQLite file belongs to one Spot. A ledger object given as ``db=`` is used as it is
+    (its own namespace). Rate limiters are shared by name across Spots.
     """
 
     def __init__(
@@ -92,6 +97,13 @@ class Spot:
                 f"Spot name {name!r} is not allowed: use letters, digits, '_', '.' or '-' "
                 "(up to 128), not starting with '.' or '-'"
             )
+        if name.endswith(".db"):
+            # Spot("results.db") would keep its records in .hokuro/results.db.db.
+            raise ConfigurationError(
+                f"Spot name {name!r} looks like a file name; a Spot's name is not its file. "
+                f"Give a name, Spot({name[:-3]!r}) (records in .hokuro/{name}), or a file, "
+                f"Spot({name[:-3]!r}, db={name!r})"
+            )
         if blobs is not None and storage is not None:
             raise ConfigurationError("give blobs= or storage= (its alias), not both")
         if lease <= 0:
@@ -102,11 +114,15 @@ class Spot:
                 "of any size")
         self.name = name
         self.workspace = Path(workspace).absolute() if workspace else default_workspace()
-        self.ledger: TaskDB = open_ledger(db if db is not None
-                                          else self.workspace / f"{name}.db")
+        # A ledger object given as db= is the caller's own namespace, used as it is.
+        self.ledger: TaskDB = db if isinstance(db, TaskDB) else open_ledger(
+            db if db is not None else self.workspace / f"{name}.db", spot=name)
         self.blobs: BlobStorageBase = open_blobs(
             blobs if blobs is not None else storage if storage is not None
             else self.workspace / "blobs" / name)
+        # Recorded before the first task runs (prepare_to_run), not here: opening a Spot to
+        # read it writes nothing.
+        self._blobs_unrecorded = not isinstance(db, TaskDB)
         self.codec = Codec()
         self.blob_threshold = blob_threshold
         self.lease = float(lease)
@@ -129,6 +145,19 @@ class Spot:
         self._limiters: dict[str, Limiter] = {}
         self._tpm = tpm
         self._default_limiter: Limiter | None = None
+
+    def prepare_to_run(self) -> None:
+        """Before a task of this Spot runs: the blob store must be reachable (a missing S3
+        bucket is found before any work is done), and the ledger records, once per Spot
+        object, where the blobs are, so readers (``hokuro show URL``) find them without
+        being told — only a folder or an ``s3://`` URL, never a credential."""
+        self.blobs.ensure_ready()
+        if self._blobs_unrecorded:
+            if self.blobs.kind in ("folder", "s3"):
+                location = mask_secrets(self.blobs.describe())
+                if self.ledger.get_meta("blobs") != location:
+                    self.ledger.set_meta("blobs", location)
+            self._blobs_unrecorded = False
 
     # -- marking --------------------------------------------------------------------------
     def mark(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:

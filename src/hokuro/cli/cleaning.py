@@ -206,7 +206,8 @@ def gc(workspace: str | None, yes: bool, dry_run: bool, as_json: bool) -> None:
     too: check the list before you agree.
     """
     out = Output(as_json)
-    folder = Path(workspace) if workspace else Path.cwd() / WORKSPACE_DIR
+    folder = MaintenanceService.workspace_folder(
+        Path(workspace) if workspace else Path.cwd() / WORKSPACE_DIR)
     zombies = MaintenanceService.scan_orphan_projects(folder)
     listed = [_zombie(path) for path in zombies]
     if not zombies:

@@ -15,14 +15,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The environment variable that names the blob store for a database URL.
 BLOBS_ENV = "HOKURO_BLOBS"
+# Where --spot leaves its value for open_target (it is not passed to each command).
+_SPOT_KEY = "hokuro.spot"
+
+
+def _keep_spot(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_SPOT_KEY] = value
 
 
 def target_options(fn: F) -> F:
-    """``SPOT`` plus ``--workspace`` and ``--blobs``."""
+    """``SPOT`` plus ``--spot``, ``--workspace`` and ``--blobs``."""
     fn = click.option(
         "--blobs", metavar="URL", envvar=BLOBS_ENV, show_envvar=True,
-        help="Where the Spot's blobs live (a folder or s3://bucket/prefix). Default: "
-             "<ledger folder>/blobs/<name> for a ledger file; none for a database URL.",
+        help="Where the Spot's blobs live (a folder or s3://bucket/prefix). Default: where "
+             "the Spot recorded them, else <ledger folder>/blobs/<name> for a ledger file.",
+    )(fn)
+    fn = click.option(
+        "--spot", "spot_name", metavar="NAME", expose_value=False, callback=_keep_spot,
+        help="Which Spot of a database that holds several (hokuro spots URL lists them); "
+             "for a ledger file, the Spot it must belong to.",
     )(fn)
     fn = click.option(
         "--workspace", metavar="FOLDER", type=click.Path(file_okay=False),
@@ -46,10 +57,11 @@ def change_options(fn: F) -> F:
 
 def open_target(spot: str, workspace: str | None, blobs: str | None, *, read_only: bool
                 ) -> MaintenanceService:
-    """The service over the Spot a person named; read-only commands pass ``read_only``
-    so that nothing is ever created, migrated or written."""
-    return MaintenanceService.from_target(spot, workspace=workspace, blobs=blobs or None,
-                                          read_only=read_only)
+    """The service over the Spot a person named (and chose with ``--spot``); read-only
+    commands pass ``read_only`` so that nothing is ever created, migrated or written."""
+    name = click.get_current_context().meta.get(_SPOT_KEY)
+    return MaintenanceService.from_target(spot, spot=name or None, workspace=workspace,
+                                          blobs=blobs or None, read_only=read_only)
 
 
 def stop(code: int) -> NoReturn:

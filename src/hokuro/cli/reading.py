@@ -31,19 +31,25 @@ _PREVIEW_BYTES = 64 * 1024 * 1024
 
 
 @main.command()
-@click.argument("workspace", required=False, type=click.Path(file_okay=False))
+@click.argument("workspace", required=False, metavar="[WORKSPACE | URL]")
 @json_option
 def spots(workspace: str | None, as_json: bool) -> None:
-    """List the Spots of a workspace: records, failures, sizes, last activity.
+    """List the Spots of a workspace or a database: records, failures, sizes, last activity.
 
     WORKSPACE is a .hokuro folder or the project folder that holds one (default:
     ./.hokuro). Blob folders without a ledger ("zombies", removed by hokuro gc) are
-    listed too.
+    listed too. URL is a PostgreSQL database, which keeps each Spot in a schema of its
+    own; the other commands take --spot NAME to choose one.
     """
     out = Output(as_json)
-    folder = Path(workspace) if workspace else Path.cwd() / WORKSPACE_DIR
-    found = MaintenanceService.scan_spots(folder)
-    zombies = MaintenanceService.scan_orphan_projects(folder)
+    if workspace and workspace.startswith(("postgresql://", "postgres://")):
+        found, zombies, where = MaintenanceService.scan_database(workspace), [], \
+            mask_secrets(workspace)
+    else:
+        folder = Path(workspace) if workspace else Path.cwd() / WORKSPACE_DIR
+        found = MaintenanceService.scan_spots(folder)
+        zombies = MaintenanceService.scan_orphan_projects(folder)
+        where = str(folder.absolute())
     if as_json:
         out.json({
             "spots": [{
@@ -57,7 +63,12 @@ def spots(workspace: str | None, as_json: bool) -> None:
         })
         return
     if not found and not zombies:
-        out.note(f"no Spots in {folder.absolute()}")
+        out.note(f"no Spots in {where}")
+        return
+    if workspace and workspace.startswith(("postgresql://", "postgres://")):
+        out.table(["spot", "records", "failed", "size", "last activity", "blobs"],
+                  [[s.name, s.records, s.failed, size(s.size), when(s.last_activity),
+                    s.problem or s.blobs or "-"] for s in found])
         return
     out.table(["spot", "records", "failed", "size", "ledger size", "last activity", "ledger"],
               [[s.name, s.records, s.failed, size(s.size), size(s.ledger_size),

@@ -28,9 +28,11 @@ INTRO = """\
 `hokuro.maintenance.MaintenanceService`.
 
 - **SPOT** is a Spot name looked up in `./.hokuro` (`--workspace` changes the folder), a
-  path to a ledger file, or a database URL (`postgresql://user@host/db`; give its blob
-  store with `--blobs` or `HOKURO_BLOBS`). A SPOT that does not exist is an error: no
-  command creates one.
+  path to a ledger file, or a database URL (`postgresql://user@host/db`). A database may
+  hold several Spots: `hokuro spots URL` lists them and `--spot NAME` chooses one (with
+  only one, it is used). Blobs are found where the Spot recorded them; `--blobs` or
+  `HOKURO_BLOBS` says otherwise. A SPOT that does not exist is an error: no command
+  creates one.
 - Reading commands (`spots`, `list`, `show`, `log`, `stats`, `errors`) never create,
   migrate or write anything.
 - Removing commands (`delete`, `clear`, `prune`, `clean`, `gc`) show what they would

@@ -11,9 +11,17 @@ from .base import TaskDB
 __all__ = ["TaskDB", "open_ledger"]
 
 
-def open_ledger(db: str | os.PathLike[str] | TaskDB, *, read_only: bool = False) -> TaskDB:
-    """A ledger for ``db``: a :class:`TaskDB` (used as is), a SQLite path or ``sqlite:///``
-    URL, or a ``postgresql://`` URL."""
+def open_ledger(db: str | os.PathLike[str] | TaskDB, *, spot: str | None = None,
+                read_only: bool = False, create: bool = True) -> TaskDB:
+    """The ledger of Spot ``spot`` in ``db``: a SQLite path or ``sqlite:///`` URL, a
+    ``postgresql://`` URL, or a :class:`TaskDB` (used as is: an object you made is its own
+    namespace, and ``spot`` is not applied to it).
+
+    A SQLite file belongs to one Spot: opening it writable for another raises
+    :class:`ConfigurationError`. A PostgreSQL database holds each Spot in a schema of its
+    own; without ``spot`` the ledger is its only Spot. ``read_only`` never creates, migrates
+    or writes; ``create=False`` never creates a ledger (nor, on PostgreSQL, a Spot).
+    """
     if isinstance(db, TaskDB):
         return db
     if isinstance(db, os.PathLike):
@@ -25,7 +33,7 @@ def open_ledger(db: str | os.PathLike[str] | TaskDB, *, read_only: bool = False)
     if db.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresLedger
 
-        return PostgresLedger(db, read_only=read_only)
+        return PostgresLedger(db, spot=spot, read_only=read_only, create=create)
     if db.startswith("sqlite:///"):
         db = db[len("sqlite:///"):]
     elif "://" in db:
@@ -35,4 +43,4 @@ def open_ledger(db: str | os.PathLike[str] | TaskDB, *, read_only: bool = False)
         )
     from .sqlite import SQLiteLedger
 
-    return SQLiteLedger(Path(db), read_only=read_only)
+    return SQLiteLedger(Path(db), spot=spot, read_only=read_only, create=create)

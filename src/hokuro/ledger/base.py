@@ -100,6 +100,8 @@ class TaskDB(ABC):
     #: True when the ledger is reached over a network (the engine then prefers a thread
     #: for its calls from asyncio code).
     remote: bool = False
+    #: The Spot whose records this ledger holds, when it knows (hokuro's own ledgers do).
+    spot: str | None = None
 
     # -- the engine's calls ---------------------------------------------------------------
     @abstractmethod
@@ -156,7 +158,8 @@ class TaskDB(ABC):
 
     @abstractmethod
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
-        """Counts and total sizes per (collection, status), computed by the database."""
+        """Counts and total sizes per (collection, status), computed by the database. A size
+        is the bytes of the results plus those of the stored arguments."""
 
     def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
         """Failed tasks not past their retention, counted per (fingerprint, collection).
@@ -193,6 +196,15 @@ class TaskDB(ABC):
             self.put(record)
             count += 1
         return count
+
+    # -- facts about the Spot -------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        """A fact the Spot recorded about itself (``blobs``: where its blob store is), or
+        None. A ledger that keeps none returns None."""
+        return None
+
+    def set_meta(self, name: str, value: str) -> None:  # noqa: B027 - optional, not abstract
+        """Record a fact about the Spot (never a credential); a ledger may ignore it."""
 
     # -- lifecycle ------------------------------------------------------------------------
     @abstractmethod

@@ -18,8 +18,18 @@ Why these choices:
   recognised on the retry (a claim we already made, a finish we already wrote) or are
   idempotent (renew, put).
 - The URL's password never appears in ``describe()``, ``repr()`` or an error message.
-- Schema creation and migration run in one transaction holding an advisory lock, so many
+- Schema creation and migration run holding an advisory lock, in one transaction, so many
   processes opening a new database at once are safe; ``read_only=True`` never creates.
+- One Spot, one namespace: each Spot's tables live in a schema of its own (``hokuro_<name>``)
+  and its pooled connections set ``search_path`` to it, so every named query stays
+  unqualified and a hit or a miss costs what it did (the path is set once per connection).
+  A schema rather than a ``spot`` column in every key and index: nothing can forget the
+  filter, ``clear`` of one Spot is a plain DELETE in its schema, and one Spot's rows never
+  share an index page with another's. It assumes a session keeps its settings: behind
+  PgBouncer, use session pooling (or have it track ``search_path``).
+- A database of schema 1 (one Spot, tables in the default schema) is adopted by the first
+  Spot that opens it writable: ``ALTER TABLE ... SET SCHEMA`` moves its tables, records and
+  indexes as they are. Readers never move it; they read it where it is.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError, HokuroError, LedgerError, MissingDependency, SchemaError
+from ..errors import ConfigurationError, HokuroError, LedgerError, MissingDependency
 from ..postgres_refusals import refusal
 from ..records import (
     RECORD_COLUMNS,
@@ -57,12 +67,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "psycopg_pool" if exc.name == "psycopg_pool" else "psycopg", "postgres"
     ) from exc
 
+# After the check above, which turns a missing psycopg into advice.
+from .spot_schemas import SCHEMA_VERSION, Directory, named, read_version
+
 if TYPE_CHECKING:
     from psycopg import Connection
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 Q = load_queries("postgres")
 _PAGE = 500
 _CHUNK = 1000
@@ -100,7 +112,14 @@ def _transient(exc: BaseException) -> bool:
 
 
 class PostgresLedger(TaskDB):
-    """Records in a PostgreSQL database. ``read_only=True`` never creates, migrates or writes.
+    """Records of one Spot in a PostgreSQL database, in that Spot's schema.
+
+    ``spot`` names the Spot; without it, the ledger is the database's only Spot (a
+    database with none gets the Spot ``default`` unless ``read_only``, and one with
+    several is an error that lists them). ``read_only=True`` never creates, migrates or
+    writes; ``create=False`` never creates a Spot or adopts a schema 1 database. A
+    database of schema 1 read (or written) without adopting it is used where it is, and
+    :attr:`spot` is then None.
 
     The URL may carry ``pool_min``, ``pool_max``, ``pool_timeout`` (seconds to wait for a
     free connection) and ``retries`` in its query string; keyword arguments override them.
@@ -110,11 +129,21 @@ class PostgresLedger(TaskDB):
     kind = "postgresql"
     remote = True
 
-    def __init__(self, url: str, *, read_only: bool = False, pool_min: int | None = None,
+    def __init__(self, url: str, *, spot: str | None = None, read_only: bool = False,
+                 create: bool = True, pool_min: int | None = None,
                  pool_max: int | None = None, pool_timeout: float | None = None,
                  retries: int | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        self._setup(url, read_only=read_only, pool_min=pool_min, pool_max=pool_max,
+                    pool_timeout=pool_timeout, retries=retries, sleep=sleep)
+        self._check_schema(spot, create=create and not read_only)
+
+    def _setup(self, url: str, *, read_only: bool, pool_min: int | None = None,
+               pool_max: int | None = None, pool_timeout: float | None = None,
+               retries: int | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> None:
         self.read_only = read_only
+        self._url = url
         self._where, self._secrets = redact_url(url)
         self._conninfo, options = _split_options(url, self._where)
         self._kwargs = self._connect_kwargs()
@@ -134,7 +163,34 @@ class PostgresLedger(TaskDB):
         _LEDGERS.add(self)
         #: How many times an operation was retried after a lost connection (for monitoring).
         self.reconnects = 0
-        self._check_schema()
+        #: The Spot whose records this ledger holds (None: a schema 1 database, not adopted).
+        self.spot: str | None = None
+        #: The schema of its tables (None: the connection's default, for schema 1).
+        self.schema: str | None = None
+        # Schema 1 has no args_size; used where it is, it is asked the old way.
+        self._stats = Q["stats"]
+
+    @classmethod
+    def spots_in(cls, url: str) -> list[str | None]:
+        """The names of the Spots in the database at ``url``, sorted, and None for a ledger of
+        schema 1 no Spot has adopted yet. Reads only."""
+        probe = cls.__new__(cls)
+        probe._setup(url, read_only=True, retries=1)
+
+        def work(conn: Connection) -> list[str | None]:
+            conn.execute(Q["session_read_only"])
+            return Directory(conn, probe._where).names()
+
+        return probe._on_plain_connection(work, " cannot be read")
+
+    def neighbours(self) -> list[str | None]:
+        """The other Spots of this ledger's database (see :meth:`spots_in`)."""
+        return [name for name in self.spots_in(self._url) if name != self.spot]
+
+    def open_neighbour(self, spot: str | None) -> PostgresLedger:
+        """A read-only ledger of Spot ``spot`` of the same database, for reading alongside
+        this one; the caller closes it."""
+        return PostgresLedger(self._url, spot=spot, read_only=True, pool_min=0)
 
     # -- connections ----------------------------------------------------------------------
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -151,6 +207,9 @@ class PostgresLedger(TaskDB):
         if self.read_only:
             # A second guard under _write(): the server refuses any write on this session.
             conn.execute(Q["session_read_only"])
+        if self.schema is not None:
+            # Only this Spot's schema: a table it lacks is an error, never another Spot's.
+            conn.execute(named("use_schema", schema=self.schema))
 
     def _pool(self) -> ConnectionPool:
         pool = self._pool_obj
@@ -218,74 +277,53 @@ class PostgresLedger(TaskDB):
             raise LedgerError(f"{self._where} was opened read-only")
 
     # -- schema ---------------------------------------------------------------------------
-    def _check_schema(self) -> None:
-        """Create or migrate the schema (or, read-only, check that it is there).
+    def _on_plain_connection(self, work: Callable[[Connection], T], doing: str) -> T:
+        """``work(conn)`` on a short connection of its own, retried after a lost connection.
 
-        Uses its own short connection rather than the pool, so an unreachable server fails
-        at once with libpq's reason instead of after the pool's timeout.
+        Not the pool: an unreachable server fails at once with libpq's reason instead of
+        after the pool's timeout, and the schema step runs before the Spot's schema (which
+        the pool's connections are set to) is known.
         """
         attempt = 0
         while True:
             try:
                 with psycopg.connect(self._conninfo, **self._kwargs) as conn:
-                    self._configure(conn)
-                    version = self._read_version(conn)
-                    if self.read_only:
-                        self._check_read_only(version)
-                    elif version != SCHEMA_VERSION:
-                        self._migrate(conn)
-                    return
+                    return work(conn)
             except HokuroError:
                 raise
             except psycopg.Error as exc:
                 if attempt >= self._retries or not _transient(exc):
-                    raise self._failure(exc, " cannot be opened") \
+                    # (Two lines: a traceback shows the first, which names no secret.)
+                    raise self._failure(exc, doing) \
                         from _cause(exc, self._secrets)
             attempt += 1
             self._sleep(_BACKOFF[min(attempt, len(_BACKOFF)) - 1])
 
-    @staticmethod
-    def _read_version(conn: Connection) -> int | None:
-        row = conn.execute(Q["meta_exists"]).fetchone()
-        if not row or not row[0]:
-            return None
-        row = conn.execute(Q["get_schema_version"]).fetchone()
-        return int(row[0]) if row else None
+    def _check_schema(self, spot: str | None, *, create: bool) -> None:
+        """Find this Spot's schema; create, adopt or migrate it when allowed (or, read-only,
+        check that it is there). See :mod:`hokuro.ledger.spot_schemas`."""
+        def work(conn: Connection) -> None:
+            if self.read_only:
+                conn.execute(Q["session_read_only"])
+            found = Directory(conn, self._where).open(spot, read_only=self.read_only,
+                                                      create=create)
+            self.spot, self.schema = found.spot, found.schema
+            if found.version < SCHEMA_VERSION:
+                self._stats = Q["stats_1"]
 
-    def _check_read_only(self, version: int | None) -> None:
-        if version is None:
-            raise SchemaError(
-                f"{self._where} holds no hokuro ledger (no schema version); check the "
-                "database name, or open it once without read_only to create it"
-            )
-        if version > SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self._where} has schema {version}, newer than this hokuro knows "
-                f"({SCHEMA_VERSION}); upgrade hokuro"
-            )
-        if version < SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self._where} has schema {version}, older than this hokuro's "
-                f"({SCHEMA_VERSION}); open it once without read_only to migrate it"
-            )
-
-    def _migrate(self, conn: Connection) -> None:
-        with conn.transaction():
-            conn.execute(Q["lock_schema"])
-            conn.execute(Q["create_meta"])
-            # Read again under the lock: another process may have finished meanwhile.
-            version = self._read_version(conn) or 0
-            if version > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"{self._where} has schema {version}, newer than this hokuro knows "
-                    f"({SCHEMA_VERSION}); upgrade hokuro"
-                )
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                conn.execute(Q[f"migration_{step}"])
-                conn.execute(Q["set_schema_version"], {"version": str(step)})
+        self._on_plain_connection(work, " cannot be opened")
 
     def schema_version(self) -> int | None:
-        return self._run(lambda conn, _: self._read_version(conn))
+        return self._run(lambda conn, _: read_version(conn))
+
+    def get_meta(self, name: str) -> str | None:
+        row = self._run(lambda conn, _: conn.execute(Q["get_meta"], {"name": name}).fetchone())
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._write()
+        params = {"name": name, "value": value}
+        self._run(lambda conn, _: conn.execute(Q["set_meta"], params))
 
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
@@ -377,7 +415,7 @@ class PostgresLedger(TaskDB):
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         params = {"fn": fn, "now": time.time() if now is None else now}
-        rows = self._run(lambda conn, _: conn.execute(Q["stats"], params).fetchall())
+        rows = self._run(lambda conn, _: conn.execute(self._stats, params).fetchall())
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
 
     def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:
@@ -474,7 +512,7 @@ class PostgresLedger(TaskDB):
         return self._where
 
     def __repr__(self) -> str:
-        return f"PostgresLedger({self._where!r})"
+        return f"PostgresLedger({self._where!r}, spot={self.spot!r})"
 
 
 def _made_by(current: Record, claim: Claim) -> bool:

@@ -11,6 +11,9 @@ Why these choices:
   can drop the last commits, which then run again.
 - Listing pages through the table by (updated_at, key) so no read transaction stays open
   while a caller iterates, and memory stays bounded.
+- A file belongs to one Spot, named in its ``hokuro_meta`` when the Spot first opens it
+  (a file made before Spots were recorded is adopted by the first Spot that opens it
+  writable): two Spots on one file would serve each other's results.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..connections import ConnectionPool
-from ..errors import LedgerError, SchemaError
+from ..errors import ConfigurationError, LedgerError, SchemaError
 from ..records import (
     RECORD_COLUMNS,
     Claim,
@@ -38,7 +41,7 @@ from .base import TaskDB, find_records
 from .queries import load_queries
 from .sqlite_errors import ledger_error, translate_errors
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Q = load_queries("sqlite")
 _PAGE = 500
 _PRAGMAS = (
@@ -59,25 +62,29 @@ def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...
 
 
 class SQLiteLedger(TaskDB):
-    """Records in one SQLite file. ``read_only=True`` never creates, migrates or writes."""
+    """Records of one Spot in one SQLite file. ``read_only=True`` never creates, migrates or
+    writes; ``create=False`` opens only a file that exists. Opened writable for ``spot``,
+    the file must be that Spot's (or no Spot's yet: it then becomes ``spot``'s)."""
 
     kind = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
-                 timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, spot: str | None = None,
+                 read_only: bool = False, create: bool = True, timeout: float = 60.0) -> None:
         self.path = Path(path).absolute()
         self.read_only = read_only
         self._timeout = timeout
         self._pool = ConnectionPool(self._connect)
         # Bound once: the hit path takes and gives a connection on every call.
         self._take, self._give = self._pool.take, self._pool.give
+        # Schema 1 has no args_size; a reader does not migrate it, so it asks the old way.
+        self._stats = Q["stats"]
         try:
-            self._open()
+            self._open(spot, create)
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise ledger_error(exc, self.path) from exc
 
-    def _open(self) -> None:
+    def _open(self, spot: str | None, create: bool) -> None:
         if self.read_only:
             if not self.path.is_file():
                 raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
@@ -89,10 +96,15 @@ class SQLiteLedger(TaskDB):
                     f"{self.path} has schema {version}, newer than this hokuro knows "
                     f"({SCHEMA_VERSION}); upgrade hokuro"
                 )
+            if version < SCHEMA_VERSION:
+                self._stats = Q["stats_1"]
+            self.spot = self.get_meta("spot")
         else:
+            if not create and not self.path.is_file():
+                raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._pool.connection() as conn:
-                self._migrate(conn)
+                self._migrate(conn, spot)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -142,7 +154,7 @@ class SQLiteLedger(TaskDB):
             return None
         return int(row[0]) if row else None
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection, spot: str | None) -> None:
         with self._write(conn):
             conn.execute(Q["create_meta"])
             version = self._read_version(conn) or 0
@@ -156,10 +168,34 @@ class SQLiteLedger(TaskDB):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(Q["set_schema_version"], (str(step),))
+            row = _one(conn, Q["get_meta"], ("spot",))
+            owner = None if row is None else row[0]
+            if spot is not None and owner is None:
+                conn.execute(Q["set_meta"], ("spot", spot))
+                owner = spot
+            elif spot is not None and owner != spot:
+                raise ConfigurationError(
+                    f"{self.path} is the ledger of Spot {owner!r}, not {spot!r}: two Spots "
+                    "on one file would serve each other's results. Give each Spot its own "
+                    f"file (Spot({spot!r}) keeps its records in .hokuro/{spot}.db by default)"
+                )
+            self.spot = owner
 
     def schema_version(self) -> int | None:
         with self._pool.connection() as conn:
             return self._read_version(conn)
+
+    def get_meta(self, name: str) -> str | None:
+        try:
+            with self._pool.connection() as conn:
+                row = _one(conn, Q["get_meta"], (name,))
+        except sqlite3.OperationalError:
+            return None  # no hokuro_meta: not a ledger this hokuro made
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._pool.connection() as conn, self._write(conn):
+            conn.execute(Q["set_meta"], (name, value))
 
     # -- engine ---------------------------------------------------------------------------
     def lookup(self, key: str) -> Record | None:
@@ -239,7 +275,7 @@ class SQLiteLedger(TaskDB):
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         now = time.time() if now is None else now
-        rows = self._rows(Q["stats"], {"fn": fn, "now": now})
+        rows = self._rows(self._stats, {"fn": fn, "now": now})
         return [StatRow(r[0], r[1], r[2], r[3], r[4] or 0, r[5]) for r in rows]
 
     def error_stats(self, fn: str | None = None, *, now: float) -> list[ErrorStat]:

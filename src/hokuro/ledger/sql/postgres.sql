@@ -1,17 +1,59 @@
 -- PostgreSQL dialect of the ledger. Same tables, columns and indexes as sqlite.sql.
 -- Timestamps are epoch seconds (double precision); encoded values are bytea.
--- Parameters use psycopg's %(name)s style.
+-- Parameters use psycopg's %(name)s style; {schema} and {home} are identifiers filled in
+-- with psycopg.sql.
+--
+-- Layout (schema 2): each Spot's tables live in a schema of its own, "hokuro_<name>"
+-- (see postgres.py), and its connections set search_path to it, so the queries below name
+-- tables without a schema. The database's default schema (the "home", usually public)
+-- keeps only a hokuro_meta whose schema_version says that layout: hokuro 0.1 reads it
+-- first and refuses, rather than making tables of its own beside the Spots.
 
 -- name: meta_exists
 SELECT to_regclass('hokuro_meta') IS NOT NULL
 
+-- name: home_schema
+SELECT current_schema()
+
+-- name: meta_in
+SELECT to_regclass(quote_ident(%(schema)s) || '.hokuro_meta') IS NOT NULL
+
+-- name: tasks_in
+SELECT to_regclass(quote_ident(%(schema)s) || '.tasks') IS NOT NULL
+
+-- name: spot_schemas
+-- Schemas that may hold a Spot; each one's hokuro_meta says which Spot (meta_of).
+SELECT nspname FROM pg_namespace
+WHERE left(nspname, 7) = 'hokuro_'
+  AND to_regclass(quote_ident(nspname) || '.hokuro_meta') IS NOT NULL
+ORDER BY nspname
+
+-- name: meta_of
+SELECT value FROM {schema}.hokuro_meta WHERE name = %(name)s
+
 -- name: lock_schema
--- Serialises schema creation and migration between processes starting at once; released
--- at the end of the transaction. The constant is "hokuro" in ASCII.
-SELECT pg_advisory_xact_lock(114784820031855)
+-- Serialises schema creation, adoption and migration between processes starting at once.
+-- The constant is "hokuro" in ASCII. Taken for the session, before the transaction that
+-- reads and changes the schemas: a transaction begun after the wait sees the catalog as
+-- the previous holder left it, whereas within one transaction PostgreSQL may still answer
+-- lookups of schemas and tables from its cache of before the wait.
+SELECT pg_advisory_lock(114784820031855)
+
+-- name: unlock_schema
+SELECT pg_advisory_unlock(114784820031855)
 
 -- name: session_read_only
 SET default_transaction_read_only = on
+
+-- name: use_schema
+SET search_path TO {schema}
+
+-- name: use_schema_here
+-- For the rest of the schema step's transaction only.
+SET LOCAL search_path TO {schema}
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {schema}
 
 -- name: create_meta
 CREATE TABLE IF NOT EXISTS hokuro_meta (
@@ -24,6 +66,13 @@ SELECT value FROM hokuro_meta WHERE name = 'schema_version'
 
 -- name: set_schema_version
 INSERT INTO hokuro_meta (name, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
+
+-- name: get_meta
+SELECT value FROM hokuro_meta WHERE name = %(name)s
+
+-- name: set_meta
+INSERT INTO hokuro_meta (name, value) VALUES (%(name)s, %(value)s)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value
 
 -- name: migration_1
@@ -71,6 +120,23 @@ CREATE INDEX tasks_fingerprint ON tasks (error_fingerprint) WHERE error_fingerpr
 CREATE INDEX tasks_ident ON tasks (fn, ident) WHERE ident IS NOT NULL;
 CREATE INDEX tasks_run ON tasks (run_id, status) WHERE run_id IS NOT NULL;
 CREATE INDEX tasks_queue ON tasks (scope, priority DESC, run_after) WHERE status = 'queued'
+
+-- name: adopt
+-- Schema 1 kept one Spot's tables in the home schema. The first Spot that opens such a
+-- database adopts them: they move, rows and indexes as they are, into its own schema, and
+-- a new hokuro_meta in the home schema then marks the database as laid out in schemas.
+CREATE SCHEMA IF NOT EXISTS {schema};
+ALTER TABLE {home}.tasks SET SCHEMA {schema};
+ALTER TABLE {home}.hokuro_meta SET SCHEMA {schema}
+
+-- name: migration_2
+-- Schema 2 (each Spot in its own schema, see adopt) also counts the stored arguments in
+-- stats: their size is a column the server keeps, so that stats stays an index-only scan.
+-- Adding it rewrites the table once.
+ALTER TABLE tasks ADD COLUMN args_size BIGINT GENERATED ALWAYS AS (octet_length(args)) STORED;
+DROP INDEX tasks_fn_status;
+CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at)
+    INCLUDE (size, expires_at, lease_until, args_size)
 
 -- name: lookup
 SELECT {lookup_columns}
@@ -161,7 +227,20 @@ ON CONFLICT (key) DO UPDATE SET
     run_after = excluded.run_after, parents = excluded.parents
 
 -- name: stats
-SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0)::BIGINT,
+-- The size counts the stored arguments too: they take room as results do.
+SELECT fn, status, COUNT(*),
+       (COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0))::BIGINT,
+       COUNT(*) FILTER (WHERE CASE WHEN status = 'running'
+                                   THEN lease_until IS NULL OR lease_until <= %(now)s
+                                   ELSE expires_at IS NOT NULL AND expires_at <= %(now)s END),
+       MAX(updated_at)
+FROM tasks WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
+GROUP BY fn, status ORDER BY fn COLLATE "C", status COLLATE "C"
+
+-- name: stats_1
+-- A ledger of schema 1, read where it is (readers never migrate): it has no args_size.
+SELECT fn, status, COUNT(*),
+       COALESCE(SUM(size), 0)::BIGINT,
        COUNT(*) FILTER (WHERE CASE WHEN status = 'running'
                                    THEN lease_until IS NULL OR lease_until <= %(now)s
                                    ELSE expires_at IS NOT NULL AND expires_at <= %(now)s END),
