@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from hokuro.limits import Limiter, LimitStore, MemoryStore, open_store
+from hokuro.store.limits import Limiter, LimitStore, MemoryStore, open_store
 
 REDIS_URL = os.environ.get("HOKURO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("HOKURO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -144,7 +144,7 @@ def bench_sqlite(folder: Path) -> None:
     from pyrate_limiter import Duration, Rate, SQLiteBucket
     from pyrate_limiter import Limiter as PyrateLimiter
 
-    store = open_store(folder / "hokuro.limits.db")
+    store = open_store(folder / "hokuro.store.limits.db")
     rates = [Rate(HUGE, Duration.SECOND)]
     bucket = SQLiteBucket.init_from_file(rates, table="bench", db_path=str(folder / "pyrate.db"))
     pyrate = PyrateLimiter(bucket)
@@ -180,7 +180,7 @@ def bench_redis() -> None:
     from pyrate_limiter import Duration, Rate, RedisBucket
     from pyrate_limiter import Limiter as PyrateLimiter
 
-    from hokuro.limits.redis import RedisStore
+    from hokuro.store.limits.redis import RedisStore
 
     prefix = f"hokuro-bench-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(REDIS_URL)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from hokuro.admin.maintenance import MaintenanceService
 from hokuro.cli import main
-from hokuro.ledger.sqlite import Q, SQLiteLedger
-from hokuro.maintenance import MaintenanceService
-from hokuro.records import Record, Status
+from hokuro.model.records import Record, Status
+from hokuro.store.ledger.sqlite import Q, SQLiteLedger
 
 COLLECTIONS = [f"pipeline.step_{i}" for i in range(5)]
 # Mostly done, as in a real batch; a few running tasks, most of them abandoned.

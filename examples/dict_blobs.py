@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterator
 
 import hokuro
-from hokuro.blobs import BlobInfo
-from hokuro.blobs.names import check_ref
 from hokuro.errors import BlobMissing
+from hokuro.store.blobs import BlobInfo
+from hokuro.store.blobs.names import check_ref
 
 
 class DictBlobs(hokuro.BlobStorageBase):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 import hokuro
-from hokuro.records import Claim, ClaimResult, Outcome, Record, StatRow, decide_claim
+from hokuro.model.records import Claim, ClaimResult, Outcome, Record, StatRow, decide_claim
 
 
 class MemoryLedger(hokuro.TaskDB):

@@ -12,10 +12,10 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from hokuro.admin.maintenance import MaintenanceService
 from hokuro.cli import main
+from hokuro.engine.spot import DEFAULT_ARGS_LIMIT
 from hokuro.errors import ConfigurationError
-from hokuro.maintenance import MaintenanceService
-from hokuro.spot import DEFAULT_ARGS_LIMIT
 
 MiB = 1024 * 1024
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from hokuro.blobs.local import TEMP_SUFFIX
-from hokuro.blobs.names import check_ref
-from hokuro.blobs.s3 import S3Blobs
 from hokuro.errors import UnsafeName
+from hokuro.store.blobs.local import TEMP_SUFFIX
+from hokuro.store.blobs.names import check_ref
+from hokuro.store.blobs.s3 import S3Blobs
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
-from hokuro.blobs import BlobStorageBase
-from hokuro.blobs.local import LocalBlobs
 from hokuro.errors import BlobError, BlobMissing, UnsafeName
+from hokuro.store.blobs import BlobStorageBase
+from hokuro.store.blobs.local import LocalBlobs
 
 MiB = 1024 * 1024
 STORES = ["folder", "s3"]
@@ -26,7 +26,7 @@ def store(request, tmp_path) -> Iterator[BlobStorageBase]:
     if request.param == "folder":
         blobs: BlobStorageBase = LocalBlobs(tmp_path / "blobs")
     else:
-        from hokuro.blobs.s3 import S3Blobs
+        from hokuro.store.blobs.s3 import S3Blobs
 
         # A low threshold, so a 20 MiB blob goes up as a multipart upload.
         blobs = S3Blobs(request.getfixturevalue("s3_url"), multipart_threshold=8 * MiB)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hokuro import HokuroError, Spot
 from hokuro.cli import main
 from hokuro.errors import BlobError, LedgerError, LimitStoreError
-from hokuro.postgres_refusals import refusal
+from hokuro.store.postgres_refusals import refusal
 
 SECRET = "s3cret-pw"
 # Generous: a refusal is answered in milliseconds; the retries it replaces took 11 s.

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from hokuro import Spot
-from hokuro.blobs.local import TEMP_SUFFIX
+from hokuro.admin.maintenance import MaintenanceService
 from hokuro.cli import main, reference
-from hokuro.maintenance import MaintenanceService
-from hokuro.records import Record, Status
+from hokuro.model.records import Record, Status
+from hokuro.store.blobs.local import TEMP_SUFFIX
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 READ_ONLY = ("list", "show", "log", "stats", "errors")

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_index_equal, assert_series_equal
 
-from hokuro.codec import BUILTIN_CODES, USER_CODES, Codec, PickleCodec, codec_for
 from hokuro.errors import ConfigurationError, SerializationError
+from hokuro.model.codec import BUILTIN_CODES, USER_CODES, Codec, PickleCodec, codec_for
 
 # -- strict comparison -----------------------------------------------------------------------
 
@@ -703,7 +703,7 @@ def test_a_payload_claiming_an_object_dtype_is_refused():
 
 
 def test_importing_the_codec_imports_neither_numpy_nor_pandas():
-    probe = ("import sys, hokuro.codec; "
+    probe = ("import sys, hokuro.model.codec; "
              "print(sorted({'numpy', 'pandas', 'pyarrow'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)

@@ -27,10 +27,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hokuro.keys
+import hokuro.model.keys
+from hokuro.engine.keygen import KeyGen, KeyPolicy
 from hokuro.errors import ConfigurationError, UnkeyableArgument
-from hokuro.keygen import KeyGen, KeyPolicy
-from hokuro.keys import canonical, ident_key, stable_name, task_key
+from hokuro.model.keys import canonical, ident_key, stable_name, task_key
 
 # -- types used by the golden table ------------------------------------------------------------
 # Their __module__ is pinned, so the golden keys do not depend on how pytest imports this file.
@@ -442,10 +442,10 @@ CROSS_PROCESS_BOUND = (
 @pytest.mark.parametrize("seed", ["1", "4242"])
 def test_keys_are_equal_in_processes_with_other_hash_seeds(seed):
     expected = task_key("mod.f", "v1", eval(CROSS_PROCESS_BOUND))
-    code = ("from hokuro.keys import task_key\n"
+    code = ("from hokuro.model.keys import task_key\n"
             f"print(task_key('mod.f', 'v1', {CROSS_PROCESS_BOUND}))")
     # The folder this hokuro was imported from, so the child imports the same code.
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(hokuro.keys.__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(hokuro.model.keys.__file__)))
     env = dict(os.environ, PYTHONHASHSEED=seed,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root,
                                                         os.environ.get("PYTHONPATH")])))
@@ -740,11 +740,11 @@ def test_numpy_nans_are_one_value():
 
 def test_keying_plain_values_imports_neither_numpy_nor_pydantic():
     # Measured around the call only: what `import hokuro` itself loads is not keys' doing.
-    code = ("import sys\nfrom hokuro.keys import task_key\n"
+    code = ("import sys\nfrom hokuro.model.keys import task_key\n"
             "before = {m for m in ('numpy', 'pydantic') if m in sys.modules}\n"
             "task_key('m.f', None, {'x': [1, 2.0, 'a'], 'o': object}); del task_key\n"
             "assert {m for m in ('numpy', 'pydantic') if m in sys.modules} == before\n")
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(hokuro.keys.__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(hokuro.model.keys.__file__)))
     env = dict(os.environ, PYTHONPATH=package_root)
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
 
@@ -764,8 +764,8 @@ def test_pydantic_models_are_keyed_by_class_and_fields():
 # -- stable_name -----------------------------------------------------------------------------
 
 def test_stable_name_is_module_and_qualname():
-    assert stable_name(task_key) == "hokuro.keys.task_key"
-    assert stable_name(KeyGen.ignore) == "hokuro.keygen.KeyGen.ignore"
+    assert stable_name(task_key) == "hokuro.model.keys.task_key"
+    assert stable_name(KeyGen.ignore) == "hokuro.engine.keygen.KeyGen.ignore"
     assert stable_name(_define("def f():\n    pass\n")) == "generated.f"
     with pytest.raises(ConfigurationError, match="name="):
         stable_name(functools.partial(len))

@@ -7,7 +7,7 @@ import threading
 import time
 
 from hokuro import Spot
-from hokuro.ledger.sqlite import Q
+from hokuro.store.ledger.sqlite import Q
 
 
 def test_a_task_running_past_its_lease_keeps_it_and_runs_once(workspace):

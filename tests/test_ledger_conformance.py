@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from hokuro.errors import LedgerError
-from hokuro.ledger import TaskDB, open_ledger
-from hokuro.records import Claim, Outcome, Record, Status
+from hokuro.model.records import Claim, Outcome, Record, Status
+from hokuro.store.ledger import TaskDB, open_ledger
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -203,8 +203,8 @@ def test_eight_threads_reclaiming_an_expired_lease_give_exactly_one_owner(ledger
 
 _CLAIMER = """
 import sys, time
-from hokuro.ledger import open_ledger
-from hokuro.records import Claim
+from hokuro.store.ledger import open_ledger
+from hokuro.model.records import Claim
 where, worker, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 db = open_ledger(where)
 time.sleep(max(0.0, start_at - time.time()))

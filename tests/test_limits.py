@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hokuro.errors import ConfigurationError, RateLimitError, RetryAfter
-from hokuro.limits import Limiter, LimitStore, MemoryStore, Rate, gcra, limiter_call, open_store
-from hokuro.limits.gcra import KeyState, decide, decide_all, parse_rate
+from hokuro.store.limits import (
+    Limiter,
+    LimitStore,
+    MemoryStore,
+    Rate,
+    gcra,
+    limiter_call,
+    open_store,
+)
+from hokuro.store.limits.gcra import KeyState, decide, decide_all, parse_rate
 
 
 class FakeClock:
@@ -176,7 +184,7 @@ def _open(kind: str, request, tmp_path) -> LimitStore:
     if kind == "sqlite":
         return open_store(tmp_path / "limits.db")
     if kind == "redis":
-        from hokuro.limits.redis import RedisStore
+        from hokuro.store.limits.redis import RedisStore
 
         return RedisStore(request.getfixturevalue("redis_url"),
                           prefix=request.getfixturevalue("redis_prefix"))
@@ -263,7 +271,7 @@ def test_store_holds_placed_together_do_not_add_up(store):
 
 
 def test_redis_script_uses_the_same_epsilon_as_the_arithmetic():
-    from hokuro.limits.base import load_scripts
+    from hokuro.store.limits.base import load_scripts
 
     assert f"local epsilon = {gcra.EPSILON:g}" in load_scripts("redis.lua")["decide"]
 

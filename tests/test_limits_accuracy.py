@@ -29,7 +29,7 @@ START_DELAY = 2.0  # room for four interpreters to start before the common start
 
 def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
             out: str) -> None:
-    from hokuro.limits import Limiter, LimitStore, Verdict, open_store
+    from hokuro.store.limits import Limiter, LimitStore, Verdict, open_store
 
     class Recording(LimitStore):
         """The real store, noting where each granted place lies on the store's clock."""
@@ -56,7 +56,7 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
             return self.inner.now()
 
     if spec.startswith("redis://"):
-        from hokuro.limits.redis import RedisStore
+        from hokuro.store.limits.redis import RedisStore
 
         inner: LimitStore = RedisStore(spec, prefix=prefix)
     else:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pytest
 
 from hokuro import Spot
-from hokuro.blobs import BlobInfo, BlobStorageBase
-from hokuro.blobs.local import TEMP_SUFFIX, LocalBlobs
+from hokuro.admin.maintenance import CleanReport, MaintenanceService
 from hokuro.errors import BlobError, ConfigurationError, LedgerError
-from hokuro.maintenance import CleanReport, MaintenanceService
-from hokuro.records import Record, Status
-from hokuro.redact import mask_secrets
+from hokuro.model.records import Record, Status
+from hokuro.model.redact import mask_secrets
+from hokuro.store.blobs import BlobInfo, BlobStorageBase
+from hokuro.store.blobs.local import TEMP_SUFFIX, LocalBlobs
 
 
 class Clock:

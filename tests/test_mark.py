@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 import hokuro
-from hokuro import KeyGen, marking
+from hokuro import KeyGen
+from hokuro.engine import marking
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import warnings
 import pytest
 
 from hokuro import Spot
-from hokuro.blobs.local import LocalBlobs
 from hokuro.errors import BlobError
+from hokuro.store.blobs.local import LocalBlobs
 
 
 class SlowBlobs(LocalBlobs):

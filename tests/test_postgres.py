@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hokuro.errors import ConfigurationError, LedgerError, MissingDependency, SchemaError
-from hokuro.ledger import open_ledger
-from hokuro.records import RECORD_COLUMNS, Claim, Outcome, Status
+from hokuro.model.records import RECORD_COLUMNS, Claim, Outcome, Status
+from hokuro.store.ledger import open_ledger
 
 pytestmark = pytest.mark.postgres
 
 psycopg = pytest.importorskip("psycopg")
-from hokuro.ledger.postgres import PostgresLedger, Q  # noqa: E402
+from hokuro.store.ledger.postgres import PostgresLedger, Q  # noqa: E402
 
 
 def claim(key="k1", owner="h|1|1.00|a", now=100.0, lease=30.0) -> Claim:
@@ -50,7 +50,7 @@ def _closed_port() -> int:
 
 _OPENER = """
 import sys, time
-from hokuro.ledger import open_ledger
+from hokuro.store.ledger import open_ledger
 url, start_at = sys.argv[1], float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))
 db = open_ledger(url)
@@ -313,7 +313,7 @@ def test_an_unreachable_server_gives_an_error_without_the_password(url):
 def test_a_missing_psycopg_names_the_extra_to_install():
     code = ("import sys; sys.modules['psycopg'] = None\n"
             "from hokuro.errors import MissingDependency\n"
-            "try:\n    import hokuro.ledger.postgres\n"
+            "try:\n    import hokuro.store.ledger.postgres\n"
             "except MissingDependency as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout

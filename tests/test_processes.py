@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 import hokuro
+from hokuro.engine.owners import current_owner, owner_is_dead, process_start
 from hokuro.errors import NotPicklable
-from hokuro.owners import current_owner, owner_is_dead, process_start
-from hokuro.records import Owner
+from hokuro.model.records import Owner
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 CHILD_TIMEOUT = 30.0

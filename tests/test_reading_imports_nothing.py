@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from hokuro import Spot
 from hokuro.cli import main
-from hokuro.codec import Codec
 from hokuro.errors import SerializationError
-from hokuro.records import Record, Status
+from hokuro.model.codec import Codec
+from hokuro.model.records import Record, Status
 
 _ENUM_CODE = 109
 

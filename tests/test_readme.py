@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hokuro import marking
+from hokuro.engine import marking
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)

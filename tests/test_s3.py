@@ -11,13 +11,13 @@ import traceback
 
 import pytest
 
-from hokuro.blobs import open_blobs
 from hokuro.errors import BlobError, BlobMissing, ConfigurationError
+from hokuro.store.blobs import open_blobs
 
 pytestmark = pytest.mark.s3
 
 pytest.importorskip("boto3")
-from hokuro.blobs.s3 import MiB, S3Blobs  # noqa: E402
+from hokuro.store.blobs.s3 import MiB, S3Blobs  # noqa: E402
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_a_forked_child_makes_its_own_client(store: S3Blobs):
 def test_a_missing_boto3_names_the_extra_to_install():
     code = ("import sys; sys.modules['boto3'] = None\n"
             "from hokuro.errors import MissingDependency\n"
-            "try:\n    import hokuro.blobs.s3\n"
+            "try:\n    import hokuro.store.blobs.s3\n"
             "except MissingDependency as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout

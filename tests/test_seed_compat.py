@@ -142,8 +142,8 @@ def test_named_limiters_are_shared_within_a_spot(workspace):
 
 
 def test_limits_are_shared_like_the_records_by_default(workspace, pg_url):
-    from hokuro.limits.postgres import PostgresStore
-    from hokuro.limits.sqlite import SQLiteStore
+    from hokuro.store.limits.postgres import PostgresStore
+    from hokuro.store.limits.sqlite import SQLiteStore
 
     with bs.Spot("embedded") as spot:
         assert not (workspace / ".hokuro" / "embedded.limits.db").exists()  # made on first use

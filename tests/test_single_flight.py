@@ -204,7 +204,7 @@ def test_a_dead_owner_on_another_host_is_waited_for_until_its_lease_expires(make
         return x
 
     key = work.key_of(1)
-    spot.ledger.claim(hokuro.records.Claim(
+    spot.ledger.claim(hokuro.model.records.Claim(
         key=key, fn="remote", owner="otherhost|4242|1.00|abcd", lease_until=now[0] + 30,
         now=now[0]))
     assert work.task(1).status == "running"

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from hokuro import ConfigurationError, Spot
+from hokuro.admin.maintenance import MaintenanceService
 from hokuro.cli import main
 from hokuro.errors import SchemaError
-from hokuro.ledger import open_ledger
-from hokuro.maintenance import MaintenanceService
-from hokuro.records import Record, Status
+from hokuro.model.records import Record, Status
+from hokuro.store.ledger import open_ledger
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -58,7 +58,7 @@ def catalog(url: str, schema: str) -> dict[str, list[tuple]]:
 
 def make_schema_1(url: str, records: int = 3) -> list[str]:
     """A database as hokuro 0.1 left it: schema 1, its tables in the default schema."""
-    from hokuro.ledger.postgres import Q
+    from hokuro.store.ledger.postgres import Q
 
     keys = [f"{n:032x}" for n in range(records)]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -365,7 +365,7 @@ def make_file_of_schema_1(path) -> None:
     """A ledger file as hokuro 0.1 left it: schema 1, no Spot recorded, one record."""
     import sqlite3
 
-    from hokuro.ledger.sqlite import Q
+    from hokuro.store.ledger.sqlite import Q
 
     conn = sqlite3.connect(path)
     conn.execute(Q["create_meta"])

@@ -3,9 +3,11 @@
 The public API is re-exported here; implementation lives in the modules named by DESIGN.md.
 """
 
-from .blobs import BlobStorageBase
-from .codec import Codec
-from .context import Context
+from .engine.context import Context
+from .engine.keygen import KeyGen, KeyPolicy
+from .engine.marking import MarkedFunction, TaskEvent
+from .engine.spot import Spot
+from .engine.tasks import Task, TaskError
 from .errors import (
     ConfigurationError,
     HokuroError,
@@ -15,13 +17,11 @@ from .errors import (
     TaskFailed,
     UnkeyableArgument,
 )
-from .keygen import KeyGen, KeyPolicy
-from .ledger import TaskDB
-from .limits import Limiter
-from .marking import MarkedFunction, TaskEvent
-from .records import Record, Status
-from .spot import Spot
-from .tasks import Task, TaskError
+from .model.codec import Codec
+from .model.records import Record, Status
+from .store.blobs import BlobStorageBase
+from .store.ledger import TaskDB
+from .store.limits import Limiter
 
 __version__ = "0.1.0"
 

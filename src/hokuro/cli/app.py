@@ -9,7 +9,7 @@ import click
 
 from .. import __version__
 from ..errors import ConfigurationError, HokuroError, UnsafeName
-from ..redact import mask_secrets
+from ..model.redact import mask_secrets
 
 
 class Failure(click.ClickException):

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..maintenance import WORKSPACE_DIR, MaintenanceService, Removal
+from ..admin.maintenance import WORKSPACE_DIR, MaintenanceService, Removal
 from .app import main
 from .options import (
     change_options,

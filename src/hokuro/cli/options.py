@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ..maintenance import MaintenanceService
+from ..admin.maintenance import MaintenanceService
 from .output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The environment variable that names the blob store for a database URL.
 BLOBS_ENV = "HOKURO_BLOBS"
 # Where --spot leaves its value for open_target (it is not passed to each command).
-_SPOT_KEY = "hokuro.spot"
+_SPOT_KEY = "hokuro.engine.spot"
 
 
 def _keep_spot(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..redact import mask_secrets
+from ..model.redact import mask_secrets
 
 #: Columns whose values are right-aligned (numbers).
 _NUMERIC = frozenset({"records", "count", "attempts", "size", "total", "done", "failed",

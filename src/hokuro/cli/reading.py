@@ -12,15 +12,15 @@ from typing import Any
 
 import click
 
-from ..maintenance import (
+from ..admin.maintenance import (
     WORKSPACE_DIR,
     ErrorGroup,
     MaintenanceService,
     TaskDetail,
 )
-from ..records import READ_STATUSES, Record, error_line
-from ..redact import mask_secrets
-from ..tasks import Task
+from ..engine.tasks import Task
+from ..model.records import READ_STATUSES, Record, error_line
+from ..model.redact import mask_secrets
 from .app import main
 from .options import json_option, open_target, resolve_key, stop, target_options
 from .output import Output, jsonable, seconds, size, stamps, truncate, when

@@ -25,7 +25,7 @@ INTRO = """\
 ## Command line
 
 `hokuro` reads and tends the records of your Spots. Every command is a thin layer over
-`hokuro.maintenance.MaintenanceService`.
+`hokuro.admin.maintenance.MaintenanceService`.
 
 - **SPOT** is a Spot name looked up in `./.hokuro` (`--workspace` changes the folder), a
   path to a ledger file, or a database URL (`postgresql://user@host/db`). A database may

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import click
 
-from ..maintenance import RetryResult
+from ..admin.maintenance import RetryResult
 from .app import main
 from .options import json_option, open_target, stop, target_options
 from .output import Output

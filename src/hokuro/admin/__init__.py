@@ -1,0 +1,1 @@
+"""Maintenance of a Spot's records: the service, and replaying failures."""

@@ -1,0 +1,1 @@
+"""The Spot, marking (the call path), task views, flights, leases, owners."""

@@ -1,0 +1,807 @@
+"""``@spot.mark``: a marked function and the one call path that serves sync and async code.
+
+The call path is written once, as a generator (:meth:`MarkedFunction._flow`) that does all
+the bookkeeping and *yields* the few things that differ between sync and async callers:
+run the user's function, sleep, or wait for another caller's flight. Two small drivers
+(:func:`_drive_sync`, :func:`_drive_async`) answer those requests.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import (
+    BlobError,
+    ConfigurationError,
+    NotPicklable,
+    SerializationError,
+    TaskFailed,
+)
+from ..model.codec import codec_for
+from ..model.durations import parse_duration
+from ..model.keys import ident_key, stable_name, task_key
+from ..model.records import (
+    Claim,
+    Outcome,
+    Record,
+    Status,
+    args_not_kept,
+    blob_checksum,
+    error_fingerprint,
+    error_message,
+)
+from ..store.blobs.names import log_ref, result_ref
+from .context import Context
+from .keygen import KeyPolicy
+from .owners import owner_is_dead
+
+if TYPE_CHECKING:
+    from .spot import Spot
+
+log = logging.getLogger("hokuro")
+
+HOOKS = ("pre_execute", "on_hit", "on_miss", "on_error")
+#: Every option ``@spot.mark`` accepts; anything else is a TypeError.
+MARK_OPTIONS = frozenset({
+    "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
+    "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
+})
+# What stops a call rather than fails it: KeyboardInterrupt, SystemExit, GeneratorExit and
+# asyncio.CancelledError are exactly the BaseExceptions that are not Exceptions (named by that
+# property so that importing hokuro does not import asyncio).
+def _is_cancelling(exc: BaseException | None) -> bool:
+    return exc is not None and not isinstance(exc, Exception)
+_INLINE_LOG = 64 * 1024
+# Arguments whose encoded size is at least their len() (str: UTF-8 takes a byte or more a
+# character).
+_FLAT = (bytes, bytearray, memoryview, str)
+# Qualified names of __main__ functions already warned about: one warning per function.
+_WARNED_MAIN: set[str] = set()
+# Set on an exception once it is the task's recorded failure (its value: the task key), so
+# spot.fetch absorbs exactly those and lets every other error through.
+_RECORDED = "__hokuro_recorded__"
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOptions:
+    """The options of one mark, checked once at decoration time."""
+
+    name: str | None = None
+    version: str | None = None
+    key: Callable[..., Any] | KeyPolicy | None = None
+    ignore: tuple[str, ...] = ()
+    save_blob: bool | None = None
+    blob_threshold: int | None = None
+    retention: float | None = None
+    content_type: str | None = None
+    codec: str = "msgpack"
+    cache_errors: bool = False
+    store_args: bool = True
+    hooks: dict[str, Callable[[TaskEvent], Any]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> MarkOptions:
+        unknown = set(options) - MARK_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"unknown mark option(s) {', '.join(sorted(unknown))}; "
+                f"valid options are {', '.join(sorted(MARK_OPTIONS))}"
+            )
+        opts = dict(options)
+        if "input_key_fn" in opts:
+            if opts.get("key") is not None:
+                raise TypeError("give key= or input_key_fn= (its alias), not both")
+            opts["key"] = opts.pop("input_key_fn")
+        key = opts.get("key")
+        if key is not None and not callable(key) and not isinstance(key, KeyPolicy):
+            raise TypeError("key= takes a callable or a KeyGen policy (KeyGen.ignore(...), ...)")
+        ignore = opts.get("ignore") or ()
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        threshold = opts.get("blob_threshold")
+        if threshold is not None and (not isinstance(threshold, int) or threshold < 0):
+            raise ConfigurationError("blob_threshold must be a whole number of bytes >= 0")
+        version = opts.get("version")
+        hooks = {name: opts[name] for name in HOOKS if opts.get(name) is not None}
+        for name, hook in hooks.items():
+            if not callable(hook):
+                raise TypeError(f"{name}= must be callable")
+        store_args = opts.get("store_args", True)
+        if not isinstance(store_args, bool):
+            raise ConfigurationError("store_args must be True or False")
+        codec = opts.get("codec", "msgpack")
+        if codec not in ("msgpack", "pickle"):
+            raise ConfigurationError(f"codec must be 'msgpack' or 'pickle', not {codec!r}")
+        return cls(
+            name=opts.get("name"),
+            version=None if version is None else str(version),
+            key=key,
+            ignore=tuple(ignore),
+            save_blob=opts.get("save_blob"),
+            blob_threshold=threshold,
+            retention=parse_duration(opts.get("retention"), what="retention"),
+            content_type=opts.get("content_type"),
+            codec=codec,
+            cache_errors=bool(opts.get("cache_errors", False)),
+            store_args=store_args,
+            hooks=hooks,
+        )
+
+
+@dataclass(slots=True)
+class TaskEvent:
+    """What a hook receives: the task, its call, and (when known) its value or error."""
+
+    hook: str
+    fn: str
+    key: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    value: Any = None
+    error: BaseException | None = None
+    duration: float | None = None
+
+
+# -- what the call path asks of its driver --------------------------------------------------
+class _Invoke:
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Context | None) -> None:
+        self.ctx = ctx
+
+
+class _Sleep:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class _Await:
+    __slots__ = ("flight",)
+
+    def __init__(self, flight: Any) -> None:
+        self.flight = flight
+
+
+_Flow = Generator[Any, Any, Any]
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
+    try:
+        request = next(flow)
+        while True:
+            if type(request) is _Invoke:
+                try:
+                    value = call(request.ctx)
+                except BaseException as exc:
+                    request = flow.send((False, exc))
+                else:
+                    request = flow.send((True, value))
+                continue
+            try:
+                if type(request) is _Sleep:
+                    time.sleep(request.seconds)
+                else:
+                    request.flight.wait()
+            except BaseException as exc:
+                request = flow.throw(exc)
+            else:
+                request = next(flow)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
+    import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
+
+    try:
+        request = next(flow)
+        while True:
+            if type(request) is _Invoke:
+                try:
+                    value = await call(request.ctx)
+                except BaseException as exc:
+                    request = flow.send((False, exc))
+                else:
+                    request = flow.send((True, value))
+                continue
+            try:
+                if type(request) is _Sleep:
+                    await asyncio.sleep(request.seconds)
+                else:
+                    await request.flight.wait_async()
+            except BaseException as exc:
+                request = flow.throw(exc)
+            else:
+                request = next(flow)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _is_ctx_param(param: inspect.Parameter) -> bool:
+    from .context import Context
+
+    annotation = param.annotation
+    if annotation is Context or annotation in ("Context", "hokuro.Context"):
+        return True
+    return param.name == "ctx" and annotation is inspect.Parameter.empty
+
+
+class MarkedFunction:
+    """A function whose every distinct call is a task with a record.
+
+    Call it like the original. Extra methods: :meth:`forget`, :meth:`recompute`,
+    :meth:`task` (the record view), :meth:`key_of`.
+    """
+
+    def __init__(self, spot: Spot, fn: Callable[..., Any], options: MarkOptions,
+                 *, resource: bool = False) -> None:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"{getattr(fn, '__qualname__', fn)} is a generator function; a task needs one "
+                "result to keep. Return a list (or collect the generator) instead."
+            )
+        if not callable(fn):
+            raise TypeError(f"@spot.mark needs a function, not {type(fn).__name__}")
+        functools.update_wrapper(self, fn)
+        self.spot = spot
+        self.fn = fn
+        self.options = options
+        self.resource = resource
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.name = options.name or stable_name(fn)
+        self.fn_path = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        if options.name is None and getattr(fn, "__module__", None) == "__main__":
+            _warn_main(fn, self.name)
+        self.codec = codec_for(options.codec, spot.codec)
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        self._ctx_name = next((p.name for p in params if _is_ctx_param(p)), None)
+        names = [p.name for p in params if p.name != self._ctx_name]
+        unknown = [n for n in options.ignore if n not in names]
+        if unknown:
+            raise ConfigurationError(
+                f"ignore= names {unknown} but {self.name} has parameters {names}"
+            )
+        if isinstance(options.key, KeyPolicy):
+            options.key.check(names)
+        self._ignored = frozenset(options.ignore) | (
+            {self._ctx_name} if self._ctx_name else set())
+        # Fast binding: positional-or-keyword parameters only, no ctx / *args / **kwargs.
+        simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params) and not self._ctx_name
+        self._simple_names: tuple[str, ...] | None = tuple(names) if simple else None
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        if self.is_async:
+            # Callers (frameworks, asyncio.iscoroutinefunction, inspect on 3.12+) must still
+            # see a coroutine function, though the marked function is an object.
+            if hasattr(inspect, "markcoroutinefunction"):
+                inspect.markcoroutinefunction(self)
+            import asyncio.coroutines
+
+            self._is_coroutine = asyncio.coroutines._is_coroutine
+
+    # -- keys -----------------------------------------------------------------------------
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self._simple_names
+        if names is not None and len(args) <= len(names):
+            bound = dict(zip(names, args, strict=False))
+            if kwargs or len(args) < len(names):
+                for name, value in kwargs.items():
+                    if name not in names or name in bound:
+                        return self._bind_slow(args, kwargs)
+                    bound[name] = value
+                for name in names[len(args):]:
+                    if name not in bound:
+                        if name not in self._defaults:
+                            return self._bind_slow(args, kwargs)
+                        bound[name] = self._defaults[name]
+                # keep parameter order, whatever order keywords came in
+                bound = {name: bound[name] for name in names}
+            return bound
+        return self._bind_slow(args, kwargs)
+
+    def _bind_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self._ctx_name and self._ctx_name not in kwargs:
+            kwargs = {**kwargs, self._ctx_name: None}
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return {k: v for k, v in bound.arguments.items() if k != self._ctx_name}
+
+    def _key_material(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(bound arguments as called, what goes into the key)."""
+        bound = self._bind(args, kwargs)
+        material = bound
+        if self._ignored:
+            material = {k: v for k, v in bound.items() if k not in self._ignored}
+        key = self.options.key
+        if key is None:
+            return bound, material
+        if isinstance(key, KeyPolicy):
+            return bound, key.apply(material)
+        call_kwargs = {k: v for k, v in kwargs.items() if k != self._ctx_name}
+        return bound, {"__key__": key(*args, **call_kwargs)}
+
+    def key_of(self, *args: Any, **kwargs: Any) -> str:
+        """The task key of this call (no execution, no I/O)."""
+        _, material = self._key_material(args, kwargs)
+        return task_key(self.name, self.options.version, material)
+
+    # -- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._start(args, kwargs, recompute=False)
+
+    def recompute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run this call again even if a result is kept, and keep the new result."""
+        return self._start(args, kwargs, recompute=True)
+
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool,
+               ident: str | None = None, key: str | None = None,
+               bound: dict[str, Any] | None = None) -> Any:
+        if key is None:
+            try:
+                bound, material = self._key_material(args, kwargs)
+                key = task_key(self.name, self.options.version, material)
+            except Exception as exc:
+                if self.is_async:
+                    # Raised when awaited, as the function itself would: gather(...,
+                    # return_exceptions=True) gets it, and no coroutine is left unawaited.
+                    return _raise_on_await(exc)
+                raise
+        assert bound is not None
+        checked, damaged = False, None
+        if not recompute and not self.is_async:
+            # The common case, a kept result, answered without building the call path.
+            found, value = self._reuse(key, args, kwargs)
+            if found:
+                return value
+            checked, damaged = True, value
+        flow = self._flow(key, ident, bound, args, kwargs, recompute=recompute, checked=checked,
+                          damaged=damaged)
+        if self.is_async:
+            return _drive_async(flow, self._caller(args, kwargs))
+        return _drive_sync(flow, self._caller(args, kwargs))
+
+    def forget(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove the record (and blobs) of this call; True if there was one."""
+        return self.spot.forget_key(self.key_of(*args, **kwargs))
+
+    def task(self, *args: Any, **kwargs: Any):
+        """The record view (:class:`hokuro.Task`) of this call, without running it."""
+        return self.spot.task_view(self.key_of(*args, **kwargs), self)
+
+    def _caller(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> Callable[[Context | None], Any]:
+        fn, ctx_name = self.fn, self._ctx_name
+
+        def call(ctx: Context | None) -> Any:
+            if ctx_name is not None and ctx_name not in kwargs:
+                return fn(*args, **kwargs, **{ctx_name: ctx})
+            return fn(*args, **kwargs)
+
+        return call
+
+    def run_ident(self, ident: str, args: Any, key: str, recompute: bool) -> Any:
+        """Run a resource (collection computed by ident) the hadrosaur way."""
+        return self._start((ident, args), {}, recompute=recompute, ident=ident, key=key,
+                           bound={"ident": ident, "args": args})
+
+    def ident_key(self, ident: str, args: Any, *, args_in_key: bool) -> str:
+        return ident_key(self.name, self.options.version, ident,
+                         args if args_in_key else None)
+
+    # -- the call path, written once ------------------------------------------------------
+    def _reuse(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[bool, Any]:
+        """(True, value) when a kept result answers this call; raises a kept failure when
+        the mark caches errors; (False, None) when the task must be claimed, or (False,
+        record) when it must because that record's result cannot be read (already warned
+        about)."""
+        spot = self.spot
+        record = spot.ledger.lookup(key)
+        if record is None:
+            return False, None
+        now = spot.clock()
+        if record.is_fresh_result(now):
+            found, value = self._answer(record, args, kwargs)
+            return (True, value) if found else (False, record)
+        if (self.options.cache_errors and record.status == Status.FAILED
+                and not record.is_expired(now)):
+            spot.counters["hits"] += 1
+            raise _task_failed(record)
+        return False, None
+
+    def _answer(self, record: Record, args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> tuple[bool, Any]:
+        """Answer a call from a kept result: (True, value), or (False, None) when its blob
+        is gone or damaged and the task must run again."""
+        found, value = self._load(record)
+        if found:
+            self.spot.counters["hits"] += 1
+            if self.options.hooks:
+                self._hook("on_hit", record.key, args, kwargs, value=value)
+        return found, value
+
+    def _flow(self, key: str, ident: str | None, bound: dict[str, Any],
+              args: tuple[Any, ...], kwargs: dict[str, Any], *, recompute: bool,
+              checked: bool = False, damaged: Record | None = None) -> _Flow:
+        spot = self.spot
+        if not recompute and not checked:
+            found, value = self._reuse(key, args, kwargs)
+            if found:
+                return value
+            damaged = value
+        while True:
+            flight, leader = spot.flights.join(key)
+            if leader:
+                break
+            yield _Await(flight)
+            if not _is_cancelling(flight.error):
+                spot.counters["shared"] += 1
+                return flight.outcome()
+            # The leader was cancelled, not failed: this caller still wants the result.
+        try:
+            value = yield from self._lead(key, ident, bound, args, kwargs, recompute, damaged)
+        except BaseException as exc:
+            flight.fail(exc)
+            raise
+        else:
+            flight.succeed(value)
+            return value
+        finally:
+            spot.flights.leave(key, flight)
+
+    def _lead(self, key: str, ident: str | None, bound: dict[str, Any],
+              args: tuple[Any, ...], kwargs: dict[str, Any], recompute: bool,
+              damaged: Record | None = None) -> _Flow:
+        """Claim the task across processes, wait for another owner, or execute it.
+
+        ``damaged``: a kept result of this task already found unreadable (and warned about)
+        by this call; meeting it again in the claim does not read it twice.
+        """
+        spot = self.spot
+        ledger = spot.ledger
+        # A blob store that cannot take the result (an S3 bucket that does not exist) is
+        # found now, before the function runs, not after its result is lost.
+        spot.prepare_to_run()
+        encoded_args = self._encode_args(bound)
+        force, steal = recompute, None
+        waited_since: float | None = None
+        delay = spot.poll_min
+        while True:
+            now = spot.clock()
+            claimed = ledger.claim(Claim(
+                key=key, fn=self.name, owner=spot.owner_token(), lease_until=now + spot.lease,
+                now=now, fn_path=self.fn_path, ident=ident, args=encoded_args,
+                version=self.options.version, force=force,
+                reuse_failed=self.options.cache_errors, steal_from=steal,
+            ))
+            record = claimed.record
+            if claimed.outcome == "claimed":
+                break
+            if claimed.outcome == "hit":
+                assert record is not None
+                if record.status == Status.FAILED:
+                    raise _task_failed(record)
+                if damaged is None or not _same_result(record, damaged):
+                    found, value = self._answer(record, args, kwargs)
+                    if found:
+                        return value
+                force = True  # its blob is gone or damaged: compute it again
+                continue
+            # busy: another owner holds a live lease
+            assert record is not None
+            if owner_is_dead(record.owner):
+                steal = record.owner
+                continue
+            if waited_since is None:
+                waited_since = record.started_at or now
+            force = False  # a run that another caller started meanwhile is fresh enough
+            yield _Sleep(delay)
+            delay = min(delay * 2, spot.poll_max)
+            latest = ledger.get(key)
+            if (latest is not None and latest.status == Status.FAILED
+                    and (latest.finished_at or 0) >= waited_since):
+                raise _task_failed(latest)
+        return (yield from self._execute(key, ident, claimed.attempt, record, args, kwargs))
+
+    def _execute(self, key: str, ident: str | None, attempt: int, previous: Record | None,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Flow:
+        spot = self.spot
+        owner = spot.owner_token()
+        spot.counters["misses"] += 1
+        ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt,
+                      log_limit=spot.log_limit, dir_factory=functools.partial(spot.task_dir, key))
+        # The lease is renewed from the claim until the outcome is committed (invariant 3):
+        # a slow upload or a ledger write in its retry backoff must not let another owner
+        # take the task and run it again.
+        spot.leases.hold(key)
+        try:
+            started = time.perf_counter()
+            try:
+                self._hook("on_miss", key, args, kwargs)
+                self._hook("pre_execute", key, args, kwargs)
+                ok, payload = yield _Invoke(ctx)
+            except BaseException as exc:  # thrown in while waiting to run (cancellation)
+                ok, payload = False, exc
+            duration = time.perf_counter() - started
+            if ok:
+                self._store(key, owner, payload, ctx, previous)
+                return payload
+            if self._record_failure(key, owner, payload, ctx):
+                _mark_recorded(payload, key)
+            self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
+            raise payload
+        finally:
+            spot.leases.release(key)
+
+    def _store(self, key: str, owner: str, value: Any, ctx: Context,
+               previous: Record | None) -> None:
+        """Keep a result: encode it, upload its blob, commit its record. Whatever fails on
+        the way (the codec, the blob store, the ledger, or anything they raise) is recorded
+        as the task's failure, so no record stays ``running`` under a live lease."""
+        outcome: Outcome | None = None
+        try:
+            outcome = self._success(key, value, ctx)
+            kept = self.spot.ledger.finish(key, owner, outcome)
+        except BaseException as exc:
+            if self._record_failure(key, owner, exc, ctx):
+                _mark_recorded(exc, key)
+                if outcome is not None:
+                    self._drop_blobs(outcome)  # the record says failed: nothing names them
+            raise
+        if not kept:
+            log.warning("hokuro: task %s finished after its lease was taken over; "
+                        "its result was not recorded", key[:12])
+            self._drop_blobs(outcome)
+        elif previous is not None:
+            self._drop_replaced(previous, outcome)
+
+    # -- storing and loading --------------------------------------------------------------
+    def _encode_args(self, bound: dict[str, Any]) -> bytes | None:
+        """The call's arguments, kept so ``hokuro retry`` can replay the call; past the
+        Spot's ``args_limit`` (or with ``store_args=False``) only a marker saying so."""
+        if not self.options.store_args:
+            return args_not_kept()
+        limit = self.spot.args_limit
+        if limit is not None:
+            # Flat text and bytes alone may show the call is far past the limit: then it is
+            # not encoded only to be measured (a 50 MB argument would cost ~60 ms more).
+            floor = sum(len(v) if not isinstance(v, memoryview) else v.nbytes
+                        for v in bound.values() if isinstance(v, _FLAT))
+            if floor > limit:
+                return args_not_kept(floor, limit, at_least=True)
+        try:
+            data = self.codec.encode(bound, root="args")
+        except Exception:
+            return None  # an argument the codec cannot encode: the task cannot be replayed
+        if limit is not None and len(data) > limit:
+            return args_not_kept(len(data), limit)
+        return data
+
+    def _success(self, key: str, value: Any, ctx: Context) -> Outcome:
+        spot = self.spot
+        data = self.codec.encode(value, root="result")
+        now = spot.clock()
+        outcome = Outcome(
+            status=Status.DONE, finished_at=now, codec=self.codec.name,
+            content_type=self.options.content_type, size=len(data),
+            expires_at=None if self.options.retention is None else now + self.options.retention,
+        )
+        threshold = self.options.blob_threshold
+        if threshold is None:
+            threshold = spot.blob_threshold
+        if self.options.save_blob or (self.options.save_blob is None and len(data) > threshold):
+            outcome.checksum = blob_checksum(data)
+            # Blob first, record after (invariant 1): readers never see a half result.
+            outcome.blob = spot.blobs.save(result_ref(key, spot.nonce()), data)
+        else:
+            outcome.result = data
+        self._attach_log(key, outcome, ctx)
+        return outcome
+
+    def _attach_log(self, key: str, outcome: Outcome, ctx: Context) -> None:
+        text = ctx.log_text
+        if not text:
+            return
+        if len(text) > _INLINE_LOG:
+            try:
+                outcome.log_blob = self.spot.blobs.save(log_ref(key, self.spot.nonce()),
+                                                        text.encode("utf-8"))
+                return
+            except BlobError as exc:
+                log.warning("hokuro: could not store the log of %s as a blob: %s", key[:12], exc)
+        outcome.log = text
+
+    def _record_failure(self, key: str, owner: str, exc: BaseException,
+                        ctx: Context) -> bool:
+        """Write ``exc`` as the task's end; True when the record now holds it."""
+        cancelled = _is_cancelling(exc)
+        error_type = type(exc).__qualname__
+        try:
+            frames = [(os.path.basename(f.filename), f.name)
+                      for f in traceback.extract_tb(exc.__traceback__)]
+            outcome = Outcome(
+                status=Status.CANCELLED if cancelled else Status.FAILED,
+                finished_at=self.spot.clock(), error_type=error_type,
+                codec=self.codec.name,  # how the record's args were encoded, for replay
+                error="".join(traceback.format_exception(exc)),
+                error_fingerprint=error_fingerprint(error_type, frames),
+                expires_at=(None if self.options.retention is None
+                            else self.spot.clock() + self.options.retention),
+            )
+            self._attach_log(key, outcome, ctx)
+            return self.spot.ledger.finish(key, owner, outcome)
+        except Exception as write_error:  # the original error matters more to the caller
+            # Its lease is no longer renewed either: another caller takes the task over
+            # once the lease runs out.
+            log.warning("hokuro: could not record the failure of %s: %s", key[:12], write_error)
+            return False
+
+    def _load(self, record: Record) -> tuple[bool, Any]:
+        """Decode a kept result: (True, value), or (False, None) when it must be recomputed."""
+        if record.codec != self.codec.name:
+            # Never decode with a codec this mark did not choose (invariant 7).
+            warnings.warn(
+                f"hokuro: task {record.key[:12]} was stored with codec {record.codec!r} but "
+                f"{self.name} uses {self.codec.name!r}; computing it again",
+                RuntimeWarning, stacklevel=4)
+            return False, None
+        data = record.result
+        if record.blob is not None:
+            try:
+                data = self.spot.blobs.load(record.blob)
+            except BlobError as exc:
+                warnings.warn(f"hokuro: {exc}; computing task {record.key[:12]} again",
+                              RuntimeWarning, stacklevel=4)
+                return False, None
+            if record.checksum and blob_checksum(data) != record.checksum:
+                warnings.warn(f"hokuro: blob {record.blob!r} is damaged; computing task "
+                              f"{record.key[:12]} again", RuntimeWarning, stacklevel=4)
+                return False, None
+        if data is None:
+            return False, None
+        try:
+            return True, self.codec.decode(data)
+        except SerializationError as exc:
+            warnings.warn(f"hokuro: cannot decode task {record.key[:12]} ({exc}); computing it "
+                          "again", RuntimeWarning, stacklevel=4)
+            return False, None
+
+    def _drop_replaced(self, previous: Record, outcome: Outcome) -> None:
+        self._drop(ref for ref in (previous.blob, previous.log_blob)
+                   if ref not in (outcome.blob, outcome.log_blob))
+
+    def _drop_blobs(self, outcome: Outcome) -> None:
+        self._drop((outcome.blob, outcome.log_blob))
+
+    def _drop(self, refs: Iterable[str | None]) -> None:
+        for ref in refs:
+            if ref:
+                try:
+                    self.spot.blobs.delete(ref)
+                except Exception as exc:  # an orphan is harmless; hokuro gc removes it
+                    log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _hook(self, name: str, key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+              **details: Any) -> None:
+        hook = self.options.hooks.get(name)
+        if hook is None:
+            return
+        try:
+            hook(TaskEvent(name, self.name, key, args, kwargs, **details))
+        except Exception:
+            log.exception("hokuro: the %s hook of %s raised; the call goes on", name, self.name)
+
+    def __hokuro_key__(self) -> tuple[str, str | None]:
+        """A marked function passed as an argument is keyed by its name and version."""
+        return (self.name, self.options.version)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return functools.partial(self.__call__, instance)
+
+    def __repr__(self) -> str:
+        return f"<marked function {self.name} of Spot {self.spot.name!r}>"
+
+    # -- pickling: by reference, as a plain function ----------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A process pool sends a marked function by name: the worker imports its module and
+        finds it there, with its Spot, so its records land where this process's do."""
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        try:
+            found = _find_marked(module, qualname) if module else None
+        except NotPicklable:
+            found = None
+        if found is not self:
+            raise NotPicklable(
+                f"marked function {self.name} cannot be sent to another process: it is "
+                f"not reachable as {module}.{qualname}. Define it with @spot.mark at "
+                "module level of an importable module (not inside a function, not as a "
+                "lambda, not marked a second time under another name)."
+            )
+        return _find_marked, (module, qualname)
+
+    def __copy__(self) -> MarkedFunction:
+        return self  # as copy treats a plain function: the same function
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MarkedFunction:
+        return self
+
+
+def _find_marked(module: str, qualname: str) -> MarkedFunction:
+    """The marked function named ``qualname`` in ``module`` (importing it)."""
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise NotPicklable(
+            f"no marked function {module}.{qualname} in this process ({exc}). Define it at "
+            "module level of a module this process can import; a script's own functions "
+            "are found only when the script is importable (run as a file, not typed in)."
+        ) from None
+    if not isinstance(found, MarkedFunction):
+        raise NotPicklable(f"{module}.{qualname} is {found!r}, not a marked function: "
+                           "define the marked function at module level under its own name")
+    return found
+
+
+def _same_result(a: Record, b: Record) -> bool:
+    """True when two reads of a task hold the same kept result (a blob reference carries a
+    nonce, so a result written again never looks the same)."""
+    return (a.blob == b.blob and a.checksum == b.checksum and a.codec == b.codec
+            and a.result == b.result)
+
+
+def _task_failed(record: Record) -> TaskFailed:
+    return _mark_recorded(TaskFailed(record.key, record.error_type,
+                                     error_message(record.error_type, record.error),
+                                     record.error), record.key)
+
+
+def _mark_recorded(exc: _E, key: str) -> _E:
+    try:
+        setattr(exc, _RECORDED, key)
+    except Exception:  # an exception type that refuses attributes: it just raises
+        pass
+    return exc
+
+
+def is_recorded_failure(exc: BaseException, key: str) -> bool:
+    """True when ``exc`` is the failure recorded for task ``key`` (the function's own error,
+    or the storing error written as its failure), not an error of hokuro's own I/O."""
+    return getattr(exc, _RECORDED, None) == key
+
+
+async def _raise_on_await(exc: BaseException) -> Any:
+    raise exc
+
+
+def _warn_main(fn: Callable[..., Any], name: str) -> None:
+    qualname = getattr(fn, "__qualname__", name)
+    if qualname in _WARNED_MAIN:
+        return
+    _WARNED_MAIN.add(qualname)
+    warnings.warn(
+        f"hokuro: {qualname} is defined in __main__ (a script run directly), so its tasks "
+        f"are named {name!r}: `hokuro retry` cannot import it to replay them, and moving it "
+        f"into a module would change every key. Give it a stable name, "
+        f"@spot.mark(name={qualname!r}), or define it in a module you import.",
+        RuntimeWarning, stacklevel=4)
+

@@ -1,0 +1,1 @@
+"""Backends behind one protocol each: ledgers, blob stores, limit stores."""

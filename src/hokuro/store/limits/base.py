@@ -1,0 +1,71 @@
+"""The limit store protocol: where limit keys keep their GCRA state, and whose clock decides.
+
+A store holds, per key, a :class:`~hokuro.store.limits.gcra.KeyState` and makes each operation
+below one atomic step on its own clock (a transaction, a server script, a locked dict), so
+every thread, process or machine that shares the store shares the limit exactly. Keys come
+sorted; a store that locks rows locks them in that order.
+
+Waiting happens in the caller, never in the store: ``decide(reserve=True)`` books a place in
+line and says how long to sleep; a caller that is cancelled while asleep calls ``refund``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from ..named_blocks import load_blocks
+
+
+class Verdict(NamedTuple):
+    """A store's answer to :meth:`LimitStore.decide`."""
+
+    granted: bool  # the cost is taken (for now, or booked for ``wait`` seconds from now)
+    wait: float  # seconds to sleep before using the grant; when refused, until it could pass
+    now: float  # the store's clock at the decision, epoch seconds
+    tats: tuple[float, ...]  # each key's TAT after the grant: the receipt :meth:`refund` wants
+    held: tuple[float, ...]  # each key's ``held`` total at the decision (see :meth:`held`)
+
+
+class LimitStore(ABC):
+    """Protocol of a limit store. Methods are called from many threads at once."""
+
+    kind: str = "custom"
+
+    @abstractmethod
+    def decide(self, keys: Sequence[str], increments: Sequence[float],
+               tolerances: Sequence[float], reserve: bool) -> Verdict:
+        """Decide a cost against every key at once (see :func:`gcra.decide_all`); when
+        granted, store each key's new TAT in the same atomic step."""
+
+    @abstractmethod
+    def held(self, keys: Sequence[str]) -> tuple[float, ...]:
+        """Each key's ``held`` total. A waiter compares it with its verdict's on waking: a
+        growth means a hold moved the line back, and the waiter sleeps that much longer."""
+
+    @abstractmethod
+    def hold(self, keys: Sequence[str], tolerances: Sequence[float], seconds: float) -> None:
+        """Grant nothing on these keys for ``seconds`` from now (see :func:`gcra.hold`)."""
+
+    @abstractmethod
+    def refund(self, keys: Sequence[str], increments: Sequence[float],
+               receipts: Sequence[float]) -> bool:
+        """Give back an unused reservation where that is safe (see :func:`gcra.refund`);
+        True when every key took it back."""
+
+    @abstractmethod
+    def now(self) -> float:
+        """The store's clock, epoch seconds."""
+
+    def close(self) -> None:  # noqa: B027 - most stores have something to release, not all
+        """Release connections and handles."""
+
+    def describe(self) -> str:
+        """Where the store lives, with any secret masked."""
+        return self.kind
+
+
+def load_scripts(filename: str) -> dict[str, str]:
+    """Named blocks of ``scripts/<filename>`` (SQL and Lua alike)."""
+    return load_blocks(__package__, f"scripts/{filename}")

@@ -1,0 +1,171 @@
+"""GCRA arithmetic: limits written as text, and the decisions on a key's TAT. Pure: no I/O,
+no clock reads; every store feeds it the state it holds and the time on its own clock.
+
+Each limit key keeps one *theoretical arrival time* (TAT): the instant at which everything
+granted so far would have been spent at exactly the configured rate. With emission interval
+``T = period / count`` a cost ``n`` moves the TAT by ``n * T``; it may go once
+``new_tat - burst * T <= now``. So a rested key grants ``burst`` at once, then one unit every
+``T``; in any closed window of one period at most ``count + burst`` units are granted.
+
+The default burst is the limit's count: "60/min" may spend a full minute's worth at once after
+a quiet minute, which is what people mean by "60 a minute" (the far side counts per window),
+while a smaller ``burst=`` smooths the flow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ...errors import ConfigurationError
+from ...model.durations import parse_duration
+
+# Float TATs are epoch seconds (~1.7e9), where one ulp is ~2.4e-7 s and sums of increments
+# such as 0.1 drift by a few ulps; a grant that is "due" within a microsecond is due now, so
+# exact boundaries stay exact. A microsecond is far below any rate people configure.
+EPSILON = 1e-6
+
+# Labels of limits that count calls rather than a quantity the caller passes as cost.
+CALL_LABELS = frozenset({"", "call", "calls", "request", "requests"})
+
+_PERIOD_NAMES = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "day", 604800.0: "week"}
+
+_RATE = re.compile(
+    r"^\s*(?P<count>\d+(?:\.\d+)?)\s*(?:/|\bper\b)\s*"
+    r"(?P<period>(?:\d+(?:\.\d+)?\s*)?[a-z]+)"
+    r"(?:\s+(?P<label>[a-z_][a-z0-9_-]*))?\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``count`` units per ``period`` seconds; ``label`` names the unit ("tokens")."""
+
+    count: float
+    period: float
+    label: str = ""
+
+    @property
+    def emission_interval(self) -> float:
+        """Seconds one unit occupies at the steady rate."""
+        return self.period / self.count
+
+    @property
+    def counts_calls(self) -> bool:
+        """True when the limit counts calls (no label, or "requests"/"calls")."""
+        return self.label in CALL_LABELS
+
+    @property
+    def text(self) -> str:
+        """Canonical text, the same for every spelling ("60/min" for "60 per 60s")."""
+        period = _PERIOD_NAMES.get(self.period, f"{self.period:g}s")
+        return f"{self.count:g}/{period}" + (f" {self.label}" if self.label else "")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_rate(text: str | Rate) -> Rate:
+    """Read "60/min", "10/s", "90000/min tokens", "1000/day", "5/2s" or "500 per minute"."""
+    if isinstance(text, Rate):
+        return text
+    if not isinstance(text, str):
+        raise ConfigurationError(
+            f"a limit is text such as '60/min' or '90000/min tokens', not {type(text).__name__}"
+        )
+    match = _RATE.match(text)
+    if match is None:
+        raise ConfigurationError(
+            f"limit {text!r} is not understood; write a count, '/', a period and an optional "
+            "unit label, such as '60/min', '10/s', '5/2s' or '90000/min tokens'"
+        )
+    period_text = match.group("period").lower().replace(" ", "")
+    if not period_text[0].isdigit():
+        period_text = "1" + period_text
+    period = parse_duration(period_text, what=f"period of limit {text!r}")
+    count = float(match.group("count"))
+    if not count or not period:
+        raise ConfigurationError(f"limit {text!r} must have a positive count and period")
+    return Rate(count, period, (match.group("label") or "").lower())
+
+
+class Decision(NamedTuple):
+    """A decision on several keys at once: all are granted together or none is."""
+
+    granted: bool
+    wait: float  # seconds until a grant may be used (0: now); when refused, until it could be
+    tats: tuple[float, ...]  # each key's TAT once granted (the receipt a refund shows)
+
+
+def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
+               tolerances: Sequence[float], reserve: bool) -> Decision:
+    """Decide one cost against every limit of a limiter.
+
+    ``tats`` are the stored TATs (0 for a key never seen), ``increments`` the cost of each
+    limit in seconds (``cost * T``), ``tolerances`` each limit's ``burst * T``. With
+    ``reserve`` the cost is always granted, possibly for later (``wait`` seconds from now):
+    the caller holds a place in line and sleeps until it, which keeps waiters in order and
+    costs one decision per call however long the wait.
+    """
+    new_tats = []
+    wait = 0.0
+    for tat, increment, tolerance in zip(tats, increments, tolerances, strict=True):
+        tat = (tat if tat > now else now) + increment
+        new_tats.append(tat)
+        if tat - tolerance - now > wait:
+            wait = tat - tolerance - now
+    if wait <= EPSILON:
+        return Decision(True, 0.0, tuple(new_tats))
+    return Decision(reserve, wait, tuple(new_tats))
+
+
+def decide(tat: float | None, now: float, cost: float, emission_interval: float,
+           burst_tolerance: float) -> tuple[bool, float, float]:
+    """One key, granted only now: ``(allowed, new_tat, retry_after)``.
+
+    A refused decision leaves the TAT as it was; ``retry_after`` says when it would pass.
+    """
+    stored = 0.0 if tat is None else tat
+    verdict = decide_all((stored,), now, (cost * emission_interval,), (burst_tolerance,), False)
+    return verdict.granted, verdict.tats[0] if verdict.granted else stored, verdict.wait
+
+
+class KeyState(NamedTuple):
+    """What a store keeps per key; all zeros is a key never seen (rested)."""
+
+    tat: float = 0.0
+    held: float = 0.0  # seconds that holds have pushed this key's waiting line back, in total
+    held_until: float = 0.0  # end of the latest hold
+
+
+def hold(state: KeyState, now: float, seconds: float, tolerance: float) -> KeyState:
+    """Grant nothing on this key before ``now + seconds`` (the far side said "too many").
+
+    Callers already waiting hold places that lie after ``now`` and after the previous hold's
+    end; the whole line moves back by the ``shift`` that puts the earliest of them at the new
+    end, and each waiter, on waking, moves itself by the growth of ``held``. Moving the line
+    as one block keeps every window's count what it was. New callers start after the hold
+    with no burst saved up: after a "too many requests" the far side is saturated, and a
+    full burst at once would ask for the next refusal. Concurrent holds for the same reason
+    do not add up.
+    """
+    until = now + seconds
+    shift = max(0.0, until - max(now, state.held_until))
+    tat = max(max(state.tat, now) + shift, until + tolerance)
+    return KeyState(tat, state.held + shift, max(state.held_until, until))
+
+
+def refund(state: KeyState, increment: float, receipt: float) -> KeyState | None:
+    """Give back a reservation that will not be used, or ``None`` when that would be unsafe.
+
+    Only the last place in line can be given back (the TAT still equals its receipt): had
+    someone reserved after it, moving the TAT back would give a new caller the same slot as
+    that waiter, two grants where the rate allows one. A hold since the reservation also
+    changes the TAT, so a refund never undoes a hold. Refused refunds cost capacity only.
+    """
+    if state.tat != receipt:
+        return None
+    return state._replace(tat=state.tat - increment)
