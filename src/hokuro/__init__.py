@@ -21,9 +21,17 @@ from .model.codec import Codec
 from .model.records import Record, Status
 from .store.blobs import BlobStorageBase
 from .store.ledger import TaskDB
-from .store.limits import Limiter
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Limiters import asyncio; `import hokuro` stays light until one is used.
+    if name == "Limiter":
+        from .store.limits import Limiter
+
+        return Limiter
+    raise AttributeError(f"module 'hokuro' has no attribute {name!r}")
 
 __all__ = [
     "BlobStorageBase",

@@ -8,14 +8,22 @@ process that started at another time); on other hosts only the lease expiry tell
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import time
 from functools import cache
 
 from ..model.records import Owner
 
-_HOST = socket.gethostname()
+
+def _hostname() -> str:
+    # os.uname is what socket.gethostname reads on POSIX, without importing socket.
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+_HOST = _hostname()
 
 
 @cache
@@ -82,7 +90,7 @@ def current_owner() -> Owner:
     if owner is None:
         start = process_start(pid)
         owner = _IDENTITIES.setdefault(pid, Owner(
-            _HOST, pid, time.time() if start is None else start, secrets.token_hex(4)))
+            _HOST, pid, time.time() if start is None else start, os.urandom(4).hex()))
     return owner
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import re
-import secrets
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BlobError, ConfigurationError
 from ..model.codec import Codec
@@ -23,12 +20,14 @@ from ..store.blobs import BlobStorageBase, open_blobs
 from ..store.blobs.local import LocalBlobs
 from ..store.blobs.names import files_ref
 from ..store.ledger import TaskDB, open_ledger
-from ..store.limits import Guard, Limiter, LimitStore, limiter_call, open_store
 from .flight import FlightTable
 from .leases import LeaseKeeper
 from .marking import MarkedFunction, MarkOptions, is_recorded_failure
 from .owners import current_owner
 from .tasks import Task, is_abandoned, read_status
+
+if TYPE_CHECKING:  # limiters import asyncio: loaded on first use, not with the Spot
+    from ..store.limits import Guard, Limiter, LimitStore
 
 #: Results larger than this many encoded bytes go to the blob store (see README:
 #: measured in benchmarks/bench_blob_threshold.py: inline is faster to read at every size
@@ -246,6 +245,8 @@ class Spot:
             if marked.is_async:
                 await marked.run_ident(ident, args, key, recompute)
             else:
+                import asyncio
+
                 await asyncio.to_thread(marked.run_ident, ident, args, key, recompute)
         except Exception as exc:
             if not is_recorded_failure(exc, key):
@@ -386,6 +387,8 @@ class Spot:
                     except BlobError as exc:
                         log.warning("hokuro: blob %s of task %s stays until hokuro clean: %s",
                                     ref, key[:12], exc)
+        import shutil  # here: it imports bz2 and lzma, which a cache hit never needs
+
         shutil.rmtree(self.task_dir(key, create=False), ignore_errors=True)
         return bool(removed)
 
@@ -416,6 +419,8 @@ class Spot:
     def limit_store(self) -> LimitStore:
         """Where this Spot's rate limits live (see ``Spot(limits=...)``)."""
         if self._limit_store is None:
+            from ..store.limits import open_store  # here: limiters import asyncio
+
             self._limit_store = open_store(self._limits_spec, spot_name=self.name,
                                            workspace=self.workspace)
         return self._limit_store
@@ -429,6 +434,8 @@ class Spot:
         ``@spot.limiter(cost=1)`` decorates with the Spot's default limiter (``tpm=``).
         Put it inside ``@spot.mark`` so kept results never spend the limit.
         """
+        from ..store.limits import Limiter, limiter_call
+
         if self._default_limiter is None and self._tpm is not None:
             self._default_limiter = Limiter(f"{self.name}:default", [f"{self._tpm}/min"],
                                             store=self.limit_store)
@@ -442,7 +449,7 @@ class Spot:
 
     @staticmethod
     def nonce() -> str:
-        return secrets.token_hex(6)
+        return os.urandom(6).hex()
 
     def close(self) -> None:
         """Stop renewing leases and release connections and clients."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import pathlib
-import pickle
 import struct
 import sys
 import threading
@@ -716,12 +715,16 @@ class PickleCodec:
     name = "pickle"
 
     def encode(self, value: Any, *, root: str = "value") -> bytes:
+        import pickle  # only for marks that chose it
+
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"pickle cannot encode this value: {exc!r}") from exc
 
     def decode(self, data: bytes) -> Any:
+        import pickle
+
         try:
             return pickle.loads(data)
         except Exception as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +74,7 @@ class LocalBlobs(BlobStorageBase):
         if str(parent) not in self._made_dirs:
             parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(str(parent))
-        tmp = parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        tmp = parent / f".{path.name}.{os.urandom(6).hex()}{TEMP_SUFFIX}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
