@@ -236,3 +236,20 @@ def test_a_redis_limit_store_that_is_down_fails_the_call_with_its_reason(workspa
     assert "check that the server is running" in message and SECRET not in message
     assert isinstance(raised.value, HokuroError) and ran == []
     spot.close()
+
+
+def test_a_sqlite_database_of_another_program_is_refused_and_left_byte_identical(tmp_path,
+                                                                                  workspace):
+    import sqlite3
+
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.close()
+    before = digest(path)
+    with pytest.raises(LedgerError) as raised:
+        Spot("mine", db=path)
+    assert "not a hokuro ledger" in str(raised.value) and "customers" in str(raised.value)
+    assert digest(path) == before
+    assert not path.with_name("theirs.db-wal").exists()

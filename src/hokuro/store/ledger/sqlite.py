@@ -103,8 +103,28 @@ class SQLiteLedger(TaskDB):
             if not create and not self.path.is_file():
                 raise LedgerError(f"no ledger at {self.path}; check the path or Spot name")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and self.path.stat().st_size:
+                self._refuse_foreign_database()
             with self._pool.connection() as conn:
                 self._migrate(conn, spot)
+
+    def _refuse_foreign_database(self) -> None:
+        """A SQLite database with tables but no hokuro schema is someone else's: opening it
+        as a ledger would switch it to WAL and add hokuro's tables. Looked at read-only,
+        before any connection of the pool (which enters WAL) touches it."""
+        conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=self._timeout)
+        try:
+            if self._read_version(conn) is not None:
+                return
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()]
+        finally:
+            conn.close()
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise LedgerError(
+                f"{self.path} is a SQLite database but not a hokuro ledger (it holds the tables "
+                f"{shown}); hokuro changed nothing in it. Give db= a new file or a hokuro ledger")
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
