@@ -625,25 +625,29 @@ class MarkedFunction:
                 log.warning("hokuro: could not store the log of %s as a blob: %s", key[:12], exc)
         outcome.log = text
 
+    def _failure(self, key: str, exc: BaseException, ctx: Context | None) -> Outcome:
+        """The outcome that records ``exc`` (with its traceback) as the task's end."""
+        error_type = type(exc).__qualname__
+        frames = [(os.path.basename(f.filename), f.name)
+                  for f in traceback.extract_tb(exc.__traceback__)]
+        now = self.spot.clock()
+        outcome = Outcome(
+            status=Status.CANCELLED if _is_cancelling(exc) else Status.FAILED,
+            finished_at=now, error_type=error_type,
+            codec=self.codec.name,  # how the record's args were encoded, for replay
+            error="".join(traceback.format_exception(exc)),
+            error_fingerprint=error_fingerprint(error_type, frames),
+            expires_at=None if self.options.retention is None else now + self.options.retention,
+        )
+        if ctx is not None:
+            self._attach_log(key, outcome, ctx)
+        return outcome
+
     def _record_failure(self, key: str, owner: str, exc: BaseException,
                         ctx: Context) -> bool:
         """Write ``exc`` as the task's end; True when the record now holds it."""
-        cancelled = _is_cancelling(exc)
-        error_type = type(exc).__qualname__
         try:
-            frames = [(os.path.basename(f.filename), f.name)
-                      for f in traceback.extract_tb(exc.__traceback__)]
-            outcome = Outcome(
-                status=Status.CANCELLED if cancelled else Status.FAILED,
-                finished_at=self.spot.clock(), error_type=error_type,
-                codec=self.codec.name,  # how the record's args were encoded, for replay
-                error="".join(traceback.format_exception(exc)),
-                error_fingerprint=error_fingerprint(error_type, frames),
-                expires_at=(None if self.options.retention is None
-                            else self.spot.clock() + self.options.retention),
-            )
-            self._attach_log(key, outcome, ctx)
-            return self.spot.ledger.finish(key, owner, outcome)
+            return self.spot.ledger.finish(key, owner, self._failure(key, exc, ctx))
         except Exception as write_error:  # the original error matters more to the caller
             # Its lease is no longer renewed either: another caller takes the task over
             # once the lease runs out.
@@ -694,6 +698,36 @@ class MarkedFunction:
                     self.spot.blobs.delete(ref)
                 except Exception as exc:  # an orphan is harmless; hokuro gc removes it
                     log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
+
+    # -- what the run engine asks of a step: the same claim, context and outcomes ---------
+    def task_claim(self, args: tuple[Any, ...], owner: str, now: float, *,
+                   force: bool = False, steal_from: str | None = None) -> Claim:
+        """The claim of the task ``self(*args)`` (its key is ``claim.key``)."""
+        bound, material = self._key_material(args, {})
+        key = task_key(self.name, self.options.version, material)
+        return Claim(key=key, fn=self.name, owner=owner, lease_until=now + self.spot.lease,
+                     now=now, fn_path=self.fn_path, args=self._encode_args(bound),
+                     version=self.options.version, force=force, steal_from=steal_from)
+
+    def task_context(self, key: str, attempt: int) -> Context:
+        return Context(key=key, fn=self.name, ident=None, attempt=attempt,
+                       log_limit=self.spot.log_limit,
+                       dir_factory=functools.partial(self.spot.task_dir, key))
+
+    def invoke(self, args: tuple[Any, ...], ctx: Context | None) -> Any:
+        """Call the function itself (no bookkeeping): its value, or its coroutine."""
+        return self._caller(args, {})(ctx)
+
+    def result_outcome(self, key: str, value: Any, ctx: Context) -> Outcome:
+        """Encode ``value`` (uploading its blob first when large): the task's outcome."""
+        return self._success(key, value, ctx)
+
+    def error_outcome(self, key: str, exc: BaseException, ctx: Context | None) -> Outcome:
+        return self._failure(key, exc, ctx)
+
+    def load(self, record: Record) -> tuple[bool, Any]:
+        """A kept result: (True, value), or (False, None) when it must be computed again."""
+        return self._load(record)
 
     # -- hooks ----------------------------------------------------------------------------
     def _hook(self, name: str, key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
