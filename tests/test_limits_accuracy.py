@@ -38,9 +38,10 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
             self.inner, self.kind, self.last_place = inner, inner.kind, 0.0
 
         def decide(self, keys: Sequence[str], increments: Sequence[float],
-                   tolerances: Sequence[float], reserve: bool) -> Verdict:
-            verdict = self.inner.decide(keys, increments, tolerances, reserve)
-            self.last_place = verdict.now + verdict.wait
+                   tolerances: Sequence[float], horizon: float) -> Verdict:
+            verdict = self.inner.decide(keys, increments, tolerances, horizon)
+            if verdict.granted:  # a waiter is refused while its place is far off
+                self.last_place = verdict.now + verdict.wait
             return verdict
 
         def held(self, keys):

@@ -5,8 +5,9 @@ below one atomic step on its own clock (a transaction, a server script, a locked
 every thread, process or machine that shares the store shares the limit exactly. Keys come
 sorted; a store that locks rows locks them in that order.
 
-Waiting happens in the caller, never in the store: ``decide(reserve=True)`` books a place in
-line and says how long to sleep; a caller that is cancelled while asleep calls ``refund``.
+Waiting happens in the caller, never in the store: ``decide`` with a ``horizon`` books a place
+at most that far ahead and says how long to sleep, or refuses and says how long until the
+place would come; a caller that is cancelled while asleep on a booked place calls ``refund``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Verdict(NamedTuple):
     """A store's answer to :meth:`LimitStore.decide`."""
 
     granted: bool  # the cost is taken (for now, or booked for ``wait`` seconds from now)
-    wait: float  # seconds to sleep before using the grant; when refused, until it could pass
+    wait: float  # seconds to sleep before using the grant; when refused, until it would come
     now: float  # the store's clock at the decision, epoch seconds
     tats: tuple[float, ...]  # each key's TAT after the grant: the receipt :meth:`refund` wants
     held: tuple[float, ...]  # each key's ``held`` total at the decision (see :meth:`held`)
@@ -35,9 +36,10 @@ class LimitStore(ABC):
 
     @abstractmethod
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
-        """Decide a cost against every key at once (see :func:`gcra.decide_all`); when
-        granted, store each key's new TAT in the same atomic step."""
+               tolerances: Sequence[float], horizon: float) -> Verdict:
+        """Decide a cost against every key at once (see :func:`gcra.decide_all`): granted
+        when its place comes within ``horizon`` seconds (0: only now; ``inf``: whenever).
+        When granted, store each key's new TAT in the same atomic step."""
 
     @abstractmethod
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:

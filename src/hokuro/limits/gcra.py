@@ -27,6 +27,10 @@ from ..errors import ConfigurationError
 # exact boundaries stay exact. A microsecond is far below any rate people configure.
 EPSILON = 1e-6
 
+# The least booking horizon, seconds (see booking_horizon): about what a woken thread or
+# task may be late, plus a store round trip.
+MIN_HORIZON = 0.01
+
 # Labels of limits that count calls rather than a quantity the caller passes as cost.
 CALL_LABELS = frozenset({"", "call", "calls", "request", "requests"})
 
@@ -101,14 +105,15 @@ class Decision(NamedTuple):
 
 
 def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Decision:
+               tolerances: Sequence[float], horizon: float) -> Decision:
     """Decide one cost against every limit of a limiter.
 
     ``tats`` are the stored TATs (0 for a key never seen), ``increments`` the cost of each
-    limit in seconds (``cost * T``), ``tolerances`` each limit's ``burst * T``. With
-    ``reserve`` the cost is always granted, possibly for later (``wait`` seconds from now):
-    the caller holds a place in line and sleeps until it, which keeps waiters in order and
-    costs one decision per call however long the wait.
+    limit in seconds (``cost * T``), ``tolerances`` each limit's ``burst * T``. The cost is
+    granted when its place comes within ``horizon`` seconds: at once (``wait`` 0), or booked
+    for ``wait`` seconds from now, when the caller holds that place and sleeps until it.
+    ``horizon`` 0 grants only now; a limiter books a short horizon ahead (see
+    :func:`booking_horizon`), so a process that dies while waiting holds no more than that.
     """
     new_tats = []
     wait = 0.0
@@ -119,7 +124,21 @@ def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
             wait = tat - tolerance - now
     if wait <= EPSILON:
         return Decision(True, 0.0, tuple(new_tats))
-    return Decision(reserve, wait, tuple(new_tats))
+    return Decision(wait <= horizon, wait, tuple(new_tats))
+
+
+def booking_horizon(emission_intervals: Sequence[float]) -> float:
+    """How far ahead a waiting caller may book its place: one emission interval of the
+    slowest limit, and never less than :data:`MIN_HORIZON`.
+
+    A place further ahead is not booked: the caller sleeps until it is this close, then asks
+    again. So the bookings of a process killed while waiting end within one horizon of its
+    death; and where the horizon is one interval, at most one booked place is pending per
+    limit at any time, so a waiter that gives up is the last in line and can give its place
+    back. :data:`MIN_HORIZON` lets fast limits book a few places ahead, so that a waiter
+    woken a little late (the scheduler, a round trip) still finds its place waiting.
+    """
+    return max(MIN_HORIZON, *emission_intervals)
 
 
 def decide(tat: float | None, now: float, cost: float, emission_interval: float,
@@ -129,7 +148,7 @@ def decide(tat: float | None, now: float, cost: float, emission_interval: float,
     A refused decision leaves the TAT as it was; ``retry_after`` says when it would pass.
     """
     stored = 0.0 if tat is None else tat
-    verdict = decide_all((stored,), now, (cost * emission_interval,), (burst_tolerance,), False)
+    verdict = decide_all((stored,), now, (cost * emission_interval,), (burst_tolerance,), 0.0)
     return verdict.granted, verdict.tats[0] if verdict.granted else stored, verdict.wait
 
 

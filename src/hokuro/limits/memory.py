@@ -42,9 +42,9 @@ class MemoryStore(LimitStore):
         return state
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float) -> Verdict:
         if len(keys) != 1:
-            return self._decide_many(keys, increments, tolerances, reserve)
+            return self._decide_many(keys, increments, tolerances, horizon)
         # gcra.decide_all for one key, spelled out: this is the whole cost of in-process
         # limiting, and the generic path (lists, zip, named tuples) doubles it. The
         # conformance suite holds both to the same answers.
@@ -59,7 +59,7 @@ class MemoryStore(LimitStore):
             if wait <= EPSILON:
                 wait, granted = 0.0, True
                 state[0] = tat
-            elif reserve:
+            elif wait <= horizon:
                 granted = True
                 state[0] = tat
             else:
@@ -70,12 +70,12 @@ class MemoryStore(LimitStore):
         return _new_tuple(Verdict, (granted, wait, now, (tat,), (held,)))
 
     def _decide_many(self, keys: Sequence[str], increments: Sequence[float],
-                     tolerances: Sequence[float], reserve: bool) -> Verdict:
+                     tolerances: Sequence[float], horizon: float) -> Verdict:
         states = [self._state(key) for key in keys]
         with self._lock:
             now = self._clock()
             granted, wait, tats = gcra.decide_all(
-                [state[0] for state in states], now, increments, tolerances, reserve)
+                [state[0] for state in states], now, increments, tolerances, horizon)
             if granted:
                 for state, tat in zip(states, tats, strict=True):
                     state[0] = tat

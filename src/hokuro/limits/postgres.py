@@ -75,9 +75,10 @@ class PostgresStore(LimitStore):
             return conn.execute(self._sql[name], params).fetchone()
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float) -> Verdict:
         granted, wait, now, tats, helds = self._one(
-            "decide", (list(keys), list(increments), list(tolerances), reserve, gcra.EPSILON))
+            "decide", (list(keys), list(increments), list(tolerances), float(horizon),
+                       gcra.EPSILON))
         return Verdict(granted, wait, now, tuple(tats), tuple(helds))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:

@@ -18,6 +18,7 @@ DEFAULT_PREFIX = "hokuro:limit:"
 
 _new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
 _YES = (b"1", "1")  # a client made with decode_responses=True answers in text
+_FAR = 1e18  # seconds: a horizon beyond every place (for an infinite one)
 
 
 class RedisStore(LimitStore):
@@ -53,15 +54,17 @@ class RedisStore(LimitStore):
             return self._evalsha(self._shas[script], len(keys), *keys, *args)
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float) -> Verdict:
         prefix = self.prefix
+        if horizon > _FAR:  # Lua reads numbers with strtod: keep to finite ones
+            horizon = _FAR
         if len(keys) == 1:  # the common case, without the loops
-            reply = self._call("decide", (prefix + keys[0],), 1 if reserve else 0,
+            reply = self._call("decide", (prefix + keys[0],), horizon,
                                increments[0], tolerances[0])
             granted, wait, now, tat, held = reply.split()
             return _new_tuple(Verdict, (granted in _YES, float(wait), float(now),
                                         (float(tat),), (float(held),)))
-        args: list[Any] = [1 if reserve else 0]
+        args: list[Any] = [horizon]
         for increment, tolerance in zip(increments, tolerances, strict=True):
             args += (increment, tolerance)
         granted, wait, now, *rest = self._call(

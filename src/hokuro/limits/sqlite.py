@@ -79,12 +79,12 @@ class SQLiteStore(LimitStore):
         return gcra.KeyState(*row) if row else gcra.KeyState()
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float) -> Verdict:
         with self._transaction() as conn:
             states = [self._read(conn, key) for key in keys]
             now = self._clock()
             granted, wait, tats = gcra.decide_all(
-                [state.tat for state in states], now, increments, tolerances, reserve)
+                [state.tat for state in states], now, increments, tolerances, horizon)
             if granted:
                 conn.executemany(self._sql["write_tat"], zip(keys, tats, strict=True))
         return Verdict(granted, wait, now, tats, tuple(state.held for state in states))

@@ -8,7 +8,7 @@
 -- hokuro versions never call each other's.
 
 -- name: installed
-SELECT to_regproc('hokuro_limit_decide_v1') IS NOT NULL
+SELECT to_regproc('hokuro_limit_decide_v2') IS NOT NULL
 
 -- name: schema
 SELECT pg_advisory_xact_lock(hashtext('hokuro_limits'));
@@ -39,9 +39,10 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION hokuro_limit_decide_v1(
+-- v2: a horizon (seconds ahead a place may be booked) where v1 took a boolean "reserve".
+CREATE OR REPLACE FUNCTION hokuro_limit_decide_v2(
     p_keys text[], p_increments double precision[], p_tolerances double precision[],
-    p_reserve boolean, p_epsilon double precision,
+    p_horizon double precision, p_epsilon double precision,
     OUT granted boolean, OUT wait double precision, OUT decided_at double precision,
     OUT tats double precision[], OUT helds double precision[])
 LANGUAGE plpgsql AS $fn$
@@ -64,7 +65,7 @@ BEGIN
         wait := greatest(wait, v_tat - p_tolerances[i] - decided_at);
         tats[i] := v_tat;
     END LOOP;
-    granted := wait <= p_epsilon OR p_reserve;
+    granted := wait <= p_epsilon OR wait <= p_horizon;
     IF wait <= p_epsilon THEN
         wait := 0;
     END IF;
@@ -103,7 +104,7 @@ END
 $fn$;
 
 -- name: decide
-SELECT granted, wait, decided_at, tats, helds FROM hokuro_limit_decide_v1(%s, %s, %s, %s, %s)
+SELECT granted, wait, decided_at, tats, helds FROM hokuro_limit_decide_v2(%s, %s, %s, %s, %s)
 
 -- name: held
 SELECT coalesce(array_agg(coalesce(l.held, 0) ORDER BY k.i), '{}')

@@ -8,7 +8,8 @@
 -- as rested, so limiters with many names leave nothing behind.
 
 -- name: decide
--- KEYS: the limit keys. ARGV: reserve ("1"/"0"), then increment, tolerance per key.
+-- KEYS: the limit keys. ARGV: the horizon (seconds ahead a place may be booked), then
+-- increment, tolerance per key.
 -- Returns one text, "granted wait now tat... held...": one reply is cheaper to send and to
 -- parse than a list of them.
 local epsilon = 1e-06  -- gcra.EPSILON
@@ -33,7 +34,7 @@ end
 local granted = '1'
 if wait <= epsilon then
     wait = 0
-elseif ARGV[1] ~= '1' then
+elseif wait > tonumber(ARGV[1]) then
     granted = '0'
 end
 if granted == '1' then
