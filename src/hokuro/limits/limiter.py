@@ -106,6 +106,7 @@ class Limiter:
         self._unit = self._increments(1)  # the common cost, worked out once
         self._horizon = booking_horizon([rate.emission_interval for rate in self.rates])
         self._line = Line()
+        self._waiting = self._line.turns  # true while callers of this process wait in line
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(rate.text) for rate in self.rates)
@@ -121,7 +122,7 @@ class Limiter:
             increments = self._increments(cost)
             if not any(increments):
                 return 0.0  # free: no store call at all
-        if self._line:  # others of this process wait already: queue behind them
+        if self._waiting:  # others of this process wait already: queue behind them
             return self._run(self._take(increments))
         verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
         if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
@@ -137,7 +138,7 @@ class Limiter:
             increments = self._increments(cost)
             if not any(increments):
                 return 0.0
-        if self._line:
+        if self._waiting:
             return await self._run_async(self._take(increments))
         verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
         if verdict[1] > 0:
@@ -229,7 +230,7 @@ class Limiter:
     def _take(self, increments: tuple[float, ...], verdict: Verdict | None = None) -> Steps:
         """Take a place for ``increments`` and wait until it comes; ``verdict`` is the
         store's answer when the caller has asked already. Returns the seconds waited."""
-        if verdict is None and not self._line:
+        if verdict is None and not self._waiting:
             verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
         waited = 0.0
         if verdict is None or not verdict.granted:

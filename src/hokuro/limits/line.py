@@ -38,20 +38,19 @@ class Line:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._turns: deque[Turn] = deque()
+        # Its truth says whether anyone waits: callers read it without the lock (a late
+        # answer only costs a turn), which is cheaper than any method call.
+        self.turns: deque[Turn] = deque()
         _LINES.add(self)
 
-    def __bool__(self) -> bool:
-        return bool(self._turns)  # read without the lock: a late answer only costs a turn
-
     def __len__(self) -> int:
-        return len(self._turns)
+        return len(self.turns)
 
     def join(self) -> Turn:
         turn = Turn()
         with self._lock:
-            self._turns.append(turn)
-            turn.first = len(self._turns) == 1
+            self.turns.append(turn)
+            turn.first = len(self.turns) == 1
         return turn
 
     def wait(self, turn: Turn) -> None:
@@ -75,7 +74,7 @@ class Line:
         """Take ``turn`` out of the line; when it was first, the next becomes first and
         receives ``hint``."""
         with self._lock:
-            turns = self._turns
+            turns = self.turns
             if not turns or turns[0] is not turn:
                 try:
                     turns.remove(turn)  # left from the middle: those behind move up
@@ -115,7 +114,7 @@ def _forget_lines() -> None:
     # been held at the fork.
     for line in list(_LINES):
         line._lock = threading.Lock()
-        line._turns = deque()
+        line.turns.clear()  # in place: limiters hold it
 
 
 if hasattr(os, "register_at_fork"):
