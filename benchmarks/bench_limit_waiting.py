@@ -6,9 +6,9 @@ Run: ``.venv/bin/python benchmarks/bench_limit_waiting.py`` (Redis and PostgreSQ
 
 - *saturated*: 8 threads and, separately, 200 asyncio tasks call ``acquire`` in a loop on
   "200/s" with burst 1 for 2 s; a counting store notes every store operation. Figures: grants
-  per second (the rate is 200) and store operations per grant. Then 4 processes of 50 asyncio
-  tasks each share the limit through the store: the same figures, and each process's share
-  of the grants (fair is 25 %).
+  per second within the 2 s (the rate is 200) and store operations per grant. Then 4
+  processes of 50 asyncio tasks each share the limit through the store: the same figures,
+  and each process's share of the grants (fair is 25 %).
 - *rerun after kill -9*: a child process starts 500 waiting calls on "50/s" (default burst)
   and is killed with SIGKILL 2 s later; then this process's first ``acquire`` on the same
   store is timed. Before bookings were bounded it waited for every place the dead batch had
@@ -71,41 +71,40 @@ def saturated_threads(store: LimitStore) -> tuple[float, float]:
     counting = Counting(store)
     lim = Limiter(f"wait-{uuid.uuid4().hex[:8]}", f"{RATE:g}/s", burst=1, store=counting)
     grants = [0] * 8
+    in_time = [0] * 8
     stop = time.monotonic() + SECONDS
 
     def loop(i: int) -> None:
         while time.monotonic() < stop:
             lim.acquire()
             grants[i] += 1
+            in_time[i] += time.monotonic() <= stop
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(8)]
-    start = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    total = sum(grants)
-    return total / (time.monotonic() - start), sum(counting.calls.values()) / total
+    return sum(in_time) / SECONDS, sum(counting.calls.values()) / sum(grants)
 
 
 def saturated_tasks(store: LimitStore) -> tuple[float, float]:
     counting = Counting(store)
     lim = Limiter(f"wait-{uuid.uuid4().hex[:8]}", f"{RATE:g}/s", burst=1, store=counting)
-    grants = 0
+    grants = in_time = 0
 
     async def loop(stop: float) -> None:
-        nonlocal grants
+        nonlocal grants, in_time
         while time.monotonic() < stop:
             await lim.acquire_async()
             grants += 1
+            in_time += time.monotonic() <= stop
 
-    async def main() -> float:
-        start = time.monotonic()
-        await asyncio.gather(*(loop(start + SECONDS) for _ in range(200)))
-        return time.monotonic() - start
+    async def main() -> None:
+        await asyncio.gather(*(loop(time.monotonic() + SECONDS) for _ in range(200)))
 
-    elapsed = asyncio.run(main())
-    return grants / elapsed, sum(counting.calls.values()) / grants
+    asyncio.run(main())
+    return in_time / SECONDS, sum(counting.calls.values()) / grants
 
 
 SHARER = """
@@ -116,17 +115,18 @@ from hokuro.limits import Limiter, open_store
 spec, prefix, name, start, stop = sys.argv[2:]
 store = Counting(_redis(spec, prefix) if spec.startswith("redis") else open_store(spec))
 lim = Limiter(name, f"{RATE:g}/s", burst=1, store=store)
-grants = 0
+grants = in_time = 0
 async def loop():
-    global grants
+    global grants, in_time
     while time.time() < float(stop):
         await lim.acquire_async()
         grants += 1
+        in_time += time.time() <= float(stop)
 async def main():
     await asyncio.sleep(float(start) - time.time())
     await asyncio.gather(*(loop() for _ in range(50)))
 asyncio.run(main())
-print(json.dumps([grants, sum(store.calls.values())]))
+print(json.dumps([in_time, grants, sum(store.calls.values())]))
 """
 
 
@@ -139,9 +139,10 @@ def shared_by_processes(spec: str) -> tuple[float, float, list[float]]:
         [sys.executable, "-c", SHARER, str(Path(__file__).parent), spec, prefix, name,
          str(start), str(stop)], stdout=subprocess.PIPE, text=True) for _ in range(4)]
     results = [json.loads(child.communicate()[0]) for child in children]
-    grants = sum(g for g, _ in results)
-    return (grants / SECONDS, sum(ops for _, ops in results) / grants,
-            [g / grants for g, _ in results])
+    in_time = sum(n for n, _, _ in results)
+    grants = sum(g for _, g, _ in results)
+    return (in_time / SECONDS, sum(ops for _, _, ops in results) / grants,
+            [n / in_time for n, _, _ in results])
 
 
 CHILD = """
