@@ -130,14 +130,14 @@ print(json.dumps([in_time, grants, sum(store.calls.values())]))
 """
 
 
-def shared_by_processes(spec: str) -> tuple[float, float, list[float]]:
+def shared_by_processes(spec: str, processes: int = 4) -> tuple[float, float, list[float]]:
     prefix = f"hokuro-bench-{uuid.uuid4().hex[:8]}:"
     name = f"share-{uuid.uuid4().hex[:8]}"
     start = time.time() + 2.0
     stop = start + SECONDS
     children = [subprocess.Popen(
         [sys.executable, "-c", SHARER, str(Path(__file__).parent), spec, prefix, name,
-         str(start), str(stop)], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+         str(start), str(stop)], stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     results = [json.loads(child.communicate()[0]) for child in children]
     in_time = sum(n for n, _, _ in results)
     grants = sum(g for _, g, _ in results)

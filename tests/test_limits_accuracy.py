@@ -43,8 +43,9 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
             self.inner, self.kind, self.local = inner, inner.kind, threading.local()
 
         def decide(self, keys: Sequence[str], increments: Sequence[float],
-                   tolerances: Sequence[float], horizon: float) -> Verdict:
-            verdict = self.inner.decide(keys, increments, tolerances, horizon)
+                   tolerances: Sequence[float], horizon: float,
+                   ticket: Sequence[float] | None = None) -> Verdict:
+            verdict = self.inner.decide(keys, increments, tolerances, horizon, ticket)
             if verdict.granted:  # a waiter is refused while its place is far off
                 self.local.place = verdict.now + verdict.wait
             return verdict

@@ -72,13 +72,72 @@ def test_no_place_is_booked_further_ahead_than_the_horizon(horizon, gaps):
     now, tat = 1_700_000_000.0, 0.0
     for gap in gaps:
         now += gap
-        granted, wait, tats = decide_all([tat], now, [0.25], [0.5], horizon)
-        assert granted == (wait <= max(horizon, EPSILON))
-        if granted:
-            assert wait <= horizon + EPSILON
-            tat = tats[0]
+        decision = decide_all([tat], now, [0.25], [0.5], horizon)
+        assert decision.granted == (decision.wait <= max(horizon, EPSILON))
+        if decision.granted:
+            assert decision.wait <= horizon + EPSILON
+            tat = decision.tats[0]
         else:  # a refusal books nothing and says when the place would come
-            assert tats[0] - 0.5 - now == pytest.approx(wait)
+            assert decision.tats[0] - 0.5 - now == pytest.approx(decision.wait)
+
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(1, 20), burst=st.integers(1, 5),
+       steps=st.lists(st.tuples(st.floats(0, 0.3), st.integers(0, 5), st.booleans()),
+                      min_size=1, max_size=200))
+def test_the_waiting_line_never_lets_more_than_count_plus_burst_through(count, burst, steps):
+    """Six callers ask at random, each showing its ticket or not; however the waiting line
+    orders them, no window of one period holds more than count + burst places."""
+    interval, horizon = 1.0 / count, 1.0 / count
+    tolerance = burst * interval
+    now, tat, end = 1_700_000_000.0, 0.0, 0.0
+    tickets: dict[int, tuple[float, ...] | None] = {}
+    places: list[float] = []
+    for gap, caller, shows in steps:
+        now += gap
+        ticket = tickets.get(caller) if shows else None
+        decision = decide_all([tat], now, [interval], [tolerance], horizon, [end], ticket)
+        if decision.granted:
+            tat = decision.tats[0]
+            places.append(now + decision.wait)
+            tickets.pop(caller, None)
+        else:
+            assert decision.wait > 0
+            tickets[caller] = decision.tats
+            if decision.queued is not None:
+                end = decision.queued[0]
+    places.sort()
+    for i, start in enumerate(places):
+        inside = sum(1 for place in places[i:] if place <= start + 1.0 + 1e-9)
+        assert inside <= count + burst
+
+
+def test_waiters_of_several_processes_go_in_the_order_they_were_refused():
+    t, now = 1.0, 1000.0  # "1/s", burst 1, horizon 1 s
+    state = {"tat": now + 1.0, "end": 0.0}  # the burst is spent: the next place is at +1 s
+
+    def ask(at: float, ticket=None):
+        decision = decide_all([state["tat"]], at, [t], [t], t, [state["end"]], ticket)
+        if decision.granted:
+            state["tat"] = decision.tats[0]
+        elif decision.queued is not None:
+            state["end"] = decision.queued[0]
+        return decision
+
+    booked = ask(now)  # within the horizon: booked for +1 s
+    assert booked.granted and booked.wait == pytest.approx(1.0)
+    refused = {name: ask(now) for name in "abc"}  # 2, 3 and 4 s away: each gets a ticket
+    assert [refused[name].wait for name in "abc"] == pytest.approx([2.0, 3.0, 4.0])
+    # a newcomer when "a" comes back is refused: three callers wait before it
+    newcomer = ask(now + 1.0)
+    assert not newcomer.granted and newcomer.wait == pytest.approx(4.0)
+    for i, name in enumerate("abc"):  # each comes back one horizon before its place
+        back = now + 1.0 + i
+        decision = ask(back, refused[name].tats)
+        assert decision.granted and decision.wait == pytest.approx(1.0)
+    # a killed waiter's place is passed: the newcomer's comes and goes, and after it the
+    # line is empty again, so a caller without a ticket is served by the TAT alone
+    assert ask(now + 7.0).granted
 
 
 def test_the_horizon_is_one_interval_of_the_slowest_limit_and_never_tiny():
@@ -107,19 +166,67 @@ def _open(kind: str, request, tmp_path) -> LimitStore:
 
 
 @pytest.mark.parametrize("kind", STORES)
-def test_store_books_a_place_only_within_the_horizon(kind, request, tmp_path):
+def test_store_books_within_the_horizon_and_lines_up_the_rest(kind, request, tmp_path):
     store = _open(kind, request, tmp_path)
-    keys, t = ("api|10/s",), 0.1
+    keys, t, horizon = ("api|10/s",), 0.1, 0.15
     try:
-        verdicts = [store.decide(keys, (t,), (t,), 0.15) for _ in range(3)]
-        assert [v.granted for v in verdicts] == [True, True, False]
-        assert verdicts[1].wait == pytest.approx(0.1, abs=0.05)
-        refused = verdicts[2]
-        assert refused.wait == pytest.approx(0.2, abs=0.05)
-        # the refusal booked nothing: the next asker is refused with the same wait
-        again = store.decide(keys, (t,), (t,), 0.15)
-        assert not again.granted and again.wait == pytest.approx(0.2, abs=0.05)
-        assert store.decide(keys, (t,), (t,), INF).granted  # no horizon: any place
+        assert store.decide(keys, (t,), (t,), horizon).wait == 0.0
+        booked = store.decide(keys, (t,), (t,), horizon)
+        assert booked.granted and booked.wait == pytest.approx(0.1, abs=0.05)
+        # 0.2 s away is beyond the horizon: refused, and first in the waiting line
+        first = store.decide(keys, (t,), (t,), horizon)
+        assert not first.granted and first.wait == pytest.approx(0.2, abs=0.05)
+        second = store.decide(keys, (t,), (t,), horizon)
+        assert not second.granted and second.wait == pytest.approx(0.3, abs=0.05)
+        assert second.tats[0] == pytest.approx(first.tats[0] + t)
+        # a caller that will not wait neither books nor joins the line
+        assert not store.decide(keys, (t,), (t,), 0.0).granted
+        # shown again, a ticket keeps its place; with room enough it books by the TAT
+        again = store.decide(keys, (t,), (t,), horizon, first.tats)
+        assert not again.granted and again.tats == pytest.approx(first.tats)
+        assert store.decide(keys, (t,), (t,), 0.25, first.tats).granted
+        # a caller without a ticket still waits behind "second"
+        third = store.decide(keys, (t,), (t,), horizon)
+        assert not third.granted and third.wait == pytest.approx(0.4, abs=0.05)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  pytest.param("redis", marks=pytest.mark.redis)])
+def test_store_state_written_before_the_waiting_line_is_read_and_kept(
+        kind, request, tmp_path):
+    keys, t = ("api|10/s",), 0.1
+    if kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "limits.db") as conn:  # a file of the earlier layout
+            conn.execute("CREATE TABLE hokuro_limits (key TEXT PRIMARY KEY, tat REAL NOT NULL "
+                         "DEFAULT 0, held REAL NOT NULL DEFAULT 0, held_until REAL NOT NULL "
+                         "DEFAULT 0) WITHOUT ROWID")
+            conn.execute("INSERT INTO hokuro_limits VALUES (?, ?, 0, 0)",
+                         (keys[0], time.time() + 0.3))
+    elif kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        client.set(request.getfixturevalue("redis_prefix") + keys[0], f"{time.time() + 0.3!r} 0 0")
+        client.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("pg_url"), autocommit=True) as conn:
+            conn.execute("CREATE TABLE hokuro_limits (key text PRIMARY KEY, tat double "
+                         "precision NOT NULL DEFAULT 0, held double precision NOT NULL DEFAULT "
+                         "0, held_until double precision NOT NULL DEFAULT 0)")
+            conn.execute("INSERT INTO hokuro_limits VALUES (%s, %s, 0, 0)",
+                         (keys[0], time.time() + 0.3))
+    store = _open(kind, request, tmp_path)
+    try:
+        refused = store.decide(keys, (t,), (t,), 0.05)
+        assert not refused.granted and refused.wait == pytest.approx(0.3, abs=0.05)
+        store.hold(keys, (t,), 0.01)
+        assert store.held(keys)[0] == pytest.approx(0.01, abs=0.005)
     finally:
         store.close()
 
@@ -196,6 +303,46 @@ def test_a_waiter_leaving_the_middle_of_the_line_lets_those_behind_move_up():
 
     clock.run(main())
     assert granted == {"first": pytest.approx(1.0), "third": pytest.approx(2.0)}
+
+
+class Counting(MemoryStore):
+    """A memory store that counts decisions and checks for holds."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(clock)
+        self.calls = 0
+
+    def decide(self, *args):
+        self.calls += 1
+        return super().decide(*args)
+
+    def held(self, keys):
+        self.calls += 1
+        return super().held(keys)
+
+
+def test_processes_sharing_a_limit_take_turns_at_about_three_store_calls_a_grant():
+    clock = VirtualTime()
+    store = Counting(clock)
+    # four limiters on one store behave as four processes: four lines, one waiting line
+    limiters = [_virtual_limiter(clock, store) for _ in range(4)]
+    granted: list[int] = []
+
+    async def call(process: int) -> None:
+        await limiters[process].acquire_async()
+        granted.append(process)
+
+    async def main() -> None:
+        await asyncio.gather(*(call(process) for _ in range(10) for process in range(4)))
+
+    clock.run(main())
+    assert len(granted) == 40
+    # Without the store's waiting line each process's first waiter would ask at every turn
+    # (about five calls a grant here); in it, a waiter asks once to get its place, once to
+    # book it, and checks for holds once.
+    assert store.calls / len(granted) <= 3.2
+    assert sorted(granted.count(process) for process in range(4)) == [10, 10, 10, 10]
+    assert all(len(set(granted[i:i + 4])) >= 3 for i in range(0, 36, 4))  # turns, not runs
 
 
 def test_threads_and_tasks_share_one_line():

@@ -242,27 +242,34 @@ class Limiter:
     def _queue(self, increments: tuple[float, ...], refused: Verdict | None) -> Steps:
         """Queue behind this process's earlier waiters; once first, ask the store each time
         a place within the horizon may be free, until one is booked. Returns the booking
-        and the seconds slept or queued."""
+        and the seconds slept or queued.
+
+        A refusal places the caller in the store's waiting line, shared with other
+        processes; it shows that place (its ticket) when it asks again."""
         line = self._line
         turn = line.join()
         booked = None
         waited = 0.0
+        ticket = None if refused is None else refused.tats
         try:
             if not turn.first:
                 queued_at = time.monotonic()
                 yield turn
                 waited += time.monotonic() - queued_at
-                refused = None  # stale by now; the waiter before left a fresher hint
+                # This caller's own refusal is stale by now, though its place in the
+                # store's line still stands; the waiter before left a fresher hint.
+                refused = None
             due = self._due(refused or turn.hint, increments)
             while True:
                 if due > 0:
                     yield due
                     waited += due
                 verdict = self._decide(self._keys, increments, self._tolerances,
-                                       self._horizon)
+                                       self._horizon, ticket)
                 if verdict.granted:
                     booked = verdict
                     return verdict, waited
+                ticket = verdict.tats
                 due = verdict.wait - self._horizon
         finally:
             line.leave(turn, booked)  # the next asks now, or when this booking says

@@ -75,10 +75,11 @@ class PostgresStore(LimitStore):
             return conn.execute(self._sql[name], params).fetchone()
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], horizon: float) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         granted, wait, now, tats, helds = self._one(
             "decide", (list(keys), list(increments), list(tolerances), float(horizon),
-                       gcra.EPSILON))
+                       None if ticket is None else list(ticket), gcra.EPSILON))
         return Verdict(granted, wait, now, tuple(tats), tuple(helds))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:

@@ -54,19 +54,21 @@ class RedisStore(LimitStore):
             return self._evalsha(self._shas[script], len(keys), *keys, *args)
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], horizon: float) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         prefix = self.prefix
         if horizon > _FAR:  # Lua reads numbers with strtod: keep to finite ones
             horizon = _FAR
-        if len(keys) == 1:  # the common case, without the loops
-            reply = self._call("decide", (prefix + keys[0],), horizon,
-                               increments[0], tolerances[0])
+        if len(keys) == 1 and ticket is None:  # the common case, without the loops
+            reply = self._call("decide", (prefix + keys[0],), horizon, 0,
+                               increments[0], tolerances[0], 0)
             granted, wait, now, tat, held = reply.split()
             return _new_tuple(Verdict, (granted in _YES, float(wait), float(now),
                                         (float(tat),), (float(held),)))
-        args: list[Any] = [horizon]
-        for increment, tolerance in zip(increments, tolerances, strict=True):
-            args += (increment, tolerance)
+        args: list[Any] = [horizon, 0 if ticket is None else 1]
+        places = ticket if ticket is not None else [0.0] * len(keys)
+        for increment, tolerance, place in zip(increments, tolerances, places, strict=True):
+            args += (increment, tolerance, place)
         granted, wait, now, *rest = self._call(
             "decide", [prefix + key for key in keys], *args).split()
         count = len(keys)

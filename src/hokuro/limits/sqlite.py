@@ -42,6 +42,7 @@ class SQLiteStore(LimitStore):
         self._opened: list[tuple[int, sqlite3.Connection]] = []
         self._opened_lock = threading.Lock()
         self._connection()  # fail here, not at the first call, when the file cannot be opened
+        self._upgrade()
 
     def _connection(self) -> sqlite3.Connection:
         # One connection per thread, and a new one in a forked child: sqlite3 connections are
@@ -63,6 +64,11 @@ class SQLiteStore(LimitStore):
             self._opened.append((pid, conn))
         return conn
 
+    def _upgrade(self) -> None:
+        with self._transaction() as conn:
+            if "queued" not in {row[0] for row in conn.execute(self._sql["columns"])}:
+                conn.execute(self._sql["add_queued"])
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
@@ -79,15 +85,21 @@ class SQLiteStore(LimitStore):
         return gcra.KeyState(*row) if row else gcra.KeyState()
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], horizon: float) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         with self._transaction() as conn:
             states = [self._read(conn, key) for key in keys]
             now = self._clock()
-            granted, wait, tats = gcra.decide_all(
-                [state.tat for state in states], now, increments, tolerances, horizon)
-            if granted:
-                conn.executemany(self._sql["write_tat"], zip(keys, tats, strict=True))
-        return Verdict(granted, wait, now, tats, tuple(state.held for state in states))
+            decision = gcra.decide_all(
+                [state.tat for state in states], now, increments, tolerances, horizon,
+                [state.queued for state in states], ticket)
+            if decision.granted:
+                conn.executemany(self._sql["write_tat"], zip(keys, decision.tats, strict=True))
+            elif decision.queued is not None:
+                conn.executemany(self._sql["write_queued"],
+                                 zip(keys, decision.queued, strict=True))
+        return Verdict(decision.granted, decision.wait, now, decision.tats,
+                       tuple(state.held for state in states))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:
         conn = self._connection()
