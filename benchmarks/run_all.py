@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["bench_core.py", "bench_blob_threshold.py", "bench_limits.py", "bench_stats.py",
-         "bench_shared.py"]
+ORDER = ["bench_core.py", "bench_blob_threshold.py", "bench_limits.py",
+         "bench_limit_waiting.py", "bench_stats.py", "bench_shared.py"]
 
 
 def main() -> int:

@@ -3,8 +3,9 @@
 A call asks the store once; granted, it goes, or sleeps until its booked place. A place is
 booked only when it lies within a short horizon (:func:`~hokuro.limits.gcra.booking_horizon`):
 a call whose place is further ahead queues in this process's :class:`~hokuro.limits.line.Line`
-and asks again when its turn is near. So nothing a process books outlives it by more than a
-horizon: a killed batch leaves no line of dead bookings for the next run to wait out.
+and asks again when its turn is near (the store's refusal gave it a place in a waiting line
+shared by every process). So nothing a process books outlives it by more than a horizon: a
+killed batch leaves no line of dead bookings for the next run to wait out.
 
 All policy (asking, queueing, following holds while asleep, giving a place back when the
 waiting is abandoned, holding and retrying after :class:`~hokuro.errors.RetryAfter`) is
@@ -59,8 +60,9 @@ class Limiter:
 
     Waiting callers of one process queue in arrival order; only the first asks the store,
     and it books its place only once the place is within a short horizon (one emission
-    interval of the slowest limit, at least 10 ms). Processes sharing a store take turns as
-    their first waiters ask.
+    interval of the slowest limit, at least 10 ms). Processes sharing a store take turns in
+    the order their waiters were refused (the store's waiting line, see
+    :func:`~hokuro.limits.gcra.decide_all`).
 
     ``store`` is shared state (see :func:`open_store`); without one, limiters of the same
     name in this process share the process-wide memory store. ``clock``, ``sleep`` and
