@@ -129,8 +129,9 @@ def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
     beyond the TAT, so waiters go in the order they were refused, and each asks about once
     per turn instead of all asking at every turn. A ticket holder is granted by the TAT
     alone and keeps its ticket when refused. The line grants nothing by itself: places of
-    callers who never come back (killed, cancelled) are passed by those after them, and a
-    line that time has overtaken is empty. Without ``queued`` there is no line.
+    callers who never come back (killed, cancelled) are passed by those after them, and
+    places whose time has passed do not count. Without ``queued`` there is no line. A
+    refusal's ``wait`` is always positive when ``horizon`` is.
     """
     new_tats = []
     wait = 0.0
@@ -138,7 +139,10 @@ def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
     for i, (tat, increment, tolerance) in enumerate(
             zip(tats, increments, tolerances, strict=True)):
         base = tat if tat > now else now
-        if queued is not None and queued[i] > base + EPSILON:
+        # places beyond the TAT whose time has not passed (a caller late for its place
+        # forfeits it to whoever asks first)
+        if queued is not None and queued[i] > base + EPSILON \
+                and queued[i] - tolerance > now + EPSILON:
             behind = True
         tat = base + increment
         new_tats.append(tat)

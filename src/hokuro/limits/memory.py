@@ -57,7 +57,8 @@ class MemoryStore(LimitStore):
             tat = state[0]
             if tat < now:
                 tat = now
-            if horizon > 0 and state[3] > tat + EPSILON:  # others wait in line: join them
+            if horizon > 0 and state[3] > tat + EPSILON \
+                    and state[3] - tolerances[0] > now + EPSILON:  # others wait: join them
                 return self._settle((state,), now, gcra.decide_all(
                     (state[0],), now, increments, tolerances, horizon, (state[3],)))
             tat += increments[0]

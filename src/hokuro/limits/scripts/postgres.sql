@@ -68,7 +68,9 @@ BEGIN
     wait := 0;
     FOR i IN 1 .. v_n LOOP
         v_bases[i] := greatest(tats[i], decided_at);
-        IF v_ends[i] > v_bases[i] + p_epsilon THEN
+        -- places beyond the TAT whose time has not passed
+        IF v_ends[i] > v_bases[i] + p_epsilon
+                AND v_ends[i] - p_tolerances[i] > decided_at + p_epsilon THEN
             v_behind := true;
         END IF;
         tats[i] := v_bases[i] + p_increments[i];

@@ -32,7 +32,10 @@ for i = 1, #KEYS do
     raws[i] = state and tat or '0'
     tat = tonumber(tat)
     local base = math.max(tat, now)
-    if tonumber(queued) > base + epsilon then behind = true end
+    local queued_at = tonumber(queued)
+    if queued_at > base + epsilon and queued_at - tonumber(ARGV[1 + 3 * i]) > now + epsilon then
+        behind = true  -- places beyond the TAT whose time has not passed
+    end
     tat = base + tonumber(ARGV[3 * i])
     local late = tat - tonumber(ARGV[1 + 3 * i]) - now
     if late > wait then wait = late end
