@@ -23,6 +23,8 @@ from hokuro.store.limits import (
 )
 from hokuro.store.limits.gcra import KeyState, decide, decide_all, parse_rate
 
+INF = float("inf")  # a horizon that books any place, however far ahead
+
 
 class FakeClock:
     """Epoch seconds that move only when someone sleeps."""
@@ -133,9 +135,9 @@ def test_no_window_of_one_period_ever_holds_more_than_count_plus_burst(count, bu
 def test_several_limits_are_granted_all_together_or_not_at_all():
     now = 100.0
     # the first limit has room, the second is full
-    verdict = decide_all([0.0, now + 1.0], now, [0.1, 0.5], [1.0, 1.0], reserve=False)
+    verdict = decide_all([0.0, now + 1.0], now, [0.1, 0.5], [1.0, 1.0], horizon=0.0)
     assert not verdict.granted and verdict.wait == pytest.approx(0.5)
-    booked = decide_all([0.0, now + 1.0], now, [0.1, 0.5], [1.0, 1.0], reserve=True)
+    booked = decide_all([0.0, now + 1.0], now, [0.1, 0.5], [1.0, 1.0], horizon=INF)
     assert booked.granted and booked.wait == pytest.approx(0.5)
     assert booked.tats == pytest.approx((now + 0.1, now + 1.5))
 
@@ -151,7 +153,7 @@ def test_a_hold_grants_nothing_before_it_ends_then_resumes_at_the_steady_rate():
 def test_a_hold_moves_a_waiting_line_back_as_one_block():
     tat = 100.0
     for _ in range(10):  # ten callers booked places up to 110 on "1/s", burst 1
-        tat = decide_all([tat], 100.0, [1.0], [1.0], reserve=True).tats[0]
+        tat = decide_all([tat], 100.0, [1.0], [1.0], horizon=INF).tats[0]
     state = gcra.hold(KeyState(tat), now=100.0, seconds=4.0, tolerance=1.0)
     assert state.held == 4.0 and state.tat == tat + 4.0
 
@@ -164,8 +166,8 @@ def test_holds_placed_together_do_not_add_up():
 
 
 def test_only_the_last_place_in_line_is_given_back():
-    first = decide_all([0.0], 100.0, [1.0], [1.0], reserve=True)
-    second = decide_all(first.tats, 100.0, [1.0], [1.0], reserve=True)
+    first = decide_all([0.0], 100.0, [1.0], [1.0], horizon=INF)
+    second = decide_all(first.tats, 100.0, [1.0], [1.0], horizon=INF)
     state = KeyState(second.tats[0])
     assert gcra.refund(state, 1.0, receipt=first.tats[0]) is None
     assert gcra.refund(state, 1.0, receipt=second.tats[0]).tat == first.tats[0]
@@ -218,7 +220,7 @@ def test_store_clock_is_this_hosts_clock(store):
 
 
 def test_store_grants_the_burst_then_refuses_with_the_time_to_wait(store):
-    verdicts = [store.decide(KEYS, (T,), (3 * T,), False) for _ in range(4)]
+    verdicts = [store.decide(KEYS, (T,), (3 * T,), 0.0) for _ in range(4)]
     assert [v.granted for v in verdicts] == [True, True, True, False]
     first = verdicts[0]
     assert first.wait == 0.0 and first.tats[0] == pytest.approx(first.now + T, abs=1e-6)
@@ -226,7 +228,7 @@ def test_store_grants_the_burst_then_refuses_with_the_time_to_wait(store):
 
 
 def test_store_books_later_places_in_order(store):
-    waits = [store.decide(KEYS, (T,), (T,), True).wait for _ in range(4)]
+    waits = [store.decide(KEYS, (T,), (T,), INF).wait for _ in range(4)]
     assert waits[0] == 0.0
     assert waits[1:] == pytest.approx([0.1, 0.2, 0.3], abs=0.05)
     assert all(a < b for a, b in itertools.pairwise(waits))
@@ -234,31 +236,31 @@ def test_store_books_later_places_in_order(store):
 
 def test_store_grants_several_limits_together_or_none(store):
     keys = ("api|10/s", "api|2/s tokens")
-    assert store.decide(keys, (T, 0.5), (T, 0.5), False).granted
-    refused = store.decide(keys, (T, 0.5), (1.0, 0.5), False)
+    assert store.decide(keys, (T, 0.5), (T, 0.5), 0.0).granted
+    refused = store.decide(keys, (T, 0.5), (1.0, 0.5), 0.0)
     assert not refused.granted
     # the refused decision took nothing from the first limit: room for one more is left
-    assert store.decide(keys[:1], (T,), (2 * T,), False).granted
+    assert store.decide(keys[:1], (T,), (2 * T,), 0.0).granted
 
 
 def test_store_shares_state_between_clients(store, second_store):
-    assert store.decide(KEYS, (T,), (T,), False).granted
-    assert not second_store.decide(KEYS, (T,), (T,), False).granted
+    assert store.decide(KEYS, (T,), (T,), 0.0).granted
+    assert not second_store.decide(KEYS, (T,), (T,), 0.0).granted
 
 
 def test_store_hold_refuses_everyone_until_it_ends(store, second_store):
     store.hold(KEYS, (T,), 0.3)
-    refused = second_store.decide(KEYS, (T,), (T,), False)
+    refused = second_store.decide(KEYS, (T,), (T,), 0.0)
     assert not refused.granted and refused.wait == pytest.approx(0.3 + T, abs=0.05)
     assert second_store.held(KEYS) == pytest.approx((0.3,), abs=0.01)
 
 
 def test_store_refund_gives_back_only_the_last_place(store):
-    first = store.decide(KEYS, (T,), (T,), True)
-    second = store.decide(KEYS, (T,), (T,), True)
+    first = store.decide(KEYS, (T,), (T,), INF)
+    second = store.decide(KEYS, (T,), (T,), INF)
     assert not store.refund(KEYS, (T,), first.tats)
     assert store.refund(KEYS, (T,), second.tats)
-    again = store.decide(KEYS, (T,), (T,), True)
+    again = store.decide(KEYS, (T,), (T,), INF)
     assert again.tats == pytest.approx(second.tats, abs=0.05)
 
 
@@ -266,7 +268,7 @@ def test_store_holds_placed_together_do_not_add_up(store):
     store.hold(KEYS, (T,), 0.5)
     store.hold(KEYS, (T,), 0.5)
     assert store.held(KEYS)[0] == pytest.approx(0.5, abs=0.05)
-    refused = store.decide(KEYS, (T,), (T,), False)
+    refused = store.decide(KEYS, (T,), (T,), 0.0)
     assert refused.wait == pytest.approx(0.5 + T, abs=0.05)
 
 
@@ -277,10 +279,10 @@ def test_redis_script_uses_the_same_epsilon_as_the_arithmetic():
 
 
 def test_store_refund_after_a_hold_keeps_the_hold(store):
-    booked = store.decide(KEYS, (T,), (T,), True)
+    booked = store.decide(KEYS, (T,), (T,), INF)
     store.hold(KEYS, (T,), 0.5)
     assert not store.refund(KEYS, (T,), booked.tats)
-    assert not store.decide(KEYS, (T,), (T,), False).granted
+    assert not store.decide(KEYS, (T,), (T,), 0.0).granted
 
 
 def test_store_never_grants_more_than_the_rate_to_many_threads(store):
@@ -290,7 +292,7 @@ def test_store_never_grants_more_than_the_rate_to_many_threads(store):
 
     def hammer() -> None:
         while time.time() < stop:
-            verdict = store.decide(KEYS, (1 / rate,), (burst / rate,), False)
+            verdict = store.decide(KEYS, (1 / rate,), (burst / rate,), 0.0)
             if verdict.granted:
                 granted.append(verdict.now)
 
@@ -403,7 +405,7 @@ def test_without_the_give_back_the_next_caller_would_wait_longer():
     store = MemoryStore(clock)
     lim = Limiter("api", "1/s", burst=1, store=store)
     lim.acquire()
-    store.decide(lim._keys, lim._unit, lim._tolerances, True)  # a place nobody gives back
+    store.decide(lim._keys, lim._unit, lim._tolerances, INF)  # a place nobody gives back
     clock.now += 1.0
     assert not lim.try_acquire()
 

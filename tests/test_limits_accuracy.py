@@ -1,8 +1,9 @@
-"""Accuracy: four processes hammer one limiter through a shared store.
+"""Accuracy: four processes of three threads each hammer one limiter through a shared store.
 
-Each process books grants with ``Limiter.acquire`` and records, per grant, its place (the
-store's clock at the decision plus the wait it was given: when the grant may be used) and the
-local time at which ``acquire`` returned. The test merges them and proves that no window of
+Each thread takes grants with ``Limiter.acquire`` (so the threads of a process wait in its
+line, and the processes contend in the store) and records, per grant, its place (the store's
+clock at the decision plus the wait it was given: when the grant may be used) and the local
+time at which ``acquire`` returned. The test merges them and proves that no window of
 one period ever holds more than count + burst places, that no caller went before its place,
 and that the processes together got at least 95% of the configured rate.
 
@@ -23,24 +24,30 @@ import pytest
 
 RATE, PERIOD, BURST = 20, 1.0, 5  # "20/s", burst 5
 WORKERS = 4
+THREADS = 3  # per worker process
 RUN_SECONDS = 3.0
 START_DELAY = 2.0  # room for four interpreters to start before the common start time
 
 
 def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
             out: str) -> None:
+    import threading
+
     from hokuro.store.limits import Limiter, LimitStore, Verdict, open_store
 
     class Recording(LimitStore):
-        """The real store, noting where each granted place lies on the store's clock."""
+        """The real store, noting where each thread's granted place lies on the store's
+        clock."""
 
         def __init__(self, inner: LimitStore) -> None:
-            self.inner, self.kind, self.last_place = inner, inner.kind, 0.0
+            self.inner, self.kind, self.local = inner, inner.kind, threading.local()
 
         def decide(self, keys: Sequence[str], increments: Sequence[float],
-                   tolerances: Sequence[float], reserve: bool) -> Verdict:
-            verdict = self.inner.decide(keys, increments, tolerances, reserve)
-            self.last_place = verdict.now + verdict.wait
+                   tolerances: Sequence[float], horizon: float,
+                   ticket: Sequence[float] | None = None) -> Verdict:
+            verdict = self.inner.decide(keys, increments, tolerances, horizon, ticket)
+            if verdict.granted:  # a waiter is refused while its place is far off
+                self.local.place = verdict.now + verdict.wait
             return verdict
 
         def held(self, keys):
@@ -64,11 +71,19 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
     store = Recording(inner)
     limiter = Limiter(name, f"{RATE}/s", burst=BURST, store=store)
     inner.now()  # stores connect on first use: connect before the run, not in it
-    time.sleep(max(0.0, start_at - time.time()))
-    grants = []
-    while time.time() < stop_at:
-        limiter.acquire()
-        grants.append((store.last_place, time.time()))
+    grants: list[tuple[float, float]] = []
+
+    def hammer() -> None:
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            limiter.acquire()
+            grants.append((store.local.place, time.time()))
+
+    threads = [threading.Thread(target=hammer) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     inner.close()
     Path(out).write_text(json.dumps(grants))
 

@@ -174,6 +174,15 @@ class _Await:
         self.flight = flight
 
 
+class _Take:
+    """Wait for the limiter under the mark (see :class:`_LimitedCall`)."""
+
+    __slots__ = ()
+
+
+_TAKE = _Take()
+
+
 _Flow = Generator[Any, Any, Any]
 _E = TypeVar("_E", bound=BaseException)
 
@@ -193,6 +202,8 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
             try:
                 if type(request) is _Sleep:
                     time.sleep(request.seconds)
+                elif request is _TAKE:
+                    call.take()  # type: ignore[attr-defined]
                 else:
                     request.flight.wait()
             except BaseException as exc:
@@ -220,6 +231,8 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> An
             try:
                 if type(request) is _Sleep:
                     await asyncio.sleep(request.seconds)
+                elif request is _TAKE:
+                    await call.take_async()  # type: ignore[attr-defined]
                 else:
                     await request.flight.wait_async()
             except BaseException as exc:
@@ -228,6 +241,42 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> An
                 request = next(flow)
     except StopIteration as stop:
         return stop.value
+
+
+class _LimitedCall:
+    """The call of a function guarded by a hokuro limiter right under the mark
+    (``@spot.mark`` over ``@lim``).
+
+    The call path takes the limiter's place (:meth:`take`) after the kept-result check and
+    the flight, and before it claims the task; then the function runs past its guard on that
+    place. So a call waiting for the limiter is not ``running``, its timings start when the
+    function does, a crash while it waits leaves no record, and kept results never reach the
+    limiter. The price: a call that finds, once its turn came, that another process holds or
+    has finished the same task has spent a place for nothing.
+    """
+
+    __slots__ = ("args", "ctx_name", "guarded", "increments", "kwargs")
+
+    def __init__(self, guarded: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 ctx_name: str | None) -> None:
+        self.guarded, self.args, self.kwargs, self.ctx_name = guarded, args, kwargs, ctx_name
+        self.increments: tuple[float, ...] = ()
+
+    def _with_ctx(self, ctx: Context | None) -> dict[str, Any]:
+        if self.ctx_name is not None and self.ctx_name not in self.kwargs:
+            return {**self.kwargs, self.ctx_name: ctx}
+        return self.kwargs
+
+    # A cost function sees the call's arguments as the guard would show them; the task's
+    # context does not exist before the claim, so it sees ``ctx=None``.
+    def take(self) -> None:
+        self.increments = self.guarded.take(self.args, self._with_ctx(None))
+
+    async def take_async(self) -> None:
+        self.increments = await self.guarded.take_async(self.args, self._with_ctx(None))
+
+    def __call__(self, ctx: Context | None) -> Any:
+        return self.guarded.call(self.increments, self.args, self._with_ctx(ctx))
 
 
 def _is_ctx_param(param: inspect.Parameter) -> bool:
@@ -269,6 +318,10 @@ class MarkedFunction:
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         self._ctx_name = next((p.name for p in params if _is_ctx_param(p)), None)
+        guarded = getattr(fn, "__hokuro_guard__", None)
+        # Only a guard right under the mark: one whose attribute another decorator copied
+        # must still be called through that decorator.
+        self._guarded = guarded if guarded is not None and guarded.wrapper is fn else None
         names = [p.name for p in params if p.name != self._ctx_name]
         unknown = [n for n in options.ignore if n not in names]
         if unknown:
@@ -385,6 +438,8 @@ class MarkedFunction:
     def _caller(self, args: tuple[Any, ...], kwargs: dict[str, Any]
                 ) -> Callable[[Context | None], Any]:
         fn, ctx_name = self.fn, self._ctx_name
+        if self._guarded is not None:
+            return _LimitedCall(self._guarded, args, kwargs, ctx_name)
 
         def call(ctx: Context | None) -> Any:
             if ctx_name is not None and ctx_name not in kwargs:
@@ -480,6 +535,8 @@ class MarkedFunction:
         force, steal = recompute, None
         waited_since: float | None = None
         delay = spot.poll_min
+        if self._guarded is not None:
+            yield _TAKE  # the limiter's turn first: waiting for it is not running
         while True:
             now = spot.clock()
             claimed = ledger.claim(Claim(
@@ -515,6 +572,10 @@ class MarkedFunction:
             if (latest is not None and latest.status == Status.FAILED
                     and (latest.finished_at or 0) >= waited_since):
                 raise _task_failed(latest)
+        if self._guarded is not None and waited_since is not None:
+            # The place taken before another owner's run was waited out is long past: take
+            # a fresh one (this wait, after the claim, counts as running).
+            yield _TAKE
         return (yield from self._execute(key, ident, claimed.attempt, record, args, kwargs))
 
     def _execute(self, key: str, ident: str | None, attempt: int, previous: Record | None,

@@ -6,7 +6,8 @@ stores: memory (one process), SQLite (one host), Redis and PostgreSQL (many host
 
 from .base import LimitStore, Verdict
 from .gcra import Rate, parse_rate
-from .limiter import Guard, Limiter, limiter_call, open_store
+from .guard import Guard
+from .limiter import Limiter, limiter_call, open_store
 from .memory import MemoryStore
 
 __all__ = [

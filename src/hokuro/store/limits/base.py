@@ -5,8 +5,11 @@ below one atomic step on its own clock (a transaction, a server script, a locked
 every thread, process or machine that shares the store shares the limit exactly. Keys come
 sorted; a store that locks rows locks them in that order.
 
-Waiting happens in the caller, never in the store: ``decide(reserve=True)`` books a place in
-line and says how long to sleep; a caller that is cancelled while asleep calls ``refund``.
+Waiting happens in the caller, never in the store: ``decide`` with a ``horizon`` books a place
+at most that far ahead and says how long to sleep, or refuses, places the caller in the
+waiting line and says when to ask again; a caller that is cancelled while asleep on a booked
+place calls ``refund``. A store may keep no waiting line (``queued`` always 0): then waiters
+of several processes all ask at every turn, which costs round trips, never exactness.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ class Verdict(NamedTuple):
     """A store's answer to :meth:`LimitStore.decide`."""
 
     granted: bool  # the cost is taken (for now, or booked for ``wait`` seconds from now)
-    wait: float  # seconds to sleep before using the grant; when refused, until it could pass
+    wait: float  # seconds to sleep before using the grant; when refused, until its place comes
     now: float  # the store's clock at the decision, epoch seconds
-    tats: tuple[float, ...]  # each key's TAT after the grant: the receipt :meth:`refund` wants
+    tats: tuple[float, ...]  # granted: each key's new TAT (the receipt :meth:`refund` wants);
+    # refused: the caller's ticket (its place in the waiting line), or the TATs it would have
     held: tuple[float, ...]  # each key's ``held`` total at the decision (see :meth:`held`)
 
 
@@ -35,9 +39,13 @@ class LimitStore(ABC):
 
     @abstractmethod
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
-        """Decide a cost against every key at once (see :func:`gcra.decide_all`); when
-        granted, store each key's new TAT in the same atomic step."""
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
+        """Decide a cost against every key at once (see :func:`gcra.decide_all`): granted
+        when its place comes within ``horizon`` seconds (0: only now; ``inf``: whenever).
+        When granted, store each key's new TAT in the same atomic step; when a caller that
+        waits is refused, give it a place in the waiting line (its ``ticket``, returned as
+        the verdict's ``tats``, which it shows when it asks again)."""
 
     @abstractmethod
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:

@@ -27,6 +27,10 @@ from ...model.durations import parse_duration
 # exact boundaries stay exact. A microsecond is far below any rate people configure.
 EPSILON = 1e-6
 
+# The least booking horizon, seconds (see booking_horizon): about what a woken thread or
+# task may be late, plus a store round trip.
+MIN_HORIZON = 0.01
+
 # Labels of limits that count calls rather than a quantity the caller passes as cost.
 CALL_LABELS = frozenset({"", "call", "calls", "request", "requests"})
 
@@ -96,30 +100,87 @@ class Decision(NamedTuple):
     """A decision on several keys at once: all are granted together or none is."""
 
     granted: bool
-    wait: float  # seconds until a grant may be used (0: now); when refused, until it could be
-    tats: tuple[float, ...]  # each key's TAT once granted (the receipt a refund shows)
+    # granted: seconds until the place may be used (0: now); refused: until the place would
+    # come, or for a caller in the waiting line, until its place there comes
+    wait: float
+    # granted: each key's new TAT (the receipt a refund shows); refused: the caller's ticket
+    # (its place in the waiting line), or the TATs it would have had
+    tats: tuple[float, ...]
+    queued: tuple[float, ...] | None = None  # each key's new waiting-line end, when it grew
 
 
 def decide_all(tats: Sequence[float], now: float, increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Decision:
+               tolerances: Sequence[float], horizon: float,
+               queued: Sequence[float] | None = None,
+               ticket: Sequence[float] | None = None) -> Decision:
     """Decide one cost against every limit of a limiter.
 
     ``tats`` are the stored TATs (0 for a key never seen), ``increments`` the cost of each
-    limit in seconds (``cost * T``), ``tolerances`` each limit's ``burst * T``. With
-    ``reserve`` the cost is always granted, possibly for later (``wait`` seconds from now):
-    the caller holds a place in line and sleeps until it, which keeps waiters in order and
-    costs one decision per call however long the wait.
+    limit in seconds (``cost * T``), ``tolerances`` each limit's ``burst * T``. The cost is
+    granted when its place comes within ``horizon`` seconds: at once (``wait`` 0), or booked
+    for ``wait`` seconds from now, when the caller holds that place and sleeps until it.
+    ``horizon`` 0 grants only now; a limiter books a short horizon ahead (see
+    :func:`booking_horizon`), so a process that dies while waiting holds no more than that.
+
+    The *waiting line* (``queued``: each key's end of it, a TAT) orders callers that wait
+    (``horizon`` > 0) across processes. A refused caller joins it: its ``ticket`` is the
+    place after the line's end, and ``wait`` says when that place comes (it asks again one
+    horizon before). A caller without a ticket is refused while the line holds places
+    beyond the TAT, so waiters go in the order they were refused, and each asks about once
+    per turn instead of all asking at every turn. A ticket holder is granted by the TAT
+    alone and keeps its ticket when refused. The line grants nothing by itself: places of
+    callers who never come back (killed, cancelled) are passed by those after them, and
+    places whose time has passed do not count. Without ``queued`` there is no line. A
+    refusal's ``wait`` is always positive when ``horizon`` is.
     """
     new_tats = []
     wait = 0.0
-    for tat, increment, tolerance in zip(tats, increments, tolerances, strict=True):
-        tat = (tat if tat > now else now) + increment
+    behind = False  # others wait in the line for places beyond the TAT
+    for i, (tat, increment, tolerance) in enumerate(
+            zip(tats, increments, tolerances, strict=True)):
+        base = tat if tat > now else now
+        # places beyond the TAT whose time has not passed (a caller late for its place
+        # forfeits it to whoever asks first)
+        if queued is not None and queued[i] > base + EPSILON \
+                and queued[i] - tolerance > now + EPSILON:
+            behind = True
+        tat = base + increment
         new_tats.append(tat)
         if tat - tolerance - now > wait:
             wait = tat - tolerance - now
-    if wait <= EPSILON:
-        return Decision(True, 0.0, tuple(new_tats))
-    return Decision(reserve, wait, tuple(new_tats))
+    lining = horizon > 0 and queued is not None
+    if not (lining and behind and ticket is None):
+        if wait <= EPSILON:
+            return Decision(True, 0.0, tuple(new_tats))
+        if wait <= horizon:
+            return Decision(True, wait, tuple(new_tats))
+    if not lining:
+        return Decision(False, wait, tuple(new_tats))
+    assert queued is not None
+    if ticket is not None:
+        places = tuple(ticket)
+        grown = None
+    else:
+        places = tuple(max(end, tat, now) + increment for end, tat, increment
+                       in zip(queued, tats, increments, strict=True))
+        grown = places
+    due = max(wait, *(place - tolerance - now
+                      for place, tolerance in zip(places, tolerances, strict=True)))
+    return Decision(False, due, places, grown)
+
+
+def booking_horizon(emission_intervals: Sequence[float]) -> float:
+    """How far ahead a waiting caller may book its place: one emission interval of the
+    slowest limit, and never less than :data:`MIN_HORIZON`.
+
+    A place further ahead is not booked: the caller sleeps until it is this close, then asks
+    again. So the bookings of a process killed while waiting end within one horizon of its
+    death; and where the horizon is one interval, at most one booked place is pending per
+    limit at any time, so a waiter that gives up is the last in line and can give its place
+    back. :data:`MIN_HORIZON` lets fast limits book a few places ahead, so that a waiter
+    woken a little late (the scheduler, a round trip) still finds its place waiting.
+    """
+    return max(MIN_HORIZON, *emission_intervals)
 
 
 def decide(tat: float | None, now: float, cost: float, emission_interval: float,
@@ -129,7 +190,7 @@ def decide(tat: float | None, now: float, cost: float, emission_interval: float,
     A refused decision leaves the TAT as it was; ``retry_after`` says when it would pass.
     """
     stored = 0.0 if tat is None else tat
-    verdict = decide_all((stored,), now, (cost * emission_interval,), (burst_tolerance,), False)
+    verdict = decide_all((stored,), now, (cost * emission_interval,), (burst_tolerance,), 0.0)
     return verdict.granted, verdict.tats[0] if verdict.granted else stored, verdict.wait
 
 
@@ -139,6 +200,7 @@ class KeyState(NamedTuple):
     tat: float = 0.0
     held: float = 0.0  # seconds that holds have pushed this key's waiting line back, in total
     held_until: float = 0.0  # end of the latest hold
+    queued: float = 0.0  # end of the waiting line (see decide_all), a TAT; 0: nobody
 
 
 def hold(state: KeyState, now: float, seconds: float, tolerance: float) -> KeyState:
@@ -146,7 +208,8 @@ def hold(state: KeyState, now: float, seconds: float, tolerance: float) -> KeySt
 
     Callers already waiting hold places that lie after ``now`` and after the previous hold's
     end; the whole line moves back by the ``shift`` that puts the earliest of them at the new
-    end, and each waiter, on waking, moves itself by the growth of ``held``. Moving the line
+    end (the waiting line's end too), and each waiter, on waking, moves itself by the growth
+    of ``held``. Moving the line
     as one block keeps every window's count what it was. New callers start after the hold
     with no burst saved up: after a "too many requests" the far side is saturated, and a
     full burst at once would ask for the next refusal. Concurrent holds for the same reason
@@ -155,7 +218,8 @@ def hold(state: KeyState, now: float, seconds: float, tolerance: float) -> KeySt
     until = now + seconds
     shift = max(0.0, until - max(now, state.held_until))
     tat = max(max(state.tat, now) + shift, until + tolerance)
-    return KeyState(tat, state.held + shift, max(state.held_until, until))
+    queued = state.queued + shift if state.queued > now else state.queued
+    return KeyState(tat, state.held + shift, max(state.held_until, until), queued)
 
 
 def refund(state: KeyState, increment: float, receipt: float) -> KeyState | None:

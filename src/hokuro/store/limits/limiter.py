@@ -1,19 +1,23 @@
 """The limiter: GCRA limits on one name, shared through a store, for sync and async code.
 
-A call books its place with one store decision and, when the place lies ahead, sleeps until
-it. All policy (booking, following holds while asleep, giving a place back when the waiting
-is abandoned, holding and retrying after :class:`~hokuro.errors.RetryAfter`) is written once,
-as generators that yield what to sleep and when to call; :meth:`Limiter._run` and
-:meth:`Limiter._run_async` are the only places that know how to sleep and how to call.
-Store operations are synchronous even from asyncio code: each is one short local step or one
-round trip, cheaper than handing it to a thread.
+A call asks the store once; granted, it goes, or sleeps until its booked place. A place is
+booked only when it lies within a short horizon (:func:`~hokuro.limits.gcra.booking_horizon`):
+a call whose place is further ahead queues in this process's :class:`~hokuro.limits.line.Line`
+and asks again when its turn is near (the store's refusal gave it a place in a waiting line
+shared by every process). So nothing a process books outlives it by more than a horizon: a
+killed batch leaves no line of dead bookings for the next run to wait out.
+
+All policy (asking, queueing, following holds while asleep, giving a place back when the
+waiting is abandoned, holding and retrying after :class:`~hokuro.errors.RetryAfter`) is
+written once, as generators that yield what to sleep, whose turn to wait for and when to
+call; :meth:`Limiter._run` and :meth:`Limiter._run_async` are the only places that know how
+to sleep, wait and call. Store operations are synchronous even from asyncio code: each is one
+short local step or one round trip, cheaper than handing it to a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -22,11 +26,11 @@ from typing import Any
 
 from ...errors import ConfigurationError, RateLimitError, RetryAfter
 from .base import LimitStore, Verdict
-from .gcra import CALL_LABELS, Rate, parse_rate
+from .gcra import CALL_LABELS, Rate, booking_horizon, decide_all, parse_rate
+from .guard import Cost, CostSpec, Guard
+from .line import Line, Turn
 from .memory import MemoryStore
 
-Cost = float | Mapping[str, float]
-CostSpec = Cost | Callable[..., Cost]
 Steps = Generator[Any, Any, Any]
 
 _CALL = object()  # what an engine yields to have its driver run the guarded function
@@ -51,7 +55,14 @@ class Limiter:
     caller of these limits, then is retried up to ``retry_after_attempts`` times.
 
     With a mark, put the limiter inside (``@spot.mark`` above ``@lim``): the mark answers
-    cached calls without reaching the limiter, so only real calls spend the limit.
+    cached calls without reaching the limiter, so only real calls spend the limit, and it
+    waits for the limiter before it claims the task, so waiting never counts as running.
+
+    Waiting callers of one process queue in arrival order; only the first asks the store,
+    and it books its place only once the place is within a short horizon (one emission
+    interval of the slowest limit, at least 10 ms). Processes sharing a store take turns in
+    the order their waiters were refused (the store's waiting line, see
+    :func:`~hokuro.limits.gcra.decide_all`).
 
     ``store`` is shared state (see :func:`open_store`); without one, limiters of the same
     name in this process share the process-wide memory store. ``clock``, ``sleep`` and
@@ -95,6 +106,9 @@ class Limiter:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._unit = self._increments(1)  # the common cost, worked out once
+        self._horizon = booking_horizon([rate.emission_interval for rate in self.rates])
+        self._line = Line()
+        self._waiting = self._line.turns  # true while callers of this process wait in line
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(rate.text) for rate in self.rates)
@@ -104,28 +118,34 @@ class Limiter:
     # -- the public surface ----------------------------------------------------------------
     def acquire(self, cost: Cost = 1) -> float:
         """Block until ``cost`` is granted; return the seconds waited."""
-        booked = self._book(cost)
-        return 0.0 if booked is None else self._run(self._wait(*booked))
-
-    async def acquire_async(self, cost: Cost = 1) -> float:
-        """Wait (without blocking the event loop) until ``cost`` is granted; return the
-        seconds waited. Cancelling the wait gives the place back."""
-        booked = self._book(cost)
-        return 0.0 if booked is None else await self._run_async(self._wait(*booked))
-
-    def _book(self, cost: Cost) -> tuple[Verdict, tuple[float, ...]] | None:
-        """Book a place for ``cost``: None when granted now (or free), else the verdict and
-        increments to wait on."""
         if cost == 1:
             increments = self._unit
         else:
             increments = self._increments(cost)
             if not any(increments):
-                return None
-        verdict = self._decide(self._keys, increments, self._tolerances, True)
+                return 0.0  # free: no store call at all
+        if self._waiting:  # others of this process wait already: queue behind them
+            return self._run(self._take(increments))
+        verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
         if verdict[1] > 0:  # the wait; indexing is the cheapest read of a named tuple
-            return verdict, increments
-        return None
+            return self._run(self._take(increments, verdict))
+        return 0.0
+
+    async def acquire_async(self, cost: Cost = 1) -> float:
+        """Wait (without blocking the event loop) until ``cost`` is granted; return the
+        seconds waited. Cancelling the wait gives the place back."""
+        if cost == 1:
+            increments = self._unit
+        else:
+            increments = self._increments(cost)
+            if not any(increments):
+                return 0.0
+        if self._waiting:
+            return await self._run_async(self._take(increments))
+        verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
+        if verdict[1] > 0:
+            return await self._run_async(self._take(increments, verdict))
+        return 0.0
 
     def try_acquire(self, cost: Cost = 1) -> bool:
         """Take ``cost`` if it can go now; never wait and never book a later place."""
@@ -135,7 +155,7 @@ class Limiter:
             increments = self._increments(cost)
             if not any(increments):
                 return True
-        return self._decide(self._keys, increments, self._tolerances, False)[0]
+        return self._decide(self._keys, increments, self._tolerances, 0.0)[0]
 
     def hold(self, seconds: float) -> None:
         """Grant nothing under this limiter's limits for ``seconds``, to every caller of the
@@ -209,6 +229,65 @@ class Limiter:
         return self._increments(cost(*args, **kwargs) if callable(cost) else cost)
 
     # -- the engine: what to do, written once --------------------------------------------
+    def _take(self, increments: tuple[float, ...], verdict: Verdict | None = None) -> Steps:
+        """Take a place for ``increments`` and wait until it comes; ``verdict`` is the
+        store's answer when the caller has asked already. Returns the seconds waited."""
+        if verdict is None and not self._waiting:
+            verdict = self._decide(self._keys, increments, self._tolerances, self._horizon)
+        waited = 0.0
+        if verdict is None or not verdict.granted:
+            verdict, waited = yield from self._queue(increments, verdict)
+        if verdict.wait > 0:
+            waited += yield from self._wait(verdict, increments)
+        return waited
+
+    def _queue(self, increments: tuple[float, ...], refused: Verdict | None) -> Steps:
+        """Queue behind this process's earlier waiters; once first, ask the store each time
+        a place within the horizon may be free, until one is booked. Returns the booking
+        and the seconds slept or queued.
+
+        A refusal places the caller in the store's waiting line, shared with other
+        processes; it shows that place (its ticket) when it asks again."""
+        line = self._line
+        turn = line.join()
+        booked = None
+        waited = 0.0
+        ticket = None if refused is None else refused.tats
+        try:
+            if not turn.first:
+                queued_at = time.monotonic()
+                yield turn
+                waited += time.monotonic() - queued_at
+                # This caller's own refusal is stale by now, though its place in the
+                # store's line still stands; the waiter before left a fresher hint.
+                refused = None
+            due = self._due(refused or turn.hint, increments)
+            while True:
+                if due > 0:
+                    yield due
+                    waited += due
+                verdict = self._decide(self._keys, increments, self._tolerances,
+                                       self._horizon, ticket)
+                if verdict.granted:
+                    booked = verdict
+                    return verdict, waited
+                ticket = verdict.tats
+                due = verdict.wait - self._horizon
+        finally:
+            line.leave(turn, booked)  # the next asks now, or when this booking says
+
+    def _due(self, hint: Verdict | None, increments: tuple[float, ...]) -> float:
+        """Seconds until a place for ``increments`` may lie within the horizon, judged from
+        the last verdict seen: this caller's refusal, or the booking of the waiter before
+        (as if this caller had asked right after it). Holds and other processes may make
+        the store answer otherwise; then its refusal says how long to sleep again."""
+        if hint is None:
+            return 0.0
+        if not hint.granted:
+            return hint.wait - self._horizon
+        return decide_all(hint.tats, hint.now, increments, self._tolerances,
+                          0.0).wait - self._horizon
+
     def _wait(self, verdict: Verdict, increments: tuple[float, ...]) -> Steps:
         """Sleep until a booked place comes; follow holds placed meanwhile (each moves the
         line back by the growth of ``held``); give the place back if the wait is abandoned
@@ -236,14 +315,14 @@ class Limiter:
             # what matters; a place not given back only costs a little capacity.
             pass
 
-    def _guarded(self, increments: tuple[float, ...]) -> Steps:
-        """Book, wait, call; on RetryAfter hold every caller, then book and call again."""
+    def _guarded(self, increments: tuple[float, ...], taken: bool = False) -> Steps:
+        """Take a place (unless ``taken``), call; on RetryAfter hold every caller, then
+        take a place and call again."""
         attempt = 0
         while True:
-            if any(increments):
-                verdict = self.store.decide(self._keys, increments, self._tolerances, True)
-                if verdict.wait > 0:
-                    yield from self._wait(verdict, increments)
+            if not taken and any(increments):
+                yield from self._take(increments)
+            taken = False
             try:
                 return (yield _CALL)
             except RetryAfter as exc:
@@ -269,6 +348,8 @@ class Limiter:
                         reply = call()  # type: ignore[misc]
                     except RetryAfter as exc:
                         error = exc
+                elif type(step) is Turn:
+                    self._line.wait(step)
                 else:
                     self._sleep(step)
         except StopIteration as stop:
@@ -288,62 +369,14 @@ class Limiter:
                         reply = await call()  # type: ignore[misc]
                     except RetryAfter as exc:
                         error = exc
+                elif type(step) is Turn:
+                    await self._line.wait_async(step)
                 else:
                     await self._async_sleep(step)
         except StopIteration as stop:
             return stop.value
         finally:
             steps.close()
-
-
-class Guard:
-    """A limiter with a cost: a decorator (sync or async) and a context manager."""
-
-    __slots__ = ("cost", "limiter")
-
-    def __init__(self, limiter: Limiter, cost: CostSpec) -> None:
-        self.limiter = limiter
-        self.cost = cost
-        if not callable(cost):
-            limiter._increments(cost)  # a cost that can never pass fails here, at decoration
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        limiter, cost = self.limiter, self.cost
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                steps = limiter._guarded(limiter._cost_of(cost, args, kwargs))
-                return await limiter._run_async(steps, lambda: fn(*args, **kwargs))
-
-            return guarded_async
-
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            steps = limiter._guarded(limiter._cost_of(cost, args, kwargs))
-            return limiter._run(steps, lambda: fn(*args, **kwargs))
-
-        return guarded
-
-    def _fixed_cost(self) -> Cost:
-        if callable(self.cost):
-            raise ConfigurationError(
-                "a cost function needs the call's arguments: use the limiter as a decorator, "
-                "or give the context manager a number")
-        return self.cost
-
-    def __enter__(self) -> Limiter:
-        self.limiter.acquire(self._fixed_cost())
-        return self.limiter
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.limiter._after(exc)
-
-    async def __aenter__(self) -> Limiter:
-        await self.limiter.acquire_async(self._fixed_cost())
-        return self.limiter
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.limiter._after(exc)
 
 
 def _bursts(name: str, rates: list[Rate],

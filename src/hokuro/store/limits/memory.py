@@ -25,8 +25,8 @@ class MemoryStore(LimitStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        # key -> [tat, held, held_until], a KeyState kept as a list so a decision updates
-        # it in place instead of allocating a new one
+        # key -> [tat, held, held_until, queued], a KeyState kept as a list so a decision
+        # updates it in place instead of allocating a new one
         self._states: dict[str, list[float]] = {}
         _STORES.add(self)
 
@@ -38,13 +38,14 @@ class MemoryStore(LimitStore):
     def _state(self, key: str) -> list[float]:
         state = self._states.get(key)
         if state is None:  # setdefault is atomic: two threads get the same list
-            state = self._states.setdefault(key, [0.0, 0.0, 0.0])
+            state = self._states.setdefault(key, [0.0, 0.0, 0.0, 0.0])
         return state
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
-        if len(keys) != 1:
-            return self._decide_many(keys, increments, tolerances, reserve)
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
+        if len(keys) != 1 or ticket is not None:
+            return self._decide_many(keys, increments, tolerances, horizon, ticket)
         # gcra.decide_all for one key, spelled out: this is the whole cost of in-process
         # limiting, and the generic path (lists, zip, named tuples) doubles it. The
         # conformance suite holds both to the same answers.
@@ -54,33 +55,51 @@ class MemoryStore(LimitStore):
         try:
             now = self._clock()
             tat = state[0]
-            tat = (tat if tat > now else now) + increments[0]
+            if tat < now:
+                tat = now
+            if horizon > 0 and state[3] > tat + EPSILON \
+                    and state[3] - tolerances[0] > now + EPSILON:  # others wait: join them
+                return self._settle((state,), now, gcra.decide_all(
+                    (state[0],), now, increments, tolerances, horizon, (state[3],)))
+            tat += increments[0]
             wait = tat - tolerances[0] - now
             if wait <= EPSILON:
                 wait, granted = 0.0, True
                 state[0] = tat
-            elif reserve:
+            elif wait <= horizon:
                 granted = True
                 state[0] = tat
+            elif horizon <= 0:
+                granted = False  # a caller that will not wait takes no place in the line
             else:
-                granted = False
+                return self._settle((state,), now, gcra.decide_all(
+                    (state[0],), now, increments, tolerances, horizon, (state[3],)))
             held = state[1]
         finally:
             lock.release()
         return _new_tuple(Verdict, (granted, wait, now, (tat,), (held,)))
 
     def _decide_many(self, keys: Sequence[str], increments: Sequence[float],
-                     tolerances: Sequence[float], reserve: bool) -> Verdict:
+                     tolerances: Sequence[float], horizon: float,
+                     ticket: Sequence[float] | None) -> Verdict:
         states = [self._state(key) for key in keys]
         with self._lock:
             now = self._clock()
-            granted, wait, tats = gcra.decide_all(
-                [state[0] for state in states], now, increments, tolerances, reserve)
-            if granted:
-                for state, tat in zip(states, tats, strict=True):
-                    state[0] = tat
-            held = tuple(state[1] for state in states)
-        return Verdict(granted, wait, now, tats, held)
+            return self._settle(states, now, gcra.decide_all(
+                [state[0] for state in states], now, increments, tolerances, horizon,
+                [state[3] for state in states], ticket))
+
+    @staticmethod
+    def _settle(states: Sequence[list[float]], now: float, decision: gcra.Decision) -> Verdict:
+        """Store what ``decision`` changed; the caller holds the lock."""
+        if decision.granted:
+            for state, tat in zip(states, decision.tats, strict=True):
+                state[0] = tat
+        elif decision.queued is not None:
+            for state, end in zip(states, decision.queued, strict=True):
+                state[3] = end
+        return Verdict(decision.granted, decision.wait, now, decision.tats,
+                       tuple(state[1] for state in states))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:
         with self._lock:

@@ -116,9 +116,11 @@ class PostgresStore(LimitStore):
         return any(secret in str(exc) for secret in self._secrets)
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         granted, wait, now, tats, helds = self._one(
-            "decide", (list(keys), list(increments), list(tolerances), reserve, gcra.EPSILON))
+            "decide", (list(keys), list(increments), list(tolerances), float(horizon),
+                       None if ticket is None else list(ticket), gcra.EPSILON))
         return Verdict(granted, wait, now, tuple(tats), tuple(helds))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:

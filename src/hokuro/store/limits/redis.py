@@ -23,6 +23,7 @@ DEFAULT_PREFIX = "hokuro:limit:"
 
 _new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
 _YES = (b"1", "1")  # a client made with decode_responses=True answers in text
+_FAR = 1e18  # seconds: a horizon beyond every place (for an infinite one)
 
 
 class RedisStore(LimitStore):
@@ -75,17 +76,21 @@ class RedisStore(LimitStore):
             f"Redis limit store {self.describe()}: {str(exc).rstrip('.')}{hint}")
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         prefix = self.prefix
-        if len(keys) == 1:  # the common case, without the loops
-            reply = self._call("decide", (prefix + keys[0],), 1 if reserve else 0,
-                               increments[0], tolerances[0])
+        if horizon > _FAR:  # Lua reads numbers with strtod: keep to finite ones
+            horizon = _FAR
+        if len(keys) == 1 and ticket is None:  # the common case, without the loops
+            reply = self._call("decide", (prefix + keys[0],), horizon, 0,
+                               increments[0], tolerances[0], 0)
             granted, wait, now, tat, held = reply.split()
             return _new_tuple(Verdict, (granted in _YES, float(wait), float(now),
                                         (float(tat),), (float(held),)))
-        args: list[Any] = [1 if reserve else 0]
-        for increment, tolerance in zip(increments, tolerances, strict=True):
-            args += (increment, tolerance)
+        args: list[Any] = [horizon, 0 if ticket is None else 1]
+        places = ticket if ticket is not None else [0.0] * len(keys)
+        for increment, tolerance, place in zip(increments, tolerances, places, strict=True):
+            args += (increment, tolerance, place)
         granted, wait, now, *rest = self._call(
             "decide", [prefix + key for key in keys], *args).split()
         count = len(keys)

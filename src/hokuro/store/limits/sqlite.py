@@ -39,6 +39,7 @@ class SQLiteStore(LimitStore):
         self._pool = ConnectionPool(self._connect)
         with self._pool.connection():
             pass  # fail here, not at the first call, when the file cannot be opened
+        self._upgrade()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -47,6 +48,11 @@ class SQLiteStore(LimitStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(self._sql["schema"])
         return conn
+
+    def _upgrade(self) -> None:
+        with self._transaction() as conn:
+            if "queued" not in {row[0] for row in conn.execute(self._sql["columns"])}:
+                conn.execute(self._sql["add_queued"])
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -64,15 +70,21 @@ class SQLiteStore(LimitStore):
         return gcra.KeyState(*row) if row else gcra.KeyState()
 
     def decide(self, keys: Sequence[str], increments: Sequence[float],
-               tolerances: Sequence[float], reserve: bool) -> Verdict:
+               tolerances: Sequence[float], horizon: float,
+               ticket: Sequence[float] | None = None) -> Verdict:
         with self._transaction() as conn:
             states = [self._read(conn, key) for key in keys]
             now = self._clock()
-            granted, wait, tats = gcra.decide_all(
-                [state.tat for state in states], now, increments, tolerances, reserve)
-            if granted:
-                conn.executemany(self._sql["write_tat"], zip(keys, tats, strict=True))
-        return Verdict(granted, wait, now, tats, tuple(state.held for state in states))
+            decision = gcra.decide_all(
+                [state.tat for state in states], now, increments, tolerances, horizon,
+                [state.queued for state in states], ticket)
+            if decision.granted:
+                conn.executemany(self._sql["write_tat"], zip(keys, decision.tats, strict=True))
+            elif decision.queued is not None:
+                conn.executemany(self._sql["write_queued"],
+                                 zip(keys, decision.queued, strict=True))
+        return Verdict(decision.granted, decision.wait, now, decision.tats,
+                       tuple(state.held for state in states))
 
     def held(self, keys: Sequence[str]) -> tuple[float, ...]:
         with self._pool.connection() as conn:

@@ -7,17 +7,30 @@ CREATE TABLE IF NOT EXISTS hokuro_limits (
     key TEXT PRIMARY KEY,
     tat REAL NOT NULL DEFAULT 0,
     held REAL NOT NULL DEFAULT 0,
-    held_until REAL NOT NULL DEFAULT 0
+    held_until REAL NOT NULL DEFAULT 0,
+    queued REAL NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
+-- name: columns
+SELECT name FROM pragma_table_info('hokuro_limits')
+
+-- name: add_queued
+-- Files made before the waiting line (hokuro 0.1 development) lack its column.
+ALTER TABLE hokuro_limits ADD COLUMN queued REAL NOT NULL DEFAULT 0
+
 -- name: read_state
-SELECT tat, held, held_until FROM hokuro_limits WHERE key = ?
+SELECT tat, held, held_until, queued FROM hokuro_limits WHERE key = ?
 
 -- name: write_tat
 INSERT INTO hokuro_limits (key, tat) VALUES (?, ?)
 ON CONFLICT (key) DO UPDATE SET tat = excluded.tat
 
+-- name: write_queued
+INSERT INTO hokuro_limits (key, queued) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET queued = excluded.queued
+
 -- name: write_state
-INSERT INTO hokuro_limits (key, tat, held, held_until) VALUES (?, ?, ?, ?)
+INSERT INTO hokuro_limits (key, tat, held, held_until, queued) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
-    tat = excluded.tat, held = excluded.held, held_until = excluded.held_until
+    tat = excluded.tat, held = excluded.held, held_until = excluded.held_until,
+    queued = excluded.queued
