@@ -24,3 +24,11 @@ def test_importing_hokuro_leaves_asyncio_and_the_limiters_unloaded():
 def test_every_exported_name_resolves():
     for name in hokuro.__all__:
         assert getattr(hokuro, name) is not None
+
+
+def test_plans_and_steering_results_are_exported():
+    from hokuro.model import plans, steering
+
+    assert hokuro.Plan is plans.Plan and hokuro.Pipe is plans.Pipe
+    assert (hokuro.Pending, hokuro.Reset, hokuro.Cancel) == (
+        steering.Pending, steering.Reset, steering.Cancel)

@@ -18,7 +18,9 @@ from .errors import (
     UnkeyableArgument,
 )
 from .model.codec import Codec
+from .model.plans import Pipe, Plan
 from .model.records import Record, Status
+from .model.steering import Cancel, Pending, Reset
 from .store.blobs import BlobStorageBase
 from .store.ledger import TaskDB
 
@@ -35,6 +37,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BlobStorageBase",
+    "Cancel",
     "Codec",
     "ConfigurationError",
     "Context",
@@ -43,8 +46,12 @@ __all__ = [
     "KeyPolicy",
     "Limiter",
     "MarkedFunction",
+    "Pending",
+    "Pipe",
+    "Plan",
     "RateLimitError",
     "Record",
+    "Reset",
     "RetryAfter",
     "SerializationError",
     "Spot",

@@ -105,3 +105,9 @@ class RetryAfter(HokuroError):
             )
         self.seconds = seconds
         super().__init__(message or f"the service asked to wait {seconds:g} s before retrying")
+
+
+class PlanError(ConfigurationError):
+    """A plan cannot run as built (a step that is not marked, a parent from another plan, a
+    cycle, a fan-out body that never uses its element); nothing has run. The message names
+    the node and what to change."""

@@ -30,8 +30,10 @@ from ..errors import (
 from ..model.codec import codec_for
 from ..model.durations import parse_duration
 from ..model.keys import ident_key, stable_name, task_key
+from ..model.plans import Pipe
 from ..model.records import (
     Claim,
+    ClaimResult,
     Outcome,
     Record,
     Status,
@@ -40,6 +42,8 @@ from ..model.records import (
     error_fingerprint,
     error_message,
 )
+from ..model.steering import RetryPolicy
+from ..model.steps import STEP_OPTIONS, step_options
 from ..store.blobs.names import log_ref, result_ref
 from .context import Context
 from .keygen import KeyPolicy
@@ -55,7 +59,9 @@ HOOKS = ("pre_execute", "on_hit", "on_miss", "on_error")
 MARK_OPTIONS = frozenset({
     "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
     "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
+    *STEP_OPTIONS,
 })
+_NO_RETRY = RetryPolicy()
 # What stops a call rather than fails it: KeyboardInterrupt, SystemExit, GeneratorExit and
 # asyncio.CancelledError are exactly the BaseExceptions that are not Exceptions (named by that
 # property so that importing hokuro does not import asyncio).
@@ -88,6 +94,21 @@ class MarkOptions:
     cache_errors: bool = False
     store_args: bool = True
     hooks: dict[str, Callable[[TaskEvent], Any]] = field(default_factory=dict)
+    # -- as a step (STEP_OPTIONS; None: not set) --
+    retries: int | None = None
+    retry_on: tuple[type[Exception], ...] | None = None
+    backoff: float | None = None
+    timeout: float | None = None
+    scope: str | None = None
+    priority: int | None = None
+    concurrency: int | None = None
+    poll: float | None = None
+    #: ``retries``, ``retry_on`` and ``backoff`` as one policy (hokuro's defaults where unset).
+    retry_policy: RetryPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "retry_policy", _NO_RETRY.over(
+            self.retries, self.retry_on, self.backoff))
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> MarkOptions:
@@ -135,6 +156,7 @@ class MarkOptions:
             cache_errors=bool(opts.get("cache_errors", False)),
             store_args=store_args,
             hooks=hooks,
+            **step_options(opts),
         )
 
 
@@ -214,7 +236,8 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
         return stop.value
 
 
-async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
+async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
+                       timeout: float | None = None, name: str = "") -> Any:
     import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
 
     try:
@@ -222,7 +245,10 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> An
         while True:
             if type(request) is _Invoke:
                 try:
-                    value = await call(request.ctx)
+                    if timeout is None:
+                        value = await call(request.ctx)
+                    else:
+                        value = await _within(call(request.ctx), timeout, name)
                 except BaseException as exc:
                     request = flow.send((False, exc))
                 else:
@@ -241,6 +267,24 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any]) -> An
                 request = next(flow)
     except StopIteration as stop:
         return stop.value
+
+
+async def _within(call: Any, timeout: float, name: str) -> Any:
+    """Await ``call``, cancelling it after ``timeout`` seconds (then: TimeoutError). Only
+    async calls have a timeout here: a thread cannot be stopped from outside, and abandoning
+    it would leave it running beside the next attempt; the run engine fences a sync step's
+    late result off instead."""
+    import asyncio
+
+    limit = asyncio.timeout(timeout)
+    try:
+        async with limit:
+            return await call
+    except TimeoutError:
+        if not limit.expired():
+            raise  # the function's own TimeoutError, not its time limit
+        raise TimeoutError(f"{name} did not finish within its timeout of {timeout:g} s"
+                           ) from None
 
 
 class _LimitedCall:
@@ -424,7 +468,8 @@ class MarkedFunction:
         flow = self._flow(key, ident, bound, args, kwargs, recompute=recompute, checked=checked,
                           damaged=damaged)
         if self.is_async:
-            return _drive_async(flow, self._caller(args, kwargs))
+            return _drive_async(flow, self._caller(args, kwargs), self.options.timeout,
+                                self.name)
         return _drive_sync(flow, self._caller(args, kwargs))
 
     def forget(self, *args: Any, **kwargs: Any) -> bool:
@@ -576,37 +621,86 @@ class MarkedFunction:
             # The place taken before another owner's run was waited out is long past: take
             # a fresh one (this wait, after the claim, counts as running).
             yield _TAKE
-        return (yield from self._execute(key, ident, claimed.attempt, record, args, kwargs))
+
+        def reclaim() -> ClaimResult:
+            # A retry claims the task again from itself: the lease never lapses between
+            # attempts (another owner waits instead of running it too), and the record
+            # counts the attempt.
+            now = spot.clock()
+            owner = spot.owner_token()
+            return ledger.claim(Claim(
+                key=key, fn=self.name, owner=owner, lease_until=now + spot.lease, now=now,
+                fn_path=self.fn_path, ident=ident, args=encoded_args,
+                version=self.options.version, steal_from=owner,
+            ))
+
+        return (yield from self._execute(key, ident, claimed.attempt, record, args, kwargs,
+                                         reclaim))
 
     def _execute(self, key: str, ident: str | None, attempt: int, previous: Record | None,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Flow:
+                 args: tuple[Any, ...], kwargs: dict[str, Any],
+                 reclaim: Callable[[], ClaimResult]) -> _Flow:
         spot = self.spot
         owner = spot.owner_token()
         spot.counters["misses"] += 1
-        ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt,
-                      log_limit=spot.log_limit, dir_factory=functools.partial(spot.task_dir, key))
+        policy = self.options.retry_policy
         # The lease is renewed from the claim until the outcome is committed (invariant 3):
         # a slow upload or a ledger write in its retry backoff must not let another owner
         # take the task and run it again.
         spot.leases.hold(key)
         try:
-            started = time.perf_counter()
-            try:
-                self._hook("on_miss", key, args, kwargs)
-                self._hook("pre_execute", key, args, kwargs)
-                ok, payload = yield _Invoke(ctx)
-            except BaseException as exc:  # thrown in while waiting to run (cancellation)
-                ok, payload = False, exc
-            duration = time.perf_counter() - started
-            if ok:
-                self._store(key, owner, payload, ctx, previous)
-                return payload
-            if self._record_failure(key, owner, payload, ctx):
-                _mark_recorded(payload, key)
-            self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
-            raise payload
+            self._hook("on_miss", key, args, kwargs)
+            tries = 0
+            while True:
+                tries += 1
+                ctx = Context(key=key, fn=self.name, ident=ident, attempt=attempt,
+                              log_limit=spot.log_limit,
+                              dir_factory=functools.partial(spot.task_dir, key))
+                started = time.perf_counter()
+                try:
+                    self._hook("pre_execute", key, args, kwargs)
+                    ok, payload = yield _Invoke(ctx)
+                except BaseException as exc:  # thrown in while waiting to run (cancellation)
+                    ok, payload = False, exc
+                duration = time.perf_counter() - started
+                if ok:
+                    self._store(key, owner, payload, ctx, previous)
+                    return payload
+                if policy.should_retry(payload, tries):
+                    next_attempt = yield from self._back_off(
+                        key, owner, payload, ctx, policy.delay(tries, payload), reclaim)
+                    if next_attempt is not None:
+                        attempt = next_attempt
+                        continue
+                    raise payload  # another owner has the task now; its record is theirs
+                if self._record_failure(key, owner, payload, ctx):
+                    _mark_recorded(payload, key)
+                self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
+                raise payload
         finally:
             spot.leases.release(key)
+
+    def _back_off(self, key: str, owner: str, error: BaseException, ctx: Context,
+                  delay: float, reclaim: Callable[[], ClaimResult]) -> _Flow:
+        """Wait ``delay`` before retrying, still holding the lease, then claim the task again:
+        the new attempt number, or None when another owner took the task meanwhile."""
+        log.info("hokuro: %s (task %s) failed with %s; retrying in %.3g s", self.name,
+                 key[:12], type(error).__name__, delay)
+        try:
+            yield _Sleep(delay)
+            if self._guarded is not None:
+                yield _TAKE  # each attempt spends its own place of the limiter under the mark
+        except BaseException:
+            # Stopped while waiting to retry: the failed attempt is the task's end.
+            if self._record_failure(key, owner, error, ctx):
+                _mark_recorded(error, key)
+            raise
+        claimed = reclaim()
+        if claimed.outcome == "claimed":
+            return claimed.attempt
+        log.warning("hokuro: task %s was taken over by another owner while %s waited to "
+                    "retry it; this call ends with its last error", key[:12], self.name)
+        return None
 
     def _store(self, key: str, owner: str, value: Any, ctx: Context,
                previous: Record | None) -> None:
@@ -800,6 +894,13 @@ class MarkedFunction:
             hook(TaskEvent(name, self.name, key, args, kwargs, **details))
         except Exception:
             log.exception("hokuro: the %s hook of %s raised; the call goes on", name, self.name)
+
+    # -- pipes: a | b | c -------------------------------------------------------------------
+    def __or__(self, other: Any) -> Pipe:
+        return Pipe((self,)) | other
+
+    def __ror__(self, other: Any) -> Pipe:
+        return Pipe((self,)).__ror__(other)  # `f | step` with f not marked: says to mark f
 
     def __hokuro_key__(self) -> tuple[str, str | None]:
         """A marked function passed as an argument is keyed by its name and version."""
