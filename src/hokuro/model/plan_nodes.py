@@ -64,7 +64,6 @@ class JobTemplate:
     priority: int | None
 
 
-
 def describe_nodes(nodes: Mapping[str, Node], order: Iterable[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for node_id in order:

@@ -70,7 +70,6 @@ class Value:
         return f"<Value {self.node}>"
 
 
-
 class Plan:
     """What a run executes: calls of steps, joins and fan-outs (see the module docs)."""
 
