@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -81,6 +82,25 @@ def test_another_caller_waits_out_the_backoff_instead_of_running_the_task_too(ma
         assert second(21) == 42  # the task stayed claimed through the backoff
         assert retrying.result(10) == 42
     assert calls == [21, 21] and first.task(21).attempts == 2
+
+
+def test_each_attempt_spends_a_place_of_the_limiter_under_the_mark(make_spot):
+    spot = make_spot("steps", limits="memory")
+    # A rested limiter grants 3 at once; its name is new, as memory limits live per process.
+    lim = spot.limiter(name=f"api-{uuid.uuid4().hex}", limits=["3/hour"])
+    calls = []
+
+    @spot.mark(name="limited", retries=1, backoff=0)
+    @lim
+    def fetch(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise ConnectionError("reset")
+        return x
+
+    assert fetch(1) == 1 and len(calls) == 2
+    assert lim.try_acquire(1)  # the third place
+    assert not lim.try_acquire(1)  # the first two went to the two attempts
 
 
 def test_without_retries_a_failure_is_not_retried(spot, slept):

@@ -14,13 +14,15 @@ exactly (the far side said how long to wait).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, RetryAfter
 from .durations import parse_duration
+
+if TYPE_CHECKING:
+    import random
 
 #: How long a ``Pending()`` without ``after`` waits when its step sets no ``poll`` option.
 DEFAULT_POLL = 10.0
@@ -141,11 +143,11 @@ class RetryPolicy:
         if not self.jitter or not base:
             return base
         if rng is None:
+            import random  # on the first retry only: `import hokuro` need not pay for it
+
             draw = random.random()
-        elif isinstance(rng, random.Random):
-            draw = rng.random()
         else:
-            draw = rng()
+            draw = rng() if callable(rng) else rng.random()
         return base * (1.0 - self.jitter * draw)
 
     def over(self, retries: int | None = None, retry_on: Any = None,
