@@ -6,7 +6,9 @@ import hokuro
 def test_public_names_are_exactly_the_exported_ones():
     public = {name for name in vars(hokuro) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(hokuro, name)).__name__ == "module"}
-    lazy = {"Limiter"}  # resolved on first use: limiters import asyncio
+    # Resolved on first use: limiters import asyncio; plans and steering results are the
+    # run engine's.
+    lazy = {"Limiter", "Plan", "Pipe", "Pending", "Reset", "Cancel"}
     assert (public - modules) | lazy == set(hokuro.__all__) - {"__version__"}
 
 
@@ -15,7 +17,8 @@ def test_importing_hokuro_leaves_asyncio_and_the_limiters_unloaded():
     import sys
 
     probe = ("import sys, hokuro; print(sorted(m for m in ('asyncio', 'hokuro.store.limits', "
-             "'pickle', 'lzma', 'importlib.resources') if m in sys.modules))")
+             "'pickle', 'lzma', 'importlib.resources', 'hokuro.model.plans', "
+             "'hokuro.model.steering') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -18,9 +18,7 @@ from .errors import (
     UnkeyableArgument,
 )
 from .model.codec import Codec
-from .model.plans import Pipe, Plan
 from .model.records import Record, Status
-from .model.steering import Cancel, Pending, Reset
 from .store.blobs import BlobStorageBase
 from .store.ledger import TaskDB
 
@@ -33,6 +31,15 @@ def __getattr__(name: str) -> object:
         from .store.limits import Limiter
 
         return Limiter
+    # Plans and steering results are the run engine's: loaded when a program uses them.
+    if name in ("Plan", "Pipe"):
+        from .model import plans
+
+        return getattr(plans, name)
+    if name in ("Pending", "Reset", "Cancel"):
+        from .model import steering
+
+        return getattr(steering, name)
     raise AttributeError(f"module 'hokuro' has no attribute {name!r}")
 
 __all__ = [

@@ -30,7 +30,6 @@ from ..errors import (
 from ..model.codec import codec_for
 from ..model.durations import parse_duration
 from ..model.keys import ident_key, stable_name, task_key
-from ..model.plans import Pipe
 from ..model.records import (
     Claim,
     ClaimResult,
@@ -42,26 +41,30 @@ from ..model.records import (
     error_fingerprint,
     error_message,
 )
-from ..model.steering import RetryPolicy
-from ..model.steps import STEP_OPTIONS, step_options
 from ..store.blobs.names import log_ref, result_ref
 from .context import Context
 from .keygen import KeyPolicy
 from .owners import owner_is_dead
 
 if TYPE_CHECKING:
+    from ..model.steering import RetryPolicy
+    from ..model.steps import Pipe
     from .spot import Spot
 
 log = logging.getLogger("hokuro")
 
 HOOKS = ("pre_execute", "on_hit", "on_miss", "on_error")
+#: The options that steer a function as a step of a run (``retries``, ``retry_on``,
+#: ``backoff`` and ``timeout`` also apply to direct calls); None: the run's default, else
+#: hokuro's. Checked by model/steps.py, loaded only when a mark gives one.
+STEP_OPTIONS = ("retries", "retry_on", "backoff", "timeout", "scope", "priority",
+                "concurrency", "poll")
 #: Every option ``@spot.mark`` accepts; anything else is a TypeError.
 MARK_OPTIONS = frozenset({
     "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
     "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
     *STEP_OPTIONS,
 })
-_NO_RETRY = RetryPolicy()
 # What stops a call rather than fails it: KeyboardInterrupt, SystemExit, GeneratorExit and
 # asyncio.CancelledError are exactly the BaseExceptions that are not Exceptions (named by that
 # property so that importing hokuro does not import asyncio).
@@ -103,12 +106,19 @@ class MarkOptions:
     priority: int | None = None
     concurrency: int | None = None
     poll: float | None = None
-    #: ``retries``, ``retry_on`` and ``backoff`` as one policy (hokuro's defaults where unset).
-    retry_policy: RetryPolicy = field(init=False, repr=False, compare=False)
+    _retry_policy: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "retry_policy", _NO_RETRY.over(
-            self.retries, self.retry_on, self.backoff))
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """``retries``, ``retry_on`` and ``backoff`` as one policy (hokuro's defaults where
+        unset); built on first use, so `import hokuro` does not load the run model."""
+        policy = self._retry_policy
+        if policy is None:
+            from ..model.steering import RetryPolicy
+
+            policy = RetryPolicy().over(self.retries, self.retry_on, self.backoff)
+            object.__setattr__(self, "_retry_policy", policy)
+        return policy
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> MarkOptions:
@@ -156,8 +166,16 @@ class MarkOptions:
             cache_errors=bool(opts.get("cache_errors", False)),
             store_args=store_args,
             hooks=hooks,
-            **step_options(opts),
+            **_step_options(opts),
         )
+
+
+def _step_options(opts: dict[str, Any]) -> dict[str, Any]:
+    if not any(opts.get(name) is not None for name in STEP_OPTIONS):
+        return {}
+    from ..model.steps import step_options
+
+    return step_options(opts)
 
 
 @dataclass(slots=True)
@@ -643,7 +661,6 @@ class MarkedFunction:
         spot = self.spot
         owner = spot.owner_token()
         spot.counters["misses"] += 1
-        policy = self.options.retry_policy
         # The lease is renewed from the claim until the outcome is committed (invariant 3):
         # a slow upload or a ledger write in its retry backoff must not let another owner
         # take the task and run it again.
@@ -666,7 +683,8 @@ class MarkedFunction:
                 if ok:
                     self._store(key, owner, payload, ctx, previous)
                     return payload
-                if policy.should_retry(payload, tries):
+                policy = self.options.retry_policy if self.options.retries else None
+                if policy is not None and policy.should_retry(payload, tries):
                     next_attempt = yield from self._back_off(
                         key, owner, payload, ctx, policy.delay(tries, payload), reclaim)
                     if next_attempt is not None:
@@ -897,9 +915,13 @@ class MarkedFunction:
 
     # -- pipes: a | b | c -------------------------------------------------------------------
     def __or__(self, other: Any) -> Pipe:
+        from ..model.steps import Pipe
+
         return Pipe((self,)) | other
 
     def __ror__(self, other: Any) -> Pipe:
+        from ..model.steps import Pipe
+
         return Pipe((self,)).__ror__(other)  # `f | step` with f not marked: says to mark f
 
     def __hokuro_key__(self) -> tuple[str, str | None]:

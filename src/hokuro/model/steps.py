@@ -16,12 +16,6 @@ from ..errors import ConfigurationError, PlanError
 from .durations import parse_duration
 from .steering import RetryPolicy
 
-#: The options of ``@spot.mark`` that steer a function as a step of a run (``retries``,
-#: ``retry_on``, ``backoff`` and ``timeout`` also apply to direct calls). Unset (None) means:
-#: the run's default, else hokuro's.
-STEP_OPTIONS = ("retries", "retry_on", "backoff", "timeout", "scope", "priority",
-                "concurrency", "poll")
-
 
 @runtime_checkable
 class Step(Protocol):
@@ -175,8 +169,9 @@ def named(obj: Any) -> str:
 
 
 def step_options(opts: dict[str, Any]) -> dict[str, Any]:
-    """The step options of a mark, checked (None: not set); each message says what is
-    expected."""
+    """The step options of a mark (``retries``, ``retry_on``, ``backoff``, ``timeout``,
+    ``scope``, ``priority``, ``concurrency``, ``poll``), checked (None: not set); each message
+    says what is expected."""
     retries, retry_on, backoff = opts.get("retries"), opts.get("retry_on"), opts.get("backoff")
     policy = RetryPolicy().over(retries, retry_on, backoff)  # checks all three
     timeout = parse_duration(opts.get("timeout"), what="timeout")
