@@ -152,9 +152,7 @@ FROM unnest(%(keys)s::text[], %(owners)s::text[], %(statuses)s::text[],
             %(expires_ats)s::double precision[])
      AS o(key, owner, status, result, blob, codec, content_type, size, checksum, error_type,
           error, error_fingerprint, log, log_blob, finished_at, expires_at)
--- (key = ANY: an index lookup of the batch's rows, however large the table grows.)
-WHERE t.key = ANY(%(keys)s::text[]) AND t.key = o.key AND t.owner = o.owner
-  AND t.status = 'running'
+WHERE t.key = o.key AND t.owner = o.owner AND t.status = 'running'
 
 -- name: job_done
 -- The outcomes below are fenced: written only while this owner's claim of this attempt
@@ -165,8 +163,8 @@ FROM unnest(%(run_ids)s::text[], %(job_ids)s::text[], %(owners)s::text[],
             %(attempts)s::int[], %(task_keys)s::text[], %(output_keys)s::text[],
             %(run_afters)s::double precision[], %(errors)s::text[])
      AS o(run_id, job_id, owner, attempt, task_key, output_key, run_after, error)
-WHERE j.job_id = ANY(%(job_ids)s::text[]) AND j.run_id = o.run_id AND j.job_id = o.job_id
-  AND j.owner = o.owner AND j.attempts = o.attempt AND j.status = 'running'
+WHERE j.run_id = o.run_id AND j.job_id = o.job_id AND j.owner = o.owner
+  AND j.attempts = o.attempt AND j.status = 'running'
 RETURNING j.run_id, j.job_id, o.owner, o.attempt
 
 -- name: job_waiting
@@ -180,8 +178,8 @@ FROM unnest(%(run_ids)s::text[], %(job_ids)s::text[], %(owners)s::text[],
             %(attempts)s::int[], %(task_keys)s::text[], %(output_keys)s::text[],
             %(run_afters)s::double precision[], %(errors)s::text[])
      AS o(run_id, job_id, owner, attempt, task_key, output_key, run_after, error)
-WHERE j.job_id = ANY(%(job_ids)s::text[]) AND j.run_id = o.run_id AND j.job_id = o.job_id
-  AND j.owner = o.owner AND j.attempts = o.attempt AND j.status = 'running'
+WHERE j.run_id = o.run_id AND j.job_id = o.job_id AND j.owner = o.owner
+  AND j.attempts = o.attempt AND j.status = 'running'
 RETURNING j.run_id, j.job_id, o.owner, o.attempt
 
 -- name: job_queued
@@ -193,8 +191,8 @@ FROM unnest(%(run_ids)s::text[], %(job_ids)s::text[], %(owners)s::text[],
             %(attempts)s::int[], %(task_keys)s::text[], %(output_keys)s::text[],
             %(run_afters)s::double precision[], %(errors)s::text[])
      AS o(run_id, job_id, owner, attempt, task_key, output_key, run_after, error)
-WHERE j.job_id = ANY(%(job_ids)s::text[]) AND j.run_id = o.run_id AND j.job_id = o.job_id
-  AND j.owner = o.owner AND j.attempts = o.attempt AND j.status = 'running'
+WHERE j.run_id = o.run_id AND j.job_id = o.job_id AND j.owner = o.owner
+  AND j.attempts = o.attempt AND j.status = 'running'
 RETURNING j.run_id, j.job_id, o.owner, o.attempt
 
 -- name: job_failed
@@ -205,8 +203,8 @@ FROM unnest(%(run_ids)s::text[], %(job_ids)s::text[], %(owners)s::text[],
             %(attempts)s::int[], %(task_keys)s::text[], %(output_keys)s::text[],
             %(run_afters)s::double precision[], %(errors)s::text[])
      AS o(run_id, job_id, owner, attempt, task_key, output_key, run_after, error)
-WHERE j.job_id = ANY(%(job_ids)s::text[]) AND j.run_id = o.run_id AND j.job_id = o.job_id
-  AND j.owner = o.owner AND j.attempts = o.attempt AND j.status = 'running'
+WHERE j.run_id = o.run_id AND j.job_id = o.job_id AND j.owner = o.owner
+  AND j.attempts = o.attempt AND j.status = 'running'
 RETURNING j.run_id, j.job_id, o.owner, o.attempt
 
 -- name: job_cancelled
@@ -217,8 +215,8 @@ FROM unnest(%(run_ids)s::text[], %(job_ids)s::text[], %(owners)s::text[],
             %(attempts)s::int[], %(task_keys)s::text[], %(output_keys)s::text[],
             %(run_afters)s::double precision[], %(errors)s::text[])
      AS o(run_id, job_id, owner, attempt, task_key, output_key, run_after, error)
-WHERE j.job_id = ANY(%(job_ids)s::text[]) AND j.run_id = o.run_id AND j.job_id = o.job_id
-  AND j.owner = o.owner AND j.attempts = o.attempt AND j.status = 'running'
+WHERE j.run_id = o.run_id AND j.job_id = o.job_id AND j.owner = o.owner
+  AND j.attempts = o.attempt AND j.status = 'running'
 RETURNING j.run_id, j.job_id, o.owner, o.attempt
 
 -- name: job_reset
@@ -355,5 +353,5 @@ FROM unnest(%(keys)s::text[], %(fns)s::text[], %(fn_paths)s::text[], %(idents)s:
             %(args)s::bytea[], %(versions)s::text[], %(owners)s::text[],
             %(lease_untils)s::double precision[], %(nows)s::double precision[])
      AS c(key, fn, fn_path, ident, args, version, owner, lease_until, now)
-WHERE t.key = ANY(%(keys)s::text[]) AND t.key = c.key
+WHERE t.key = c.key
 RETURNING t.key, t.attempts
