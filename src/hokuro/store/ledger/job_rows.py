@@ -21,7 +21,8 @@ from ...model.records import Claim, ClaimResult, Record, Status, decide_claim
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 #: Columns of ``runs`` in the order of :class:`RunRecord`'s fields.
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
-_PARENTS = JOB_COLUMNS.index("parents")
+#: Where ``seq`` is in a job row (pages of ``find_jobs`` resume after it).
+SEQ = JOB_COLUMNS.index("seq")
 _INPUTS_DONE = RUN_COLUMNS.index("inputs_done")
 #: What ``update_run`` may change (``updated_at`` is always written).
 RUN_FIELDS = ("status", "cursor", "inputs_done", "finished_at", "error")

@@ -30,6 +30,7 @@ from ...model.records import Claim, ClaimResult, Outcome, Record
 from .job_rows import (
     OUTCOME_STATUSES,
     PAGE,
+    SEQ,
     chain_restart,
     check_outcomes,
     decide_claims,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 J = load_queries("postgres_jobs")
 #: The first schema with runs and jobs.
 RUNS_SCHEMA = 3
-_SEQ = 10  # the position of seq in a job row
 
 
 def text(value: str | None) -> str | None:
@@ -199,7 +199,7 @@ class PostgresJobs:
             yield from (job_from_row(row) for row in rows)
             if len(rows) < page:
                 return
-            after = rows[-1][_SEQ]
+            after = rows[-1][SEQ]
             if remaining is not None:
                 remaining -= len(rows)
 

@@ -4,10 +4,11 @@ Why these choices:
 - Every write is one ``BEGIN IMMEDIATE`` transaction: the writer takes the file's write lock
   up front, so what it read inside the transaction (which parents are done, which claims
   still hold) cannot change before it commits. That makes each rule a few plain statements.
-- A batch is one statement where it must be (the claim: ``UPDATE … WHERE seq IN (SELECT …
-  LIMIT n) RETURNING``) and ``executemany`` of a prepared statement elsewhere: in-process,
-  a statement costs microseconds, and executemany measured faster here than one statement
-  over ``json_each`` or a temporary table (``benchmarks/bench_jobs_store.py``).
+- The claim (``UPDATE … WHERE seq IN (SELECT … LIMIT n) RETURNING``) and a batch's
+  countdown are one statement each, lists passed as JSON (``json_each``). A fenced outcome
+  is one prepared statement per job, which tells each job's answer (written, or fenced off)
+  and measured no slower than one ``UPDATE … FROM json_each`` for the batch: in-process, a
+  statement costs microseconds (``benchmarks/bench_jobs_store.py``).
 - A ledger file of schema 2 read without migrating it (readers never write) has no runs
   tables: it reads as "no runs".
 """
@@ -25,6 +26,7 @@ from ...model.jobs import UNFINISHED_RUN_STATUSES, Job, JobOutcome, JobSpec, Run
 from ...model.records import Claim, ClaimResult, Outcome, Record
 from .job_rows import (
     PAGE,
+    SEQ,
     chain_restart,
     check_outcomes,
     claim_params,
@@ -181,7 +183,7 @@ class SQLiteJobs:
             yield from (job_from_row(row) for row in rows)
             if len(rows) < page:
                 return
-            after = rows[-1][10]  # seq
+            after = rows[-1][SEQ]
             if remaining is not None:
                 remaining -= len(rows)
 
