@@ -102,6 +102,10 @@ class TaskDB(ABC):
     remote: bool = False
     #: The Spot whose records this ledger holds, when it knows (hokuro's own ledgers do).
     spot: str | None = None
+    #: True when the ledger keeps runs and jobs (the run engine's operations: create_run,
+    #: insert_jobs, claim_jobs, commit, ...; see the SQL ledgers). A custom ledger need not:
+    #: it still serves marked calls, and the run engine says it cannot keep runs.
+    supports_runs: bool = False
 
     # -- the engine's calls ---------------------------------------------------------------
     @abstractmethod
@@ -138,10 +142,25 @@ class TaskDB(ABC):
         the lease was lost to another owner.
         """
 
+    def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
+        """:meth:`claim` for each of ``claims``, in order (a key claimed earlier in the list
+        is ``busy`` for the later ones). The SQL ledgers do it in one transaction; this
+        default claims one by one, each atomic."""
+        return [self.claim(claim) for claim in claims]
+
     # -- reading --------------------------------------------------------------------------
     @abstractmethod
     def get(self, key: str) -> Record | None:
         """The whole record of ``key``, or None."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """The whole records of those ``keys`` that have one, by key."""
+        found = {}
+        for key in keys:
+            record = self.get(key)
+            if record is not None:
+                found[key] = record
+        return found
 
     @abstractmethod
     def find(self, *, fn: str | None = None, status: str | None = None,

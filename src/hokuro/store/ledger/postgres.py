@@ -68,7 +68,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 # After the check above, which turns a missing psycopg into advice.
-from .spot_schemas import SCHEMA_VERSION, Directory, named, read_version
+from .postgres_jobs import RUNS_SCHEMA, PostgresJobs
+from .postgres_jobs import text as _text
+from .spot_schemas import Directory, named, read_version
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -87,14 +89,6 @@ _BACKOFF = (0.05, 0.25, 1.0, 2.0, 4.0)
 _INHERITED: list[Any] = []
 
 
-def _text(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; a log or traceback that contains one (binary output
-    # of a subprocess) would make finish() fail and the task run again forever.
-    if value is not None and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
-    return value
-
-
 def _transient(exc: BaseException) -> bool:
     """True for errors after which the same operation may simply be tried again."""
     if isinstance(exc, PoolTimeout):
@@ -111,7 +105,7 @@ def _transient(exc: BaseException) -> bool:
     return state is None or state.startswith(("08", "57P"))
 
 
-class PostgresLedger(TaskDB):
+class PostgresLedger(PostgresJobs, TaskDB):
     """Records of one Spot in a PostgreSQL database, in that Spot's schema.
 
     ``spot`` names the Spot; without it, the ledger is the database's only Spot (a
@@ -308,8 +302,10 @@ class PostgresLedger(TaskDB):
             found = Directory(conn, self._where).open(spot, read_only=self.read_only,
                                                       create=create)
             self.spot, self.schema = found.spot, found.schema
-            if found.version < SCHEMA_VERSION:
+            if found.version < 2:
                 self._stats = Q["stats_1"]
+            # An older Spot is read where it is: without runs tables it reads as no runs.
+            self._has_runs = found.version >= RUNS_SCHEMA
 
         self._on_plain_connection(work, " cannot be opened")
 

@@ -1,11 +1,11 @@
 """The Spots of a PostgreSQL database: one schema each, found, created, adopted, migrated.
 
-Each Spot's tables (``tasks``, ``hokuro_meta``, and later runs and jobs) live in schema
-``hokuro_<name>`` (:func:`schema_of`); its ``hokuro_meta`` names the Spot, its schema version
-and where its blobs are. The database's default schema (the *home*, usually ``public``)
-holds only a ``hokuro_meta`` whose version marks that layout: hokuro 0.1, which kept one
-Spot's tables in the home schema, reads that version first and asks to be upgraded instead
-of making tables of its own beside the Spots.
+Each Spot's tables (``tasks``, ``hokuro_meta``, and since schema 3 ``runs``, ``jobs`` and
+``job_edges``) live in schema ``hokuro_<name>`` (:func:`schema_of`); its ``hokuro_meta`` names
+the Spot, its schema version and where its blobs are. The database's default schema (the
+*home*, usually ``public``) holds only a ``hokuro_meta`` whose version marks that layout:
+hokuro 0.1, which kept one Spot's tables in the home schema, reads that version first and
+asks to be upgraded instead of making tables of its own beside the Spots.
 
 A database of schema 1 is adopted by the first Spot that opens it writable: its tables move
 into that Spot's schema as they are (``ALTER TABLE ... SET SCHEMA``), then migrate. Readers
@@ -29,7 +29,7 @@ from .queries import load_queries
 if TYPE_CHECKING:
     from psycopg import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The schema of Spot ``name`` is ``hokuro_<name>`` (see :func:`schema_of`).
 SCHEMA_PREFIX = "hokuro_"
 #: The Spot a ledger opened without a name creates in an empty database (``Spot()``'s).
@@ -139,10 +139,14 @@ class Directory:
             self.refuse_newer(version)
             if version != SCHEMA_VERSION:
                 if read_only:
-                    raise SchemaError(
-                        f"Spot {wanted!r} of {self.where} has schema {version}, older than "
-                        f"this hokuro's ({SCHEMA_VERSION}); open it once without read_only "
-                        "to migrate it")
+                    if version is None or version < 2:
+                        raise SchemaError(
+                            f"Spot {wanted!r} of {self.where} has schema {version}, older "
+                            f"than this hokuro's ({SCHEMA_VERSION}); open it once without "
+                            "read_only to migrate it")
+                    # Read where it is (readers never migrate): schema 2 lacks only the
+                    # runs tables, and reads as a Spot with no runs.
+                    return Found(wanted, schema, version)
                 self._create(wanted, schema)
         elif not create:
             if self.legacy():

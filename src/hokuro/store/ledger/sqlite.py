@@ -40,8 +40,9 @@ from ..connections import ConnectionPool
 from .base import TaskDB, find_records
 from .queries import load_queries
 from .sqlite_errors import ledger_error, translate_errors
+from .sqlite_jobs import RUNS_SCHEMA, SQLiteJobs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Q = load_queries("sqlite")
 _PAGE = 500
 _PRAGMAS = (
@@ -61,10 +62,11 @@ def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...
     return rows[0] if rows else None
 
 
-class SQLiteLedger(TaskDB):
+class SQLiteLedger(SQLiteJobs, TaskDB):
     """Records of one Spot in one SQLite file. ``read_only=True`` never creates, migrates or
     writes; ``create=False`` opens only a file that exists. Opened writable for ``spot``,
-    the file must be that Spot's (or no Spot's yet: it then becomes ``spot``'s)."""
+    the file must be that Spot's (or no Spot's yet: it then becomes ``spot``'s). Runs and
+    jobs live beside the records (:class:`~hokuro.store.ledger.sqlite_jobs.SQLiteJobs`)."""
 
     kind = "sqlite"
 
@@ -96,8 +98,10 @@ class SQLiteLedger(TaskDB):
                     f"{self.path} has schema {version}, newer than this hokuro knows "
                     f"({SCHEMA_VERSION}); upgrade hokuro"
                 )
-            if version < SCHEMA_VERSION:
+            if version < 2:
                 self._stats = Q["stats_1"]
+            # An older file is read where it is: without runs tables it reads as no runs.
+            self._has_runs = version >= RUNS_SCHEMA
             self.spot = self.get_meta("spot")
         else:
             if not create and not self.path.is_file():

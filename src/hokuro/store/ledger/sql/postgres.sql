@@ -266,3 +266,61 @@ ORDER BY key LIMIT %(page)s
 SELECT key, blob, log_blob FROM tasks
 WHERE key > %(after)s AND (blob IS NOT NULL OR log_blob IS NOT NULL)
 ORDER BY key LIMIT %(page)s
+
+-- name: migration_3
+-- Runs and their jobs (the run engine), beside tasks; the same tables and index names as
+-- sqlite.sql. seq is FIFO order across the Spot. A job's parents are a JSON list (its
+-- arguments, in order), and job_edges holds the same links by parent, so that a parent's done
+-- counts down its children and a failure cancels its descendants in one indexed statement
+-- each. waiting counts the distinct parents not done yet.
+CREATE TABLE runs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cursor BIGINT NOT NULL DEFAULT 0,
+    inputs_done BOOLEAN NOT NULL DEFAULT false,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION,
+    error TEXT,
+    options BYTEA,
+    plan BYTEA
+);
+CREATE INDEX runs_name ON runs (name, created_at);
+CREATE INDEX runs_created ON runs (created_at);
+CREATE TABLE jobs (
+    run_id TEXT COLLATE "C" NOT NULL,
+    job_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    node TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    scope TEXT COLLATE "C" NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run_after DOUBLE PRECISION NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    resets INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until DOUBLE PRECISION,
+    task_key TEXT,
+    output_key TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    parents TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    input BYTEA,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE INDEX jobs_claim ON jobs (scope, priority DESC, run_after, seq)
+    WHERE status IN ('queued', 'waiting');
+CREATE INDEX jobs_leases ON jobs (lease_until) WHERE status = 'running';
+-- No index by (run_id, status): every change of status would move its entry (a fifth of
+-- the cost of a job's way through the store, measured), and counting a run is a scan of
+-- its jobs either way, which the (run_id, job_id) key finds.
+CREATE TABLE job_edges (
+    run_id TEXT COLLATE "C" NOT NULL,
+    parent TEXT COLLATE "C" NOT NULL,
+    child TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (run_id, parent, child)
+)

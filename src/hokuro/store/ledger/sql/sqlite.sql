@@ -150,3 +150,62 @@ GROUP BY 1, 2
 SELECT key, blob, log_blob FROM tasks
 WHERE key > :after AND (blob IS NOT NULL OR log_blob IS NOT NULL)
 ORDER BY key LIMIT :page
+
+-- name: migration_3
+-- Runs and their jobs (the run engine), beside tasks. seq is the rowid: FIFO order across
+-- the ledger, and the claim statement updates jobs by rowid. A job's parents are a JSON
+-- list (its arguments, in order), and job_edges holds the same links by parent, so that a
+-- parent's done counts down its children and a failure cancels its descendants in one
+-- indexed statement each. waiting counts the distinct parents not done yet.
+-- Statements are split at semicolons: none in comments.
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    inputs_done INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    options BLOB,
+    plan BLOB
+);
+CREATE INDEX runs_name ON runs (name, created_at);
+CREATE INDEX runs_created ON runs (created_at);
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    scope TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run_after REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    resets INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until REAL,
+    task_key TEXT,
+    output_key TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    parents TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    input BLOB,
+    UNIQUE (run_id, job_id)
+);
+CREATE INDEX jobs_claim ON jobs (scope, priority DESC, run_after, seq)
+    WHERE status IN ('queued', 'waiting');
+CREATE INDEX jobs_leases ON jobs (lease_until) WHERE status = 'running';
+-- No index by (run_id, status): every change of status would move its entry (a fifth of
+-- the cost of a job's way through the store, measured), and counting a run is a scan of
+-- its jobs either way, which the (run_id, job_id) key finds.
+CREATE TABLE job_edges (
+    run_id TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (run_id, parent, child)
+) WITHOUT ROWID

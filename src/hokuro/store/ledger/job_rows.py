@@ -1,0 +1,168 @@
+"""Rows of the runs and jobs tables as the plain data of :mod:`hokuro.model.jobs`, for both
+SQL ledgers: the column lists their statements select, and the conversions back.
+
+A job's parents are kept as a JSON list (an opaque string per parent, in argument order):
+the same text on SQLite and PostgreSQL, read by SQLite's ``json_each`` and PostgreSQL's
+``jsonb_array_elements_text`` when a reset walks a chain upwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from ...errors import LedgerError
+from ...model.jobs import Job, JobOutcome, JobSpec, JobStatus, RunRecord
+from ...model.records import Claim, ClaimResult, Record, Status, decide_claim
+
+#: Columns of ``jobs`` in the order of :class:`Job`'s fields: ``job_from_row`` builds a Job.
+JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+#: Columns of ``runs`` in the order of :class:`RunRecord`'s fields.
+RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
+#: Where ``seq`` is in a job row (pages of ``find_jobs`` resume after it).
+SEQ = JOB_COLUMNS.index("seq")
+_INPUTS_DONE = RUN_COLUMNS.index("inputs_done")
+#: What ``update_run`` may change (``updated_at`` is always written).
+RUN_FIELDS = ("status", "cursor", "inputs_done", "finished_at", "error")
+#: Outcome statuses ``commit`` writes, and the order it applies them in: a batch's dones
+#: count down (and insert fan-out children) before failures cancel descendants.
+OUTCOME_STATUSES = ("done", "waiting", "queued", "failed", "cancelled", "reset")
+#: Jobs per page of ``find_jobs``; keys per statement of ``get_many``.
+PAGE = 500
+
+
+def encode_parents(parents: Iterable[str]) -> str:
+    return json.dumps(list(parents), separators=(",", ":"))
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    job = Job(*row)
+    # Most jobs are roots or have one parent: spare them the JSON decoder.
+    parents = job.parents
+    job.parents = () if parents == "[]" else tuple(json.loads(parents))  # type: ignore[arg-type]
+    return job
+
+
+def in_claim_order(jobs: list[Job], scopes: Sequence[str] | None) -> list[Job]:
+    """Claimed ``jobs`` in the claim's order (RETURNING gives rows in the order they were
+    written): scope position in ``scopes``, priority (highest first), run_after, seq."""
+    position = {} if scopes is None else {s: i for i, s in reversed(list(enumerate(scopes)))}
+    jobs.sort(key=lambda j: (position.get(j.scope, 0), -j.priority, j.run_after, j.seq))
+    return jobs
+
+
+def run_from_row(row: Sequence[Any]) -> RunRecord:
+    values = list(row)
+    values[_INPUTS_DONE] = bool(values[_INPUTS_DONE])
+    return RunRecord(*values)
+
+
+def run_params(run: RunRecord) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RUN_COLUMNS}
+
+
+def run_update_params(run_id: str, fields_: dict[str, Any], now: float) -> dict[str, Any]:
+    """Parameters of ``update_run``: each field with its ``set_<field>`` flag."""
+    unknown = set(fields_) - {*RUN_FIELDS, "updated_at"}
+    if unknown:
+        raise LedgerError(f"update_run cannot change {', '.join(sorted(unknown))}; it changes "
+                          f"{', '.join(RUN_FIELDS)} (and updated_at)")
+    params: dict[str, Any] = {"id": run_id, "updated_at": fields_.get("updated_at", now)}
+    for name in RUN_FIELDS:
+        params[f"set_{name}"] = name in fields_
+        params[name] = fields_.get(name)
+    if params["inputs_done"] is not None:
+        params["inputs_done"] = bool(params["inputs_done"])
+    return params
+
+
+def unique_specs(specs: Iterable[JobSpec]) -> list[JobSpec]:
+    """``specs`` without repeated job ids (the first one wins, as in the ledger)."""
+    seen: dict[str, JobSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.job_id, spec)
+    return list(seen.values())
+
+
+def outside_parents(specs: Sequence[JobSpec]) -> list[str]:
+    """The parents of ``specs`` that are not themselves among ``specs`` (only those can be
+    done already), each once."""
+    ids = {spec.job_id for spec in specs}
+    return sorted({p for spec in specs for p in spec.parents if p not in ids})
+
+
+def start_of(spec: JobSpec, done: set[str]) -> tuple[str, int]:
+    """(status, waiting) of a new job: blocked on its distinct parents not done yet, else
+    queued. Parents already done count as done: a resumed insert never blocks forever."""
+    waiting = len(set(spec.parents) - done)
+    return (JobStatus.BLOCKED if waiting else JobStatus.QUEUED), waiting
+
+
+def chain_restart(chain: Sequence[tuple[str, str, str, int]]
+                  ) -> tuple[list[str], list[tuple[str, str, int, int]]]:
+    """A reset of ``chain`` (rows of job_id, status, parents, resets: a job and all its
+    ancestors): the members that were done, and each member's new (job_id, status, waiting,
+    resets). Every member waits for all its parents again (they are all in the chain); each
+    carries the chain's count of resets, so the job that asks for the next one sees it."""
+    resets = max(row[3] for row in chain) + 1
+    was_done = [row[0] for row in chain if row[1] == JobStatus.DONE]
+    restarted = []
+    for job_id, _status, parents, _resets in chain:
+        waiting = len(set(json.loads(parents or "[]")))
+        status = JobStatus.BLOCKED if waiting else JobStatus.QUEUED
+        restarted.append((job_id, str(status), waiting, resets))
+    return was_done, restarted
+
+
+def check_outcomes(outcomes: Iterable[JobOutcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status not in OUTCOME_STATUSES:
+            raise LedgerError(
+                f"job {outcome.job_id} of run {outcome.run_id}: outcome status "
+                f"{outcome.status!r} is not one of {', '.join(OUTCOME_STATUSES)}")
+
+
+def decide_claims(claims: Sequence[Claim], current: dict[str, Record],
+                  ours: Callable[[Record, Claim], bool] | None = None
+                  ) -> tuple[list[ClaimResult], list[Claim], list[Claim]]:
+    """``claim_many``'s decisions, given the ``current`` records of their keys (locked):
+    the results in order, the claims that make a new record and those that take an
+    existing one. A key claimed earlier in the batch is ``busy`` for its later claims.
+    ``ours(record, claim)`` recognises a record a previous try of this batch wrote."""
+    results: list[ClaimResult] = []
+    fresh: list[Claim] = []
+    again: list[Claim] = []
+    claimed: dict[str, tuple[Claim, int, Record | None]] = {}
+    for claim in claims:
+        if claim.key in claimed:
+            results.append(ClaimResult("busy", _running(*claimed[claim.key])))
+            continue
+        before = current.get(claim.key)
+        if ours is not None and before is not None and ours(before, claim):
+            results.append(ClaimResult("claimed", None, before.attempts))
+            claimed[claim.key] = (claim, before.attempts, before)
+            continue
+        outcome = decide_claim(before, claim)
+        if outcome != "claimed":
+            results.append(ClaimResult(outcome, before))
+            continue
+        attempt = 1 if before is None else before.attempts + 1
+        (fresh if before is None else again).append(claim)
+        results.append(ClaimResult("claimed", before, attempt))
+        claimed[claim.key] = (claim, attempt, before)
+    return results, fresh, again
+
+
+def _running(claim: Claim, attempt: int, before: Record | None) -> Record:
+    """The record a claim made (what a later claim of its key in the batch finds)."""
+    return Record(key=claim.key, status=Status.RUNNING, fn=claim.fn, owner=claim.owner,
+                  lease_until=claim.lease_until, attempts=attempt, started_at=claim.now,
+                  created_at=before.created_at if before else claim.now, updated_at=claim.now)
+
+
+def claim_params(claim: Claim) -> dict[str, Any]:
+    return {"key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path, "ident": claim.ident,
+            "args": claim.args, "version": claim.version, "owner": claim.owner,
+            "lease_until": claim.lease_until, "now": claim.now}
