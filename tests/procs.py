@@ -158,6 +158,25 @@ def faulted_result(item: str) -> dict:
     return {"item": item, "pad": ("x" * 4096) if big else ""}
 
 
+def batch_run(workspace: str, log: str, count: str, sleep: str, db: str = "",
+              blobs: str = "") -> str:
+    """``spot.map`` over ``count`` items; each execution appends its item to ``log``."""
+    spot = _spot("procs", workspace, db, blobs)
+
+    @spot.mark(name="tests.batch_item")
+    def work(i: int) -> int:
+        with open(log, "a") as handle:
+            handle.write(f"{i}\n")
+        time.sleep(float(sleep))
+        return i * 2
+
+    run = spot.map(work, range(int(count)), concurrency=8, progress=False, run="batch")
+    results = run.results(strict=True)
+    assert results == [i * 2 for i in range(int(count))], results
+    spot.close()
+    return f"{run.status} {len(results)}"
+
+
 if __name__ == "__main__":  # python procs.py FUNCTION ARGS...
     name, *args = sys.argv[1:]
     print(globals()[name](*args))

@@ -765,20 +765,27 @@ class MarkedFunction:
         return data
 
     def _success(self, key: str, value: Any, ctx: Context) -> Outcome:
+        return self._kept(key, self.codec.encode(value, root="result"), ctx)
+
+    def _to_blob(self, data: bytes) -> bool:
+        threshold = self.options.blob_threshold
+        if threshold is None:
+            threshold = self.spot.blob_threshold
+        return bool(self.options.save_blob
+                    or (self.options.save_blob is None and len(data) > threshold))
+
+    def _kept(self, key: str, data: bytes, ctx: Context) -> Outcome:
+        """The outcome keeping the encoded result ``data``: inline, or in a blob uploaded
+        first (invariant 1: readers never see a half result)."""
         spot = self.spot
-        data = self.codec.encode(value, root="result")
         now = spot.clock()
         outcome = Outcome(
             status=Status.DONE, finished_at=now, codec=self.codec.name,
             content_type=self.options.content_type, size=len(data),
             expires_at=None if self.options.retention is None else now + self.options.retention,
         )
-        threshold = self.options.blob_threshold
-        if threshold is None:
-            threshold = spot.blob_threshold
-        if self.options.save_blob or (self.options.save_blob is None and len(data) > threshold):
+        if self._to_blob(data):
             outcome.checksum = blob_checksum(data)
-            # Blob first, record after (invariant 1): readers never see a half result.
             outcome.blob = spot.blobs.save(result_ref(key, spot.nonce()), data)
         else:
             outcome.result = data
@@ -891,9 +898,17 @@ class MarkedFunction:
         """Call the function itself (no bookkeeping): its value, or its coroutine."""
         return self._caller(args, {})(ctx)
 
-    def result_outcome(self, key: str, value: Any, ctx: Context) -> Outcome:
-        """Encode ``value`` (uploading its blob first when large): the task's outcome."""
-        return self._success(key, value, ctx)
+    def encode_result(self, value: Any) -> bytes:
+        return self.codec.encode(value, root="result")
+
+    def needs_io(self, data: bytes, ctx: Context) -> bool:
+        """Whether keeping ``data`` (and the task's log) writes to the blob store."""
+        return self._to_blob(data) or len(ctx.log_text) > _INLINE_LOG
+
+    def result_outcome(self, key: str, data: bytes, ctx: Context) -> Outcome:
+        """The task's outcome for its encoded result ``data`` (a blob uploaded first when
+        large: call it off the event loop when :meth:`needs_io` says so)."""
+        return self._kept(key, data, ctx)
 
     def error_outcome(self, key: str, exc: BaseException, ctx: Context | None) -> Outcome:
         return self._failure(key, exc, ctx)

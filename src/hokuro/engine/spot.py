@@ -23,7 +23,7 @@ from ..store.ledger import TaskDB, open_ledger
 from .flight import FlightTable
 from .leases import LeaseKeeper
 from .marking import MarkedFunction, MarkOptions, is_recorded_failure
-from .owners import current_owner
+from .owners import current_owner, owner_is_dead
 from .tasks import Task, is_abandoned, read_status
 
 if TYPE_CHECKING:  # limiters import asyncio: loaded on first use, not with the Spot
@@ -442,6 +442,100 @@ class Spot:
         return limiter_call(self._default_limiter, self._limiters, name=name, limits=limits,
                             burst=burst, cost=cost,
                             store=self.limit_store if name is not None else None)
+
+    # -- runs: batches and pipelines ------------------------------------------------------
+    def map(self, fn: Any, items: Any, *, concurrency: int = 32, progress: bool | None = None,
+            run: str | None = None, retries: int | None = None,
+            timeout: float | str | None = None) -> Any:
+        """Run ``fn`` (a marked function or a pipe) on every item, ``concurrency`` at a time,
+        and return the :class:`~hokuro.runs.run.Run` once every item is done or failed.
+
+        Each call is a task (kept results are reused, identical work runs once); the jobs
+        live in the ledger, so a run stopped by Ctrl-C or kill -9 resumes where it stopped
+        when started again with the same name (``run=``, by default the step's name).
+        ``items`` may be any iterable, a generator of millions too: jobs are made in windows
+        ahead of completion. A progress display shows on a terminal (``progress=False``
+        hides it).
+        """
+        from ..model.plans import Plan
+
+        return self._run_sync(Plan.for_map(fn), items, run, concurrency, progress, retries,
+                              timeout)
+
+    async def amap(self, fn: Any, items: Any, *, concurrency: int = 32,
+                   progress: bool | None = None, run: str | None = None,
+                   retries: int | None = None, timeout: float | str | None = None) -> Any:
+        """:meth:`map` for asyncio code: the run's steps share the caller's event loop."""
+        from ..model.plans import Plan
+
+        return await self._run_async(Plan.for_map(fn), items, run, concurrency, progress,
+                                     retries, timeout)
+
+    def run(self, plan: Any, *, over: Any = None, concurrency: int = 32,
+            progress: bool | None = None, run: str | None = None, retries: int | None = None,
+            timeout: float | str | None = None) -> Any:
+        """Run a :class:`~hokuro.Plan` (or a pipe ``a | b | c``) — once, or over every item
+        of ``over`` — and return its :class:`~hokuro.runs.run.Run`. Options as in
+        :meth:`map`."""
+        return self._run_sync(self._plan_of(plan, over), over, run, concurrency, progress,
+                              retries, timeout)
+
+    async def arun(self, plan: Any, *, over: Any = None, concurrency: int = 32,
+                   progress: bool | None = None, run: str | None = None,
+                   retries: int | None = None, timeout: float | str | None = None) -> Any:
+        """:meth:`run` for asyncio code."""
+        return await self._run_async(self._plan_of(plan, over), over, run, concurrency,
+                                     progress, retries, timeout)
+
+    @staticmethod
+    def _plan_of(plan: Any, over: Any) -> Any:
+        from ..model.plans import Pipe, Plan
+
+        if isinstance(plan, Plan):
+            return plan
+        if isinstance(plan, Pipe | MarkedFunction):
+            if over is None:
+                raise ConfigurationError(
+                    f"spot.run({getattr(plan, 'name', plan)}) runs a pipe over items: give "
+                    "them with over=items (or build a hokuro.Plan that takes no input)")
+            return Plan.for_pipe(plan if isinstance(plan, Pipe) else Pipe((plan,)))
+        raise ConfigurationError(f"spot.run takes a hokuro.Plan or a pipe (a | b), not "
+                                 f"{type(plan).__name__}")
+
+    def _run_options(self, concurrency: int, retries: int | None, timeout: Any) -> Any:
+        from ..model.durations import parse_duration
+        from ..runs.executor import Options
+
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError("concurrency must be a whole number >= 1")
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise ConfigurationError("retries must be a whole number >= 0")
+        return Options(concurrency=concurrency, retries=retries,
+                       timeout=parse_duration(timeout, what="timeout"))
+
+    def _run_sync(self, plan: Any, over: Any, name: str | None, concurrency: int,
+                  progress: bool | None, retries: int | None, timeout: Any) -> Any:
+        from ..runs.starting import run_sync
+
+        self.prepare_to_run()
+        return run_sync(self, plan, over=over, name=name, progress=progress,
+                        options=self._run_options(concurrency, retries, timeout))
+
+    async def _run_async(self, plan: Any, over: Any, name: str | None, concurrency: int,
+                         progress: bool | None, retries: int | None, timeout: Any) -> Any:
+        import asyncio
+
+        from ..runs.starting import run_async
+
+        options = self._run_options(concurrency, retries, timeout)
+        await asyncio.to_thread(self.prepare_to_run)
+        return await run_async(self, plan, over=over, name=name, progress=progress,
+                               options=options)
+
+    @staticmethod
+    def owner_is_dead(token: str | None) -> bool:
+        """True when ``token`` names a process of this host that no longer runs."""
+        return owner_is_dead(token)
 
     # -- identity and lifecycle -----------------------------------------------------------
     def owner_token(self) -> str:

@@ -1,0 +1,558 @@
+"""The executor: claim ready jobs, execute each step as a task, commit outcomes in groups.
+
+One loop serves a run in this process (``spot.map`` / ``spot.run``) and, later, every
+``hokuro worker``: it claims jobs in batches (one statement), runs async steps on the event
+loop and sync steps on a thread pool, within the run's concurrency and each step's own, and
+hands outcomes to the group committer. Ledger and blob I/O never runs on the event loop
+(invariant 8): it goes through batched calls on I/O threads.
+
+A job executes its step as a task: the task key comes from the step and its arguments, so a
+job whose task is already done is done at once (``reused``) — across resumes, reruns and
+runs that share work — and the lease of the task is what makes identical work run once
+across processes (invariant 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import HokuroError
+from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobSpec, JobStatus, RunRecord
+from ..model.records import Status
+from ..model.steering import DEFAULT_MAX_RESETS, Cancel, Pending, Reset, RetryPolicy
+from .batching import Batched
+from .writer import GroupCommitter
+from .writer import Pending as Work
+
+log = logging.getLogger("hokuro")
+
+#: A job whose task another owner is computing looks again after this many seconds.
+BUSY_POLL = 0.25
+#: Jobs claimed per statement, at most.
+CLAIM_BATCH = 500
+#: An output that is the input of a job, not a task's result: "input:<job id>".
+INPUT_REF = "input:"
+#: msgpack's None: a kept result that passes its input on.
+_NIL = b"\xc0"
+#: Stands for a kept result that was not read (nothing here needs its value).
+_KEPT = object()
+#: The outcome that restarts an item's chain from its first step (never a stored status).
+RESET = "reset"
+
+
+class StepTimeout(HokuroError, TimeoutError):
+    """A step ran past its timeout."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """What happened in this process during a run (the ledger keeps the per-job truth)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    by_node: dict[str, Counter[str]] = field(default_factory=dict)
+    spent: float = 0.0  # seconds spent executing steps
+    saved: float = 0.0  # seconds the reused tasks once took
+
+    def add(self, node: str, what: str, n: int = 1) -> None:
+        self.counts[what] += n
+        self.by_node.setdefault(node, Counter())[what] += n
+
+
+@dataclass(slots=True)
+class Options:
+    concurrency: int = 32
+    timeout: float | None = None
+    retries: int | None = None
+    max_resets: int = DEFAULT_MAX_RESETS
+    window: int = 0  # root items inserted ahead of completion (0: from the concurrency)
+
+
+class Executor:
+    """Runs the jobs of one run in this process until none is left to run."""
+
+    def __init__(self, spot: Any, plan: Any, run: RunRecord, options: Options, *,
+                 items: Iterator[tuple[int, Any]] | None = None,
+                 observer: Callable[[str, str, int], None] | None = None) -> None:
+        self.spot = spot
+        self.ledger = spot.ledger
+        self.plan = plan
+        self.run = run
+        self.options = options
+        self.items = items
+        self.observer = observer
+        self.owner = spot.owner_token()
+        self.clock = spot.clock
+        self.tally = Tally()
+        self.window = options.window or max(4 * options.concurrency, 1000)
+        self._running = 0
+        self._inserted = 0  # root items inserted by this executor
+        self._finished_roots = 0
+        self._inputs_done = items is None
+        self._step_slots: dict[str, asyncio.Semaphore] = {}
+        self._stop = False
+        self._error: BaseException | None = None
+        self._parent_outputs: dict[str, list[str]] = {}
+        self._min_claim = max(1, options.concurrency // 10)
+        self._result_node = result_node(plan)
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def execute(self) -> Tally:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hokuro-io")
+        self._steps = ThreadPoolExecutor(max_workers=self.options.concurrency,
+                                         thread_name_prefix="hokuro-step")
+        self._claim_tasks = Batched(loop, self._io, self._claim_many)
+        self._read_tasks = Batched(loop, self._io, self._get_many)
+        self._read_jobs = Batched(loop, self._io, self._get_jobs)
+        self.committer = GroupCommitter(self.ledger, self.clock)
+        self._jobs: set[asyncio.Task[None]] = set()
+        renewing = loop.create_task(self._renew_leases())
+        try:
+            await self._recover()
+            while not self._stop:
+                await self._feed()
+                claimed = await self._claim()
+                if self._error is not None:
+                    raise self._error
+                if claimed:
+                    continue  # claimed some, or every slot is busy: claim again when free
+                if self._running == 0:
+                    # Idle: the ledger says what is still open (jobs cancelled by a failure
+                    # upstream are never seen here, so the window is counted there).
+                    still_open = await self._open_jobs()
+                    if not still_open and self._inputs_done:
+                        break
+                    self._finished_roots = self._inserted - still_open
+                    if not self._inputs_done:
+                        continue
+                await self._sleep()
+        finally:
+            renewing.cancel()
+            for job in list(self._jobs):
+                await asyncio.gather(job, return_exceptions=True)
+            await loop.run_in_executor(self._io, self.committer.close)
+            self._steps.shutdown(wait=False, cancel_futures=True)
+            self._io.shutdown(wait=True)
+        return self.tally
+
+    def stop(self) -> None:
+        """Stop claiming; jobs already running finish and are committed."""
+        self._stop = True
+        if hasattr(self, "_wake"):
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _sleep(self) -> None:
+        wake_at = await self._off(self.ledger.next_wake, self.run.id)
+        timeout = 1.0
+        if wake_at is not None:
+            timeout = min(timeout, max(0.0, wake_at - self.clock()))
+        await self._wait_wake(timeout)
+
+    async def _wait_wake(self, timeout: float) -> None:
+        """Wait until a job ends (or ``timeout``). asyncio.timeout, not wait_for: on 3.11
+        wait_for can swallow a cancellation that races its timeout, and Ctrl-C (which
+        cancels the run) would then be lost."""
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _open_jobs(self) -> int:
+        counts = await self._off(self.ledger.run_counts, self.run.id)
+        return sum(n for (_, status), n in counts.items() if status not in FINAL_JOB_STATUSES)
+
+    async def _off(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._loop.run_in_executor(self._io, fn, *args)
+
+    # -- inputs, in windows ahead of completion ----------------------------------------------
+    async def _feed(self) -> None:
+        if self._inputs_done or self.items is None:
+            return
+        room = self.window - (self._inserted - self._finished_roots)
+        if room < self.window // 2 and self._inserted:
+            return
+        specs: list[JobSpec] = []
+        last = None
+        encode = self.spot.codec.encode
+        for read, (index, item) in enumerate(self.items, 1):
+            if index is None:  # a plan run once, without input
+                specs.extend(self.plan.root_jobs(None, None))
+                last = 0
+            else:
+                specs.extend(self.plan.root_jobs(index, encode(item, root=f"input {index}")))
+                last = index
+            if read >= room:
+                break
+        else:
+            self._inputs_done = True
+        if specs:
+            done: asyncio.Future[Any] = self._loop.create_future()
+            self.committer.submit(Work(inserts=[(self.run.id, specs)],
+                                       done=self._settle_from_thread(done)))
+            result = await done
+            if isinstance(result, BaseException):
+                raise result
+            self._inserted += (last + 1 - self.run.cursor) if last is not None else 0
+            self.run.cursor = last + 1 if last is not None else self.run.cursor
+        await self._off(lambda: self.ledger.update_run(
+            self.run.id, cursor=self.run.cursor, inputs_done=self._inputs_done,
+            updated_at=self.clock()))
+
+    def _settle_from_thread(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
+        def settle(result: Any) -> None:
+            self._loop.call_soon_threadsafe(_set, future, result)
+        return settle
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        """Jobs of this run left ``running`` by a dead process on this host are handed back
+        at once instead of after their lease (a resumed run goes on right away)."""
+        dead: dict[str, list[tuple[str, str]]] = {}
+        for job in await self._off(lambda: list(self.ledger.find_jobs(
+                self.run.id, status=JobStatus.RUNNING))):
+            if job.owner != self.owner and self.spot.owner_is_dead(job.owner):
+                dead.setdefault(job.owner, []).append((job.run_id, job.job_id))
+        for owner, keys in dead.items():
+            await self._off(self.ledger.release_jobs, owner, keys, self.clock())
+
+    async def _claim(self) -> int:
+        free = self.options.concurrency - self._running
+        if self._running and free < self._min_claim:
+            # Claim in batches: wait for a few more slots (or a moment) rather than
+            # spending a transaction per finished job.
+            await self._wait_wake(0.005)
+            free = self.options.concurrency - self._running
+            if free <= 0:
+                return -1
+        now = self.clock()
+        jobs = await self._off(lambda: self.ledger.claim_jobs(
+            self.owner, now, now + self.spot.lease, min(free, CLAIM_BATCH),
+            run_id=self.run.id))
+        for job in jobs:
+            self._running += 1
+            task = self._loop.create_task(self._run_job(job))
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+        return len(jobs)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.spot.lease / 3)
+            keys = [(self.run.id, job_id) for job_id in self._held]
+            if keys:
+                try:
+                    await self._off(self.ledger.renew_jobs, self.owner, keys,
+                                    self.clock() + self.spot.lease)
+                except Exception as exc:  # the next round tries again; leases last longer
+                    log.warning("hokuro: renewing the leases of %d jobs failed: %s",
+                                len(keys), exc)
+
+    @property
+    def _held(self) -> set[str]:
+        return {t.get_name() for t in self._jobs}
+
+    # -- one job ---------------------------------------------------------------------------
+    async def _run_job(self, job: Any) -> None:
+        asyncio.current_task().set_name(job.job_id)  # type: ignore[union-attr]
+        node = self.plan.node(job.node)
+        try:
+            outcome, task = await self._job_outcome(job, node)
+        except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
+            self._error = exc
+            self._running -= 1
+            self._wake.set()
+            raise
+        done: asyncio.Future[Any] = self._loop.create_future()
+        self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
+                                   done=self._settle_from_thread(done)))
+        written = await done
+        self._parent_outputs.pop(job.job_id, None)
+        self._running -= 1
+        if task is not None:
+            self.spot.leases.release(task[0])
+        if isinstance(written, BaseException):
+            self._error = written
+        elif written and written[0]:
+            self._count(job, node, outcome)
+        self._wake.set()
+
+    def _count(self, job: Any, node: Any, outcome: JobOutcome) -> None:
+        what = outcome.status
+        if what == JobStatus.QUEUED:
+            what = "retried"
+        self.tally.add(node.id, what)
+        if self.observer is not None:
+            self.observer(node.id, what, 1)
+        if outcome.status in FINAL_JOB_STATUSES and node.id == self._result_node \
+                and job.job_id.count("/") == 1:
+            self._finished_roots += 1
+
+    async def _job_outcome(self, job: Any, node: Any
+                           ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
+        """Execute ``job``: its outcome, and the task finish to commit with it."""
+        step = node.step
+        try:
+            args = await self._arguments(job, node)
+        except Exception as exc:
+            return self._outcome(job, JobStatus.FAILED,
+                                 error=f"cannot read the inputs of {job.job_id}: {exc}"), None
+        now = self.clock()
+        force = job.resets > 0
+        try:
+            claim = step.task_claim(tuple(args), self.owner, now, force=force)
+        except Exception as exc:  # an argument that cannot be keyed
+            return self._outcome(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"), \
+                None
+        answer = await self._claim_tasks(claim)
+        if answer.outcome == "busy":
+            record = answer.record
+            if self.spot.owner_is_dead(record.owner):
+                claim.steal_from = record.owner
+                answer = await self._claim_tasks(claim)
+            if answer.outcome == "busy":
+                return self._outcome(job, JobStatus.WAITING, run_after=now + BUSY_POLL), None
+        if answer.outcome == "hit":
+            record = answer.record
+            if record.status == Status.DONE:
+                # A kept result is read only when its value matters here (a fan-out over
+                # it); otherwise the job points at the task, and a reader loads it.
+                if node.fanouts:
+                    found, value = await self._loop.run_in_executor(self._io, step.load,
+                                                                    record)
+                else:
+                    found = True
+                    value = None if record.blob is None and record.result == _NIL else _KEPT
+                if found:
+                    self.tally.saved += max(0.0, (record.finished_at or 0)
+                                            - (record.started_at or 0))
+                    self.tally.add(node.id, "reused")
+                    if self.observer is not None:
+                        self.observer(node.id, "reused", 1)
+                    return self._done(job, node, claim.key, value, args), None
+            claim.force = True  # a damaged kept result: compute it again
+            answer = await self._claim_tasks(claim)
+            if answer.outcome != "claimed":
+                return self._outcome(job, JobStatus.WAITING, run_after=now + BUSY_POLL), None
+        return await self._execute(job, node, claim.key, answer.attempt, args)
+
+    async def _execute(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]
+                       ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
+        step = node.step
+        self.spot.leases.hold(key)
+        ctx = step.task_context(key, attempt)
+        timeout = step.options.timeout if getattr(step.options, "timeout", None) \
+            else self.options.timeout
+        limit = getattr(step.options, "concurrency", None)
+        started = time.perf_counter()
+        try:
+            if limit:
+                slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
+                async with slots:
+                    value = await self._invoke(step, args, ctx, timeout)
+            else:
+                value = await self._invoke(step, args, ctx, timeout)
+        except Exception as exc:
+            self.tally.spent += time.perf_counter() - started
+            return self._failed(job, step, key, exc, ctx)
+        self.tally.spent += time.perf_counter() - started
+        if isinstance(value, Pending):
+            after = value.after if value.after is not None else getattr(
+                step.options, "poll", None) or 30.0
+            task = (key, self.owner, _ended(Status.WAITING, self.clock()))
+            return self._outcome(job, JobStatus.WAITING, run_after=self.clock() + after), task
+        if isinstance(value, Reset):
+            error = f"reset by {step.name}" + (f": {value.reason}" if value.reason else "")
+            task = (key, self.owner, _ended(Status.CANCELLED, self.clock(), error))
+            if job.resets >= self.options.max_resets:
+                return self._outcome(job, JobStatus.CANCELLED, error=(
+                    f"{error}; the chain was reset {job.resets} times already (the cap, "
+                    f"max_resets={self.options.max_resets}), so it is cancelled")), task
+            return self._outcome(job, RESET, error=error), task
+        if isinstance(value, Cancel):
+            error = f"cancelled by {step.name}" + (f": {value.reason}" if value.reason else "")
+            task = (key, self.owner, _ended(Status.CANCELLED, self.clock(), error))
+            return self._outcome(job, JobStatus.CANCELLED, error=error), task
+        try:
+            done = self._done(job, node, key, value, args)
+            # Encoding is CPU work, done here; only a blob upload (a large result or log)
+            # goes to an I/O thread.
+            data = step.encode_result(value)
+            if step.needs_io(data, ctx):
+                outcome = await self._loop.run_in_executor(self._io, step.result_outcome, key,
+                                                           data, ctx)
+            else:
+                outcome = step.result_outcome(key, data, ctx)
+        except Exception as exc:  # the value cannot be kept or fanned out: the task fails
+            return self._failed(job, step, key, exc, ctx)
+        return done, (key, self.owner, outcome)
+
+    async def _invoke(self, step: Any, args: list[Any], ctx: Any, timeout: float | None
+                      ) -> Any:
+        if step.is_async:
+            call = step.invoke(tuple(args), ctx)
+            if not timeout:
+                return await call
+            try:
+                async with asyncio.timeout(timeout) as window:
+                    return await call
+            except TimeoutError:
+                if window.expired():
+                    raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s and "
+                                      "was cancelled") from None
+                raise
+        future = self._loop.run_in_executor(self._steps, step.invoke, tuple(args), ctx)
+        if not timeout:
+            return await future
+        try:
+            # A thread cannot be stopped: past its timeout the job fails, and whatever the
+            # thread returns later is dropped (it is no longer this job's).
+            async with asyncio.timeout(timeout) as window:
+                return await asyncio.shield(future)
+        except TimeoutError:
+            if not window.expired():
+                raise
+            raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s; its "
+                              "thread could not be stopped and its late result is "
+                              "dropped") from None
+
+    def _failed(self, job: Any, step: Any, key: str, exc: BaseException, ctx: Any
+                ) -> tuple[JobOutcome, tuple[str, str, Any]]:
+        task = (key, self.owner, step.error_outcome(key, exc, ctx))
+        policy: RetryPolicy = getattr(step.options, "retry_policy", None) or RetryPolicy(
+            retries=self.options.retries or 0)
+        if self.options.retries is not None and policy.retries == 0:
+            policy = RetryPolicy(retries=self.options.retries)
+        error = f"{type(exc).__name__}: {exc}"
+        if policy.should_retry(exc, job.attempts):
+            return self._outcome(job, JobStatus.QUEUED, error=error,
+                                 run_after=self.clock() + policy.delay(job.attempts, exc)), task
+        return self._outcome(job, JobStatus.FAILED, error=error), task
+
+    def _done(self, job: Any, node: Any, key: str, value: Any, args: list[Any]
+              ) -> JobOutcome:
+        output = key
+        if value is None:
+            # A step that returns None passes its (first) input on.
+            output = self._passed_on(job, node)
+        children: list[JobSpec] = []
+        for each_id in node.fanouts:
+            children.extend(self._children(job, each_id, value if value is not None
+                                           else (args[0] if args else None)))
+        return self._outcome(job, JobStatus.DONE, task_key=key, output_key=output,
+                             children=children)
+
+    def _children(self, job: Any, each_id: str, value: Any) -> list[JobSpec]:
+        if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
+            raise _NotIterable(job.job_id, value)
+        encode = self.spot.codec.encode
+        elements = [encode(e, root=f"element {k} of {job.job_id}") for k, e in enumerate(value)]
+        return self.plan.body_jobs(each_id, job.job_id, elements)
+
+    def _passed_on(self, job: Any, node: Any) -> str:
+        first = node.parents[0] if node.parents else None
+        if first is None or first == "input":
+            return INPUT_REF + job.job_id
+        return self._parent_outputs[job.job_id][0]
+
+    def _outcome(self, job: Any, status: str, **fields: Any) -> JobOutcome:
+        return JobOutcome(run_id=job.run_id, job_id=job.job_id, owner=self.owner,
+                          attempt=job.attempts, status=status, **fields)
+
+    # -- arguments ---------------------------------------------------------------------------
+    async def _arguments(self, job: Any, node: Any) -> list[Any]:
+        item = None
+        if node.uses_input:
+            item = self.spot.codec.decode(job.input)
+        outputs = []
+        if job.parents:
+            parents = await asyncio.gather(*(self._read_jobs((job.run_id, p))
+                                             for p in job.parents))
+            keys = [parent.output_key for parent in parents]
+            self._parent_outputs[job.job_id] = keys
+            outputs = await asyncio.gather(*(self._output(key, node) for key in keys))
+        return node.arguments(item, outputs)
+
+    async def _output(self, key: str | None, node: Any) -> Any:
+        if key is None:
+            raise HokuroError("a parent job is done but names no output")
+        if key.startswith(INPUT_REF):
+            source = await self._read_jobs((self.run.id, key[len(INPUT_REF):]))
+            return self.spot.codec.decode(source.input)
+        record = await self._read_tasks(key)
+        if record is None:
+            raise HokuroError(f"the result of task {key[:12]} is gone (forgotten or "
+                              "cleared); retry the run to compute it again")
+        found, value = await self._loop.run_in_executor(self._io, _load_any, self.plan, record)
+        if not found:
+            raise HokuroError(f"the result of task {key[:12]} cannot be read")
+        return value
+
+    # -- batched ledger calls (on I/O threads) -----------------------------------------------
+    def _claim_many(self, claims: list[Any]) -> list[Any]:
+        many = getattr(self.ledger, "claim_many", None)
+        if many is not None:
+            return many(claims)
+        return [self.ledger.claim(claim) for claim in claims]
+
+    def _get_many(self, keys: list[str]) -> list[Any]:
+        found = self.ledger.get_many(keys)
+        return [found.get(key) for key in keys]
+
+    def _get_jobs(self, keys: list[tuple[str, str]]) -> list[Any]:
+        by_run: dict[str, list[str]] = {}
+        for run_id, job_id in keys:
+            by_run.setdefault(run_id, []).append(job_id)
+        found = {}
+        for run_id, job_ids in by_run.items():
+            for job in self.ledger.get_jobs(run_id, job_ids):
+                found[(job.run_id, job.job_id)] = job
+        return [found.get(key) for key in keys]
+
+
+
+class _NotIterable(HokuroError, TypeError):
+    def __init__(self, job_id: str, value: Any) -> None:
+        super().__init__(f"the fan-out source {job_id} returned {type(value).__name__}, not a "
+                         "list of elements: a fan-out needs a list (or another iterable that "
+                         "is not text, bytes or a dict) to start one body per element")
+
+
+def _load_any(plan: Any, record: Any) -> tuple[bool, Any]:
+    step = plan.steps().get(record.fn)
+    if step is None:
+        raise HokuroError(f"task {record.key[:12]} of {record.fn} is not a step of this plan")
+    return step.load(record)
+
+
+def _ended(status: str, now: float, error: str | None = None) -> Any:
+    from ..model.records import Outcome
+
+    return Outcome(status=status, finished_at=now, error=error,
+                   error_type=None if error is None else "Steered")
+
+
+def _set(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def result_node(plan: Any) -> str:
+    """The node whose output is an item's result: the plan's last top-level call."""
+    named = getattr(plan, "result_node", None)
+    if isinstance(named, str):
+        return named
+    calls = [n for n in plan._order if plan.node(n).kind == "call"]
+    if not calls:
+        raise HokuroError(f"plan {plan.name!r} has no step to run")
+    return calls[-1]

@@ -1,0 +1,84 @@
+"""A live display of a run on a terminal: one bar per step, read from the ledger's counts.
+
+The display polls ``run_counts`` twice a second from its own coroutine instead of being told
+about every job, so it costs the executor nothing per job. It is shown only on a terminal
+(or when asked); ``progress=False`` or a pipe keep the run quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from ..model.jobs import JobStatus
+
+#: Seconds between two refreshes of the display.
+REFRESH = 0.5
+
+
+def wanted(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    return sys.stderr.isatty()
+
+
+class RunProgress:
+    """Bars per node of a run: done / total, rate and time left, and what waits or failed."""
+
+    def __init__(self, run_id: str, ledger: Any, tally: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.run_id = run_id
+        self.ledger = ledger
+        self.tally = tally
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            TextColumn("{task.fields[extra]}"), transient=False, refresh_per_second=4)
+        self.bars: dict[str, Any] = {}
+
+    async def follow(self, loop: asyncio.AbstractEventLoop, pool: Any) -> None:
+        with self.progress:
+            try:
+                while True:
+                    counts = await loop.run_in_executor(pool, self.ledger.run_counts,
+                                                        self.run_id)
+                    self.show(counts)
+                    await asyncio.sleep(REFRESH)
+            except asyncio.CancelledError:
+                counts = await loop.run_in_executor(pool, self.ledger.run_counts, self.run_id)
+                self.show(counts)
+                raise
+
+    def show(self, counts: dict[tuple[str, str], int]) -> None:
+        nodes: dict[str, dict[str, int]] = {}
+        for (node, status), n in counts.items():
+            nodes.setdefault(node, {})[status] = n
+        for node, by_status in sorted(nodes.items()):
+            total = sum(by_status.values())
+            finished = sum(by_status.get(s, 0) for s in
+                           (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED))
+            node_tally = self.tally.by_node.get(node, {})
+            extra = []
+            for label, n in (("reused", node_tally.get("reused", 0)),
+                             ("waiting", by_status.get(JobStatus.WAITING, 0)),
+                             ("failed", by_status.get(JobStatus.FAILED, 0)),
+                             ("cancelled", by_status.get(JobStatus.CANCELLED, 0))):
+                if n:
+                    extra.append(f"{n} {label}")
+            bar = self.bars.get(node)
+            if bar is None:
+                bar = self.bars[node] = self.progress.add_task(node, total=total, rate="",
+                                                               extra="")
+            task = self.progress.tasks[bar]
+            speed = task.speed
+            self.progress.update(bar, total=total, completed=finished,
+                                 rate=f"{speed:.0f}/s" if speed else "",
+                                 extra=", ".join(extra))

@@ -1,0 +1,210 @@
+"""``Run``: the handle of a run — its results in input order, its failures, its summary.
+
+Everything a handle reports is read from the ledger (the jobs and their tasks), so a run
+handle over a million items holds no million results in memory until ``results()`` is asked
+for, and a resumed or finished run reads the same as a live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import HokuroError
+from ..model.jobs import FINAL_JOB_STATUSES, JobStatus, RunRecord
+from .executor import INPUT_REF, Tally, result_node
+
+#: Jobs read per query when walking a run.
+_PAGE = 500
+
+
+class JobFailed(HokuroError):
+    """An item of a run that did not finish: the job that failed (or was cancelled) and why.
+
+    ``run.results()`` puts one in place of the item's value (or raises it with
+    ``strict=True``)."""
+
+    def __init__(self, job_id: str, step: str, status: str, error: str | None) -> None:
+        self.job_id = job_id
+        self.step = step
+        self.status = status
+        self.error = error or status
+        super().__init__(f"{job_id} ({step}) {status}: {self.error}")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A job that failed for good, with the input of its item."""
+
+    job_id: str
+    step: str
+    error: str
+    input: Any
+
+
+class Run:
+    """A run of a plan: ``results()``, ``failures()``, ``summary()``; iterating it yields
+    ``(input, outcome)`` pairs in the order the items finished."""
+
+    def __init__(self, spot: Any, plan: Any, record: RunRecord, tally: Tally | None = None
+                 ) -> None:
+        self.spot = spot
+        self.plan = plan
+        self.record = record
+        self.tally = tally or Tally()
+        self._result_node = result_node(plan)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    # -- reading ---------------------------------------------------------------------------
+    def _jobs(self, status: str | None = None) -> Iterator[Any]:
+        return self.spot.ledger.find_jobs(self.id, status=status)
+
+    def _job_of(self, head: str) -> str:
+        """The job id of an item's result (``head`` is its index; "" for a run without
+        input, whose jobs are named by their nodes alone)."""
+        return f"{head}/{self._result_node}" if head else self._result_node
+
+    def _items(self) -> list[str]:
+        """Item prefixes ("0", "1", …) in input order."""
+        if not self.plan.uses_input:
+            return [""]
+        items = []
+        for job in self._jobs():
+            head, _, rest = job.job_id.partition("/")
+            if rest == self._result_node:
+                items.append(head)
+        items.sort(key=lambda head: (len(head), head))
+        return items
+
+    def _value(self, output_key: str | None) -> Any:
+        ledger = self.spot.ledger
+        if output_key is None:
+            raise HokuroError("a done job names no output")
+        if output_key.startswith(INPUT_REF):
+            (source,) = ledger.get_jobs(self.id, [output_key[len(INPUT_REF):]])
+            return self.spot.codec.decode(source.input)
+        record = ledger.get(output_key)
+        if record is None:
+            raise HokuroError(f"the result of task {output_key[:12]} is gone (forgotten or "
+                              "cleared); run again to compute it")
+        step = self.plan.steps().get(record.fn)
+        found, value = step.load(record)
+        if not found:
+            raise HokuroError(f"the result of task {output_key[:12]} cannot be read")
+        return value
+
+    def _why(self, item: str, job: Any) -> JobFailed:
+        """Why an item did not finish: its failed job, else the job that ended it."""
+        for failed in self._failures_by_item().get(item, []):
+            return JobFailed(failed.job_id, failed.step, JobStatus.FAILED, failed.error)
+        return JobFailed(job.job_id, job.step, job.status, job.error)
+
+    def _failures_by_item(self) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        for job in self._jobs(JobStatus.FAILED):
+            found.setdefault(job.job_id.partition("/")[0], []).append(job)
+        return found
+
+    def results(self, *, strict: bool = False) -> list[Any]:
+        """The result of every item, in input order. An item that did not finish is a
+        :class:`JobFailed` in its place, or raised when ``strict=True``."""
+        ledger = self.spot.ledger
+        heads = self._items()
+        results: list[Any] = []
+        failures: dict[str, list[Any]] | None = None
+        for start in range(0, len(heads), _PAGE):
+            page = heads[start:start + _PAGE]
+            jobs = {j.job_id: j for j in ledger.get_jobs(
+                self.id, [self._job_of(h) for h in page])}
+            for head in page:
+                job = jobs[self._job_of(head)]
+                if job.status == JobStatus.DONE:
+                    results.append(self._value(job.output_key))
+                    continue
+                if failures is None:
+                    failures = self._failures_by_item()
+                first = failures.get(head)
+                failed = (JobFailed(first[0].job_id, first[0].step, JobStatus.FAILED,
+                                    first[0].error) if first
+                          else JobFailed(job.job_id, job.step, job.status, job.error))
+                if strict:
+                    raise failed
+                results.append(failed)
+        return results
+
+    def failures(self) -> list[Failure]:
+        """Jobs that failed for good (after their retries), with their item's input."""
+        found = []
+        for job in self._jobs(JobStatus.FAILED):
+            root = job.input
+            if root is None and job.parents:
+                root = self._root_input(job)
+            found.append(Failure(job.job_id, job.step, job.error or "failed",
+                                 None if root is None else self.spot.codec.decode(root)))
+        return found
+
+    def _root_input(self, job: Any) -> bytes | None:
+        ledger = self.spot.ledger
+        while job.parents:
+            (job,) = ledger.get_jobs(self.id, [job.parents[0]])
+            if job.input is not None:
+                return job.input
+        return job.input
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """``(input, outcome)`` per item, in the order the items finished: the outcome is
+        the result, or a :class:`JobFailed`."""
+        ends = {self._job_of(h) for h in self._items()} if not self.plan.uses_input else None
+        finished = [j for j in self._jobs() if j.status in FINAL_JOB_STATUSES and (
+            j.job_id in ends if ends is not None
+            else j.job_id.partition("/")[2] == self._result_node)]
+        finished.sort(key=lambda j: (j.updated_at, j.seq))
+        for job in finished:
+            root = job.input if job.input is not None else self._root_input(job)
+            item = None if root is None else self.spot.codec.decode(root)
+            if job.status == JobStatus.DONE:
+                yield item, self._value(job.output_key)
+            else:
+                yield item, self._why(job.job_id.partition("/")[0], job)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of this run: per status from the ledger, and from this process: how many
+        jobs were reused (their task was already done) or retried, the time spent running
+        steps and the time saved by reuse."""
+        counts = self.spot.ledger.run_counts(self.id)
+        by_status: dict[str, int] = {}
+        by_step: dict[str, dict[str, int]] = {}
+        for (node, status), n in counts.items():
+            by_status[status] = by_status.get(status, 0) + n
+            by_step.setdefault(node, {})[status] = n
+        tally = self.tally.counts
+        return {
+            "run": self.id, "name": self.name, "status": self.status,
+            "jobs": sum(by_status.values()),
+            "done": by_status.get(JobStatus.DONE, 0),
+            "reused": tally.get("reused", 0),
+            "failed": by_status.get(JobStatus.FAILED, 0),
+            "retried": tally.get("retried", 0),
+            "waiting": by_status.get(JobStatus.WAITING, 0),
+            "cancelled": by_status.get(JobStatus.CANCELLED, 0),
+            "resets": tally.get("reset", 0),
+            "polls": tally.get(JobStatus.WAITING, 0),
+            "spent": round(self.tally.spent, 6),
+            "saved": round(self.tally.saved, 6),
+            "steps": by_step,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Run {self.name!r} {self.id[:8]} {self.status}>"

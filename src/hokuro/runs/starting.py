@@ -1,0 +1,165 @@
+"""Starting, resuming and finishing a run in this process: ``spot.map`` / ``spot.run``.
+
+A run has a name (by default its plan's). Starting a run whose name matches an unfinished
+run resumes it: done jobs stay done, jobs of a dead process are taken back at once, and a
+streamed input is read again and skipped up to the recorded cursor. Ctrl-C stops claiming,
+lets running jobs finish and commit, marks the run interrupted and says how to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..model.jobs import FINAL_JOB_STATUSES, RunRecord, RunStatus
+from .executor import Executor, Options, Tally
+from .progress import RunProgress, wanted
+from .run import Run
+
+
+def prepare(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | None
+            ) -> tuple[RunRecord, Any]:
+    """The run to execute (new, or the unfinished one of that name) and its items."""
+    ledger = spot.ledger
+    if not getattr(ledger, "supports_runs", False):
+        raise ConfigurationError(
+            f"the ledger {ledger.describe()} does not keep runs; use the SQLite or "
+            "PostgreSQL ledger (Spot(db=...)) to run plans, or call the steps directly")
+    check = getattr(plan, "check", None)
+    if check is not None:
+        check()
+    if plan.uses_input and over is None:
+        raise ConfigurationError(f"plan {plan.name!r} takes an input: give the items, "
+                                 "spot.run(plan, over=items)")
+    if over is not None and not plan.uses_input:
+        raise ConfigurationError(f"plan {plan.name!r} never uses its input, so over= would "
+                                 "run it once per item on nothing; use plan.input() in it")
+    if over is not None and isinstance(over, str | bytes | dict):
+        raise ConfigurationError(f"over= takes the items (a list, or any iterable), not a "
+                                 f"{type(over).__name__}")
+    described = spot.codec.encode(plan.describe(), root="plan") \
+        if hasattr(plan, "describe") else None
+    run_name = name or plan.name
+    now = spot.clock()
+    record = ledger.find_unfinished_run(run_name)
+    if record is not None:
+        if described is not None and record.plan is not None and record.plan != described:
+            raise ConfigurationError(
+                f"an unfinished run named {run_name!r} ({record.id[:8]}) has another plan; "
+                f"finish it (run the old code again), cancel it (hokuro run cancel "
+                f"{spot.name} {record.id[:8]}), or give this run another name (run=...)")
+        ledger.update_run(record.id, status=RunStatus.RUNNING, updated_at=now)
+        record.status = RunStatus.RUNNING
+    else:
+        record = RunRecord(id=os.urandom(16).hex(), name=run_name, status=RunStatus.RUNNING,
+                           plan=described, created_at=now, updated_at=now)
+        ledger.create_run(record)
+    if over is None:
+        items: Any = iter([(None, None)]) if record.cursor == 0 else iter(())
+    else:
+        items = itertools.islice(enumerate(over), record.cursor, None)
+    return record, items
+
+
+async def execute(spot: Any, plan: Any, record: RunRecord, items: Any, options: Options,
+                  progress: bool | None) -> Tally:
+    executor = Executor(spot, plan, record, options, items=items)
+    display = None
+    if wanted(progress):
+        display = RunProgress(record.id, spot.ledger, executor.tally)
+    loop = asyncio.get_running_loop()
+    follower = None
+    if display is not None:
+        follower = loop.create_task(display.follow(loop, None))
+    try:
+        return await executor.execute()
+    except asyncio.CancelledError:
+        executor.stop()
+        raise
+    finally:
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+        spot._last_tally = executor.tally
+
+
+def finish(spot: Any, record: RunRecord, *, interrupted: bool = False) -> None:
+    ledger = spot.ledger
+    now = spot.clock()
+    if interrupted:
+        ledger.update_run(record.id, status=RunStatus.INTERRUPTED, updated_at=now)
+        record.status = RunStatus.INTERRUPTED
+        return
+    counts = ledger.run_counts(record.id)
+    unfinished = sum(n for (_, s), n in counts.items() if s not in FINAL_JOB_STATUSES)
+    bad = sum(n for (_, s), n in counts.items() if s in ("failed", "cancelled"))
+    status = (RunStatus.INTERRUPTED if unfinished else
+              RunStatus.FAILED if bad else RunStatus.DONE)
+    ledger.update_run(record.id, status=status, updated_at=now,
+                      finished_at=None if unfinished else now)
+    record.status = status
+
+
+def run_sync(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | None,
+             options: Options, progress: bool | None) -> Run:
+    record, items = prepare(spot, plan, over=over, name=name)
+    coroutine = execute(spot, plan, record, items, options, progress)
+    try:
+        tally = _run_coroutine(coroutine)
+    except KeyboardInterrupt:
+        finish(spot, record, interrupted=True)
+        run = Run(spot, plan, record, getattr(spot, "_last_tally", None))
+        print(f"\nhokuro: run {record.name!r} ({record.id[:8]}) interrupted: "
+              f"{_short_summary(run)}. Run the same code again to resume it.", file=sys.stderr)
+        raise
+    finish(spot, record)
+    return Run(spot, plan, record, tally)
+
+
+async def run_async(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | None,
+                    options: Options, progress: bool | None) -> Run:
+    loop = asyncio.get_running_loop()
+    record, items = await loop.run_in_executor(
+        None, lambda: prepare(spot, plan, over=over, name=name))
+    try:
+        tally = await execute(spot, plan, record, items, options, progress)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await loop.run_in_executor(None, lambda: finish(spot, record, interrupted=True))
+        raise
+    await loop.run_in_executor(None, lambda: finish(spot, record))
+    return Run(spot, plan, record, tally)
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end from sync code: on this thread's own event loop, or on
+    a new thread's when this thread already runs one (a notebook, an async framework)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="hokuro-run")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _short_summary(run: Run) -> str:
+    summary = run.summary()
+    return ", ".join(f"{summary[k]} {k}" for k in ("done", "failed", "waiting", "cancelled")
+                     if summary[k]) or "nothing done yet"
