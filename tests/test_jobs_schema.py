@@ -59,6 +59,11 @@ def test_a_ledger_file_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fre
         writer.create_run(run("r"))
     finally:
         writer.close()
+    reader = open_ledger(old, read_only=True)
+    try:
+        assert [r.id for r in reader.list_runs()] == ["r"]
+    finally:
+        reader.close()
     open_ledger(fresh, spot="old").close()
     assert sqlite_schema(old) == sqlite_schema(fresh)
 
@@ -82,7 +87,16 @@ def test_a_spot_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fresh_one(
     finally:
         reader.close()
     assert catalog(pg_url, "hokuro_s") == before  # the reader created nothing
-    open_ledger(pg_url, spot="s").close()
+    writer = open_ledger(pg_url, spot="s")
+    try:
+        writer.create_run(run("r"))
+    finally:
+        writer.close()
+    reader = open_ledger(pg_url, spot="s", read_only=True)
+    try:
+        assert [r.id for r in reader.list_runs()] == ["r"]
+    finally:
+        reader.close()
     fresh = f"{pg_url}_fresh"
     name = fresh.rsplit("/", 1)[1]
     pg_admin.execute(f'CREATE DATABASE "{name}"')
