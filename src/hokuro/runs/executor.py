@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import HokuroError
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobSpec, JobStatus, RunRecord
-from ..model.records import Status
+from ..model.records import ClaimResult, Status
 from ..model.steering import DEFAULT_MAX_RESETS, Cancel, Pending, Reset, RetryPolicy
 from .batching import Batched
 from .writer import GroupCommitter
@@ -500,10 +500,22 @@ class Executor:
 
     # -- batched ledger calls (on I/O threads) -----------------------------------------------
     def _claim_many(self, claims: list[Any]) -> list[Any]:
-        many = getattr(self.ledger, "claim_many", None)
-        if many is not None:
-            return many(claims)
-        return [self.ledger.claim(claim) for claim in claims]
+        # Kept results are found by a read, which takes no write lock: a rerun whose tasks
+        # are all done writes nothing for them. Only the rest are claimed (one transaction).
+        found = self.ledger.get_many([c.key for c in claims if not c.force])
+        answers: list[Any] = [None] * len(claims)
+        rest = []
+        for i, claim in enumerate(claims):
+            record = found.get(claim.key)
+            if record is not None and not claim.force and record.is_fresh_result(claim.now):
+                answers[i] = ClaimResult("hit", record)
+            else:
+                rest.append(i)
+        if rest:
+            for i, answer in zip(rest, self.ledger.claim_many([claims[i] for i in rest]),
+                                 strict=True):
+                answers[i] = answer
+        return answers
 
     def _get_many(self, keys: list[str]) -> list[Any]:
         found = self.ledger.get_many(keys)
