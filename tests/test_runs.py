@@ -410,3 +410,34 @@ def test_ctrl_c_stops_claiming_commits_what_ran_and_says_how_to_resume(make_spot
     assert sorted(set(executions)) == list(range(400))
     assert len(executions) - 400 <= 8  # a clean stop commits what ran: at most the in-flight
     assert len(ran) >= 40
+
+
+def test_run_level_retries_apply_to_steps_without_their_own(spot):
+    attempts = []
+
+    @spot.mark
+    def once(x):
+        attempts.append(x)
+        if len(attempts) % 2:
+            raise hokuro.RetryAfter(0.01)
+        return x
+
+    assert spot.map(once, [1], retries=1, progress=False).results() == [1]
+    run = spot.map(once, [2], progress=False)  # no retries: the first failure is final
+    assert isinstance(run.results()[0], JobFailed)
+
+
+def test_a_steps_concurrency_caps_its_jobs_within_the_run(spot):
+    active, peak = [0], [0]
+
+    @spot.mark(concurrency=2)
+    async def gentle(x):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        await asyncio.sleep(0.02)
+        active[0] -= 1
+        return x
+
+    assert spot.map(gentle, range(12), concurrency=10, progress=False).results() == \
+        list(range(12))
+    assert peak[0] == 2

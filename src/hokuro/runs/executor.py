@@ -351,9 +351,9 @@ class Executor:
         step = node.step
         self.spot.leases.hold(key)
         ctx = step.task_context(key, attempt)
-        timeout = step.options.timeout if getattr(step.options, "timeout", None) \
+        timeout = step.options.timeout if step.options.timeout is not None \
             else self.options.timeout
-        limit = getattr(step.options, "concurrency", None)
+        limit = step.options.concurrency
         started = time.perf_counter()
         try:
             if limit:
@@ -367,8 +367,7 @@ class Executor:
             return self._failed(job, step, key, exc, ctx)
         self.tally.spent += time.perf_counter() - started
         if isinstance(value, Pending):
-            after = value.after if value.after is not None else getattr(
-                step.options, "poll", None) or 30.0
+            after = value.delay(step.options.poll)
             task = (key, self.owner, _ended(Status.WAITING, self.clock()))
             return self._outcome(job, JobStatus.WAITING, run_after=self.clock() + after), task
         if isinstance(value, Reset):
@@ -429,10 +428,9 @@ class Executor:
     def _failed(self, job: Any, step: Any, key: str, exc: BaseException, ctx: Any
                 ) -> tuple[JobOutcome, tuple[str, str, Any]]:
         task = (key, self.owner, step.error_outcome(key, exc, ctx))
-        policy: RetryPolicy = getattr(step.options, "retry_policy", None) or RetryPolicy(
-            retries=self.options.retries or 0)
-        if self.options.retries is not None and policy.retries == 0:
-            policy = RetryPolicy(retries=self.options.retries)
+        policy: RetryPolicy = step.options.retry_policy
+        if step.options.retries is None and self.options.retries is not None:
+            policy = policy.over(retries=self.options.retries)  # the run's default
         error = f"{type(exc).__name__}: {exc}"
         if policy.should_retry(exc, job.attempts):
             return self._outcome(job, JobStatus.QUEUED, error=error,
