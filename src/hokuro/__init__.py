@@ -40,6 +40,10 @@ def __getattr__(name: str) -> object:
         from .model import steering
 
         return getattr(steering, name)
+    if name in ("Run", "JobFailed"):
+        from .runs import run
+
+        return getattr(run, name)
     raise AttributeError(f"module 'hokuro' has no attribute {name!r}")
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "HokuroError",
+    "JobFailed",
     "KeyGen",
     "KeyPolicy",
     "Limiter",
@@ -60,6 +65,7 @@ __all__ = [
     "Record",
     "Reset",
     "RetryAfter",
+    "Run",
     "SerializationError",
     "Spot",
     "Status",
