@@ -91,7 +91,8 @@ class Executor:
         self.clock = spot.clock
         self.tally = Tally()
         self.window = options.window or max(4 * options.concurrency, 1000)
-        self._running = 0
+        self._running = 0  # jobs claimed and not yet ended
+        self._committing = 0  # jobs ended, their outcomes not yet committed
         self._inserted = 0  # root items inserted by this executor
         self._finished_roots = 0
         self._inputs_done = items is None
@@ -125,7 +126,7 @@ class Executor:
                     raise self._error
                 if claimed:
                     continue  # claimed some, or every slot is busy: claim again when free
-                if self._running == 0:
+                if self._running == 0 and self._committing == 0:
                     # Idle: the ledger says what is still open (jobs cancelled by a failure
                     # upstream are never seen here, so the window is counted there).
                     still_open = await self._open_jobs()
@@ -276,9 +277,16 @@ class Executor:
         done: asyncio.Future[Any] = self._loop.create_future()
         self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
                                    done=self._settle_from_thread(done)))
-        written = await done
-        self._parent_outputs.pop(job.job_id, None)
+        # The slot is free once the step has ended: its outcome waits for the group commit
+        # (still under the job's lease) while the next job runs.
         self._running -= 1
+        self._committing += 1
+        self._wake.set()
+        try:
+            written = await done
+        finally:
+            self._committing -= 1
+        self._parent_outputs.pop(job.job_id, None)
         if task is not None:
             self.spot.leases.release(task[0])
         if isinstance(written, BaseException):
