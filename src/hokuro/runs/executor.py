@@ -15,7 +15,9 @@ across processes (invariant 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -101,6 +103,11 @@ class Executor:
         self._error: BaseException | None = None
         self._parent_outputs: dict[str, list[str]] = {}
         self._min_claim = max(1, options.concurrency // 10)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+        # its busy handler for milliseconds: this process's writers (claims, task claims,
+        # group commits) take turns on a lock of ours instead, which wakes the next at once.
+        self._serial: Any = (threading.Lock() if getattr(self.ledger, "kind", "") == "sqlite"
+                             else contextlib.nullcontext())
         self._result_node = result_node(plan)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -108,13 +115,17 @@ class Executor:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
+        # Steps run ``concurrency`` at a time; half as many more jobs are claimed ahead, so
+        # the next ones are ready (claimed, their tasks claimed) when a step ends.
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._ahead = self.options.concurrency + max(1, self.options.concurrency // 2)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hokuro-io")
         self._steps = ThreadPoolExecutor(max_workers=self.options.concurrency,
                                          thread_name_prefix="hokuro-step")
         self._claim_tasks = Batched(loop, self._io, self._claim_many)
         self._read_tasks = Batched(loop, self._io, self._get_many)
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
-        self.committer = GroupCommitter(self.ledger, self.clock)
+        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial)
         self._jobs: set[asyncio.Task[None]] = set()
         renewing = loop.create_task(self._renew_leases())
         try:
@@ -206,9 +217,9 @@ class Executor:
                 raise result
             self._inserted += (last + 1 - self.run.cursor) if last is not None else 0
             self.run.cursor = last + 1 if last is not None else self.run.cursor
-        await self._off(lambda: self.ledger.update_run(
-            self.run.id, cursor=self.run.cursor, inputs_done=self._inputs_done,
-            updated_at=self.clock()))
+        await self._off(lambda: self._serially(
+            self.ledger.update_run, self.run.id, cursor=self.run.cursor,
+            inputs_done=self._inputs_done, updated_at=self.clock()))
 
     def _settle_from_thread(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
         def settle(result: Any) -> None:
@@ -228,18 +239,18 @@ class Executor:
             await self._off(self.ledger.release_jobs, owner, keys, self.clock())
 
     async def _claim(self) -> int:
-        free = self.options.concurrency - self._running
+        free = self._ahead - self._running
         if self._running and free < self._min_claim:
             # Claim in batches: wait for a few more slots (or a moment) rather than
             # spending a transaction per finished job.
             await self._wait_wake(0.005)
-            free = self.options.concurrency - self._running
+            free = self._ahead - self._running
             if free <= 0:
                 return -1
         now = self.clock()
-        jobs = await self._off(lambda: self.ledger.claim_jobs(
-            self.owner, now, now + self.spot.lease, min(free, CLAIM_BATCH),
-            run_id=self.run.id))
+        jobs = await self._off(lambda: self._serially(
+            self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
+            min(free, CLAIM_BATCH), run_id=self.run.id))
         for job in jobs:
             self._running += 1
             task = self._loop.create_task(self._run_job(job))
@@ -364,12 +375,14 @@ class Executor:
         limit = step.options.concurrency
         started = time.perf_counter()
         try:
-            if limit:
-                slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
-                async with slots:
+            async with self._slots:
+                started = time.perf_counter()
+                if limit:
+                    slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
+                    async with slots:
+                        value = await self._invoke(step, args, ctx, timeout)
+                else:
                     value = await self._invoke(step, args, ctx, timeout)
-            else:
-                value = await self._invoke(step, args, ctx, timeout)
         except Exception as exc:
             self.tally.spent += time.perf_counter() - started
             return self._failed(job, step, key, exc, ctx)
@@ -505,6 +518,10 @@ class Executor:
         return value
 
     # -- batched ledger calls (on I/O threads) -----------------------------------------------
+    def _serially(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._serial:
+            return fn(*args, **kwargs)
+
     def _claim_many(self, claims: list[Any]) -> list[Any]:
         # Kept results are found by a read, which takes no write lock: a rerun whose tasks
         # are all done writes nothing for them. Only the rest are claimed (one transaction).
@@ -518,8 +535,8 @@ class Executor:
             else:
                 rest.append(i)
         if rest:
-            for i, answer in zip(rest, self.ledger.claim_many([claims[i] for i in rest]),
-                                 strict=True):
+            claimed = self._serially(self.ledger.claim_many, [claims[i] for i in rest])
+            for i, answer in zip(rest, claimed, strict=True):
                 answers[i] = answer
         return answers
 

@@ -9,6 +9,7 @@ bound on what a kill -9 can lose of work that had already finished (invariant 2)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -40,9 +41,10 @@ class Pending:
 class GroupCommitter:
     """A thread that writes submitted outcomes to the ledger in batches."""
 
-    def __init__(self, ledger: Any, clock: Callable[[], float], *, linger: float = 0.002
-                 ) -> None:
+    def __init__(self, ledger: Any, clock: Callable[[], float], *, linger: float = 0.002,
+                 serial: Any = None) -> None:
         self.ledger = ledger
+        self.serial = serial if serial is not None else contextlib.nullcontext()
         self.clock = clock
         self.linger = linger
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
@@ -92,9 +94,11 @@ class GroupCommitter:
         inserts = [i for work in batch for i in work.inserts]
         try:
             now = self.clock()
-            for run_id, specs in inserts:
-                self.ledger.insert_jobs(run_id, specs, now)
-            written = self.ledger.commit(outcomes, tasks, now) if outcomes or tasks else []
+            with self.serial:
+                for run_id, specs in inserts:
+                    self.ledger.insert_jobs(run_id, specs, now)
+                written = self.ledger.commit(outcomes, tasks, now) if outcomes or tasks \
+                    else []
         except BaseException as exc:  # the executor decides what a failed commit means
             log.warning("hokuro: a group commit of %d job outcomes failed: %s",
                         len(outcomes), exc)
