@@ -401,7 +401,7 @@ def test_ctrl_c_stops_claiming_commits_what_ran_and_says_how_to_resume(make_spot
     (record,) = spot.ledger.list_runs()
     assert record.status == "interrupted"
     done = spot.ledger.run_counts(record.id)
-    assert not any(status == "running" for (_, status) in done)  # handed back or committed
+    assert not any(status == "running" for (_, status) in done), (done, err[-800:])
     again = _child("batch_run", str(make_spot.home), str(log), "400", "0", db, blobs)
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err

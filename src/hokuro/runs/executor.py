@@ -148,6 +148,9 @@ class Executor:
                         continue
                 await self._sleep()
         finally:
+            # Stopped (Ctrl-C, an error) or done: jobs claimed ahead that have not started
+            # are handed back; the running ones finish and everything is committed.
+            self._stop = True
             renewing.cancel()
             for job in list(self._jobs):
                 await asyncio.gather(job, return_exceptions=True)
@@ -248,9 +251,20 @@ class Executor:
             if free <= 0:
                 return -1
         now = self.clock()
-        jobs = await self._off(lambda: self._serially(
+        claiming = self._loop.run_in_executor(self._io, lambda: self._serially(
             self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
             min(free, CLAIM_BATCH), run_id=self.run.id))
+        try:
+            jobs = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while the claim was being written: the jobs it took go back at once
+            # rather than wait out their lease.
+            jobs = await claiming
+            keys = [(job.run_id, job.job_id) for job in jobs]
+            if keys:
+                await self._off(self._serially, self.ledger.release_jobs, self.owner, keys,
+                                self.clock())
+            raise
         for job in jobs:
             self._running += 1
             task = self._loop.create_task(self._run_job(job))
@@ -369,6 +383,8 @@ class Executor:
                        ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
         step = node.step
         self.spot.leases.hold(key)
+        if self._stop:
+            return self._handed_back(job, key)
         ctx = step.task_context(key, attempt)
         timeout = step.options.timeout if step.options.timeout is not None \
             else self.options.timeout
@@ -376,6 +392,8 @@ class Executor:
         started = time.perf_counter()
         try:
             async with self._slots:
+                if self._stop:
+                    return self._handed_back(job, key)
                 started = time.perf_counter()
                 if limit:
                     slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
@@ -445,6 +463,13 @@ class Executor:
             raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s; its "
                               "thread could not be stopped and its late result is "
                               "dropped") from None
+
+    def _handed_back(self, job: Any, key: str) -> tuple[JobOutcome, tuple[str, str, Any]]:
+        """A job claimed ahead that had not started when the run stopped: claimable again at
+        once, its attempt given back, its task left for whoever runs it next."""
+        now = self.clock()
+        return (self._outcome(job, JobStatus.WAITING, run_after=now),
+                (key, self.owner, _ended(Status.WAITING, now)))
 
     def _failed(self, job: Any, step: Any, key: str, exc: BaseException, ctx: Any
                 ) -> tuple[JobOutcome, tuple[str, str, Any]]:
