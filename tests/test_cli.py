@@ -82,7 +82,7 @@ def test_every_command_and_option_has_help():
         for param in command.params:
             if isinstance(param, click.Option):
                 assert param.help, f"{name} {param.opts}"
-        result = hokuro(name, "--help")
+        result = hokuro(*name.split(), "--help")
         assert result.exit_code == 0 and "Usage: " in result.output
 
 

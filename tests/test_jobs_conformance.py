@@ -321,6 +321,47 @@ def test_a_cancelled_job_cancels_its_descendants_with_its_reason(ledger):
     assert {j.error for j in ledger.find_jobs("r", status="cancelled")} == {"account closed"}
 
 
+def test_requeue_failed_queues_failures_again_and_blocks_what_they_cancelled(ledger):
+    # a -> b -> c and join(c, x): a is done, b fails, which cancels c and the join.
+    ledger.insert_jobs("r", [spec("a"), spec("b", "a"), spec("c", "b"), spec("x"),
+                             spec("join", "c", "x"), spec("z")], now=1.0)
+    assert sorted(finish_all(ledger, now=10.0)) == ["a", "x", "z"]
+    (b,) = claim(ledger, now=11.0)
+    assert ledger.commit([outcome(b, "failed", error="ValueError: bad")], [], now=12.0) \
+        == [True]
+    assert statuses(ledger) == {"a": "done", "b": "failed", "c": "cancelled", "x": "done",
+                                "join": "cancelled", "z": "done"}
+    assert sorted(ledger.requeue_failed("r", now=13.0)) == ["b", "c", "join"]
+    assert statuses(ledger) == {"a": "done", "b": "queued", "c": "blocked", "x": "done",
+                                "join": "blocked", "z": "done"}
+    again = one(ledger, "b")
+    assert (again.attempts, again.error, again.run_after) == (0, None, 13.0)
+    assert one(ledger, "c").error is None
+    # The chain runs on from the failed step, and its join counts only what is not done.
+    assert finish_all(ledger, now=14.0) == ["b"]
+    assert finish_all(ledger, now=15.0) == ["c"]
+    assert finish_all(ledger, now=16.0) == ["join"]
+    assert ledger.requeue_failed("r", now=17.0) == []  # nothing failed: nothing changes
+
+
+def test_requeue_failed_leaves_what_was_cancelled_for_another_reason(ledger):
+    # join(b, y): b's chain failed, y's chain was cancelled by its step (a Cancel), so the
+    # join could never run: it stays cancelled, with its child; y's chain is not retried.
+    ledger.insert_jobs("r", [spec("a"), spec("b", "a"), spec("y"), spec("join", "b", "y"),
+                             spec("after", "join"), spec("solo"), spec("solo2", "solo")],
+                       now=1.0)
+    jobs = {j.job_id: j for j in claim(ledger, now=10.0)}
+    assert all(ledger.commit([outcome(jobs["a"]),
+                              outcome(jobs["y"], "cancelled", error="not a customer"),
+                              outcome(jobs["solo"], "failed", error="E")], [], now=11.0))
+    (b,) = claim(ledger, now=12.0)
+    assert ledger.commit([outcome(b, "failed", error="E")], [], now=13.0) == [True]
+    assert sorted(ledger.requeue_failed("r", now=14.0)) == ["b", "solo", "solo2"]
+    assert statuses(ledger) == {"a": "done", "b": "queued", "y": "cancelled",
+                                "join": "cancelled", "after": "cancelled", "solo": "queued",
+                                "solo2": "blocked"}
+
+
 def test_a_reset_restarts_the_chain_from_its_root(ledger):
     # One item's pipe: request -> status -> download -> load.
     ledger.insert_jobs("r", [spec("0/request"), spec("0/status", "0/request"),

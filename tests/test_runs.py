@@ -441,3 +441,67 @@ def test_a_steps_concurrency_caps_its_jobs_within_the_run(spot):
     assert spot.map(gentle, range(12), concurrency=10, progress=False).results() == \
         list(range(12))
     assert peak[0] == 2
+
+
+def test_a_step_raising_keyboard_interrupt_stops_the_run_and_it_resumes_here_at_once(spot):
+    first_pass, calls = [True], []
+
+    @spot.mark(name="resumable.slow")
+    def slow(x):
+        calls.append(x)
+        if x == 5 and first_pass[0]:
+            first_pass[0] = False
+            raise KeyboardInterrupt
+        return x * 2
+
+    with pytest.raises(KeyboardInterrupt):
+        spot.map(slow, range(12), concurrency=2, run="stopped", progress=False)
+    (record,) = [r for r in spot.ledger.list_runs() if r.name == "stopped"]
+    assert record.status == "interrupted"
+    # Nothing is left running under this (live) process: its jobs and tasks were handed back.
+    assert not list(spot.ledger.find_jobs(record.id, status="running"))
+    assert slow.task(5).status == "cancelled"
+    box = {}
+    again = threading.Thread(target=lambda: box.setdefault("run", spot.map(
+        slow, range(12), concurrency=2, run="stopped", progress=False)), daemon=True)
+    started = time.monotonic()
+    again.start()
+    again.join(30)  # not a lease's wait (60 s): at once
+    assert "run" in box and time.monotonic() - started < 30
+    run = box["run"]
+    assert run.id == record.id and run.status == "done"
+    assert run.results() == [x * 2 for x in range(12)]
+    assert sorted(set(calls)) == list(range(12))
+    assert len(calls) - 12 <= 2  # only what was running when it stopped ran again
+
+
+def test_a_run_cancelled_from_outside_stops_reading_its_inputs(spot):
+    from hokuro.admin.runs import cancel_run
+
+    read, started = [], threading.Event()
+
+    def items():
+        for i in range(100_000):
+            read.append(i)
+            yield i
+
+    @spot.mark
+    async def step(x):
+        started.set()
+        await asyncio.sleep(0.01)
+        return x
+
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("run", spot.map(
+        step, items(), concurrency=4, run="endless", progress=False)), daemon=True)
+    worker.start()
+    assert started.wait(30)
+    (record,) = [r for r in spot.ledger.list_runs() if r.name == "endless"]
+    report = cancel_run(spot.ledger, record, owner="another|1|1.0|x")
+    assert report.open_before > 0 and report.still_open == 0
+    worker.join(30)
+    run = box["run"]
+    assert run.status == "cancelled"
+    assert len(read) < 10_000  # it stopped feeding, a window or two after the cancel
+    statuses = {job.status for job in spot.ledger.find_jobs(run.id)}
+    assert statuses <= {"done", "cancelled"}  # what it inserted later was cancelled too

@@ -111,3 +111,15 @@ class PlanError(ConfigurationError):
     """A plan cannot run as built (a step that is not marked, a parent from another plan, a
     cycle, a fan-out body that never uses its element); nothing has run. The message names
     the node and what to change."""
+
+
+class RunNotFound(HokuroError, LookupError):
+    """No run of the Spot has this id, id prefix or name (``hokuro runs SPOT`` lists them)."""
+
+
+class AmbiguousRun(RunNotFound):
+    """Several runs have ids starting with the prefix given; ``candidates`` lists them."""
+
+    def __init__(self, message: str, candidates: list) -> None:
+        super().__init__(message)
+        self.candidates = candidates

@@ -32,7 +32,8 @@ from ..model.records import Record, args_not_kept_reason
 from ..model.redact import mask_secrets
 from ..store.ledger import TaskDB
 
-__all__ = ["RetryResult", "args_codec", "replay_failed"]
+__all__ = ["RetryResult", "Unusable", "args_codec", "import_marked", "importable_from",
+           "replay_failed"]
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ class RetryResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Unusable:
+class Unusable:
     """Why the function of some failed tasks cannot be replayed here."""
 
     reason: str
@@ -68,39 +69,39 @@ def replay_failed(ledger: TaskDB, records: Iterable[Record], *,
     functions with ``search_path`` (default: the current folder) first on ``sys.path``.
     With ``dry_run`` the functions are imported and the arguments decoded, but nothing is
     called."""
-    imported: dict[str | None, MarkedFunction | _Unusable] = {}
-    with _importable_from(Path(search_path) if search_path else Path.cwd()):
+    imported: dict[str | None, MarkedFunction | Unusable] = {}
+    with importable_from(Path(search_path) if search_path else Path.cwd()):
         for record in records:
             if record.fn_path not in imported:
-                imported[record.fn_path] = _import_marked(record.fn_path, ledger)
+                imported[record.fn_path] = import_marked(record.fn_path, ledger)
             found = imported[record.fn_path]
-            if isinstance(found, _Unusable):
+            if isinstance(found, Unusable):
                 yield RetryResult(record.key, record.fn, record.fn_path, found.outcome,
                                   found.reason)
                 continue
             yield _replay(found, record, dry_run)
 
 
-def _import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | _Unusable:
+def import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | Unusable:
     """The marked function at ``fn_path``, or why it cannot be used."""
     if not fn_path or ":" not in fn_path:
-        return _Unusable("its record names no import path for the function")
+        return Unusable("its record names no import path for the function")
     module_name, _, qualname = fn_path.partition(":")
     if module_name == "__main__":
-        return _Unusable(f"{fn_path} was defined in a script run directly (python "
+        return Unusable(f"{fn_path} was defined in a script run directly (python "
                          "script.py); move it into a module and give its mark name= to "
                          "keep its records")
     if "<locals>" in qualname:
-        return _Unusable(f"{fn_path} is defined inside a function, so it cannot be "
+        return Unusable(f"{fn_path} is defined inside a function, so it cannot be "
                          "imported")
     try:
         found: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             found = getattr(found, part)
     except Exception as exc:
-        return _Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
+        return Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
     if not isinstance(found, MarkedFunction):
-        return _Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
+        return Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
                          "hokuro retry replays functions marked at module level")
     theirs, ours = _place(found.spot.ledger), _place(ledger)
     # Spots of one database share its URL: the Spot names them apart (unknown: trust it).
@@ -108,7 +109,7 @@ def _import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | _Unu
         or found.spot.ledger.spot == ledger.spot
     if _same_place(found.spot.ledger.describe(), ledger.describe()) and same_spot:
         return found
-    return _Unusable(f"{fn_path} records into {theirs}, not {ours}; run hokuro retry "
+    return Unusable(f"{fn_path} records into {theirs}, not {ours}; run hokuro retry "
                      "from the folder your code runs in", "other_ledger")
 
 
@@ -204,7 +205,7 @@ async def _awaited(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _importable_from(folder: Path) -> Iterator[None]:
+def importable_from(folder: Path) -> Iterator[None]:
     """Put ``folder`` first on ``sys.path`` for the block, as ``python -m`` would."""
     entry = str(folder.absolute())
     added = entry not in sys.path

@@ -20,7 +20,7 @@ from ..model.redact import mask_secrets
 #: Columns whose values are right-aligned (numbers).
 _NUMERIC = frozenset({"records", "count", "attempts", "size", "total", "done", "failed",
                       "running", "expired", "cancelled", "queued", "waiting", "duration",
-                      "ledger size"})
+                      "ledger size", "done/total", "blocked"})
 
 
 class Output:
@@ -126,6 +126,26 @@ def when(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def relative(epoch: float | None, now: float) -> str:
+    """How far ``epoch`` is from ``now``, for people: "in 12s", "in 3m 05s", "4s ago"."""
+    if epoch is None:
+        return "-"
+    delta = epoch - now
+    span = abs(delta)
+    if span < 1:
+        return "now"
+    whole = int(span)
+    if whole < 60:
+        text = f"{whole}s"
+    elif whole < 3600:
+        text = f"{whole // 60}m {whole % 60:02d}s"
+    elif whole < 86400:
+        text = f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    else:
+        text = f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
+    return f"in {text}" if delta > 0 else f"{text} ago"
 
 
 def iso(epoch: float | None) -> str | None:

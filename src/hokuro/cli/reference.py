@@ -18,14 +18,14 @@ from .app import main
 START = "<!-- cli-start -->"
 END = "<!-- cli-end -->"
 #: The order commands are documented in; commands not named here follow alphabetically.
-ORDER = ("spots", "list", "show", "log", "stats", "errors", "retry", "delete", "clear",
-         "prune", "clean", "gc", "demo", "version")
+ORDER = ("spots", "list", "show", "log", "stats", "errors", "retry", "runs", "run", "delete",
+         "clear", "prune", "clean", "gc", "demo", "version")
 
 INTRO = """\
 ## Command line
 
-`hokuro` reads and tends the records of your Spots. Every command is a thin layer over
-`hokuro.admin.maintenance.MaintenanceService`.
+`hokuro` reads and tends the records and runs of your Spots. Every command is a thin layer
+over `hokuro.admin`: `maintenance.MaintenanceService` for tasks, `runs` for runs.
 
 - **SPOT** is a Spot name looked up in `./.hokuro` (`--workspace` changes the folder), a
   path to a ledger file, or a database URL (`postgresql://user@host/db`). A database may
@@ -33,8 +33,10 @@ INTRO = """\
   only one, it is used). Blobs are found where the Spot recorded them; `--blobs` or
   `HOKURO_BLOBS` says otherwise. A SPOT that does not exist is an error: no command
   creates one.
-- Reading commands (`spots`, `list`, `show`, `log`, `stats`, `errors`) never create,
-  migrate or write anything.
+- Reading commands (`spots`, `list`, `show`, `log`, `stats`, `errors`, `runs`, `run show`)
+  never create, migrate or write anything.
+- A run's ID is its id, the first characters of its id (as `hokuro runs` shows them), or
+  its name (the newest run of that name).
 - Removing commands (`delete`, `clear`, `prune`, `clean`, `gc`) show what they would
   remove and ask first; `--yes` skips the question, `--dry-run` only shows.
 - `--json` prints JSON for scripts (timestamps as epoch seconds plus `*_iso` UTC strings).
@@ -45,9 +47,17 @@ INTRO = """\
 
 
 def commands() -> list[tuple[str, click.Command]]:
+    """Every command people run, by its full name: a group's commands as "group command"."""
     known = dict(main.commands)
     names = [n for n in ORDER if n in known] + sorted(n for n in known if n not in ORDER)
-    return [(name, known[name]) for name in names]
+    found: list[tuple[str, click.Command]] = []
+    for name in names:
+        command = known[name]
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", command.commands[sub]) for sub in command.commands]
+        else:
+            found.append((name, command))
+    return found
 
 
 def _help_text(command: click.Command) -> str:

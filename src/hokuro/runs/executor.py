@@ -101,6 +101,7 @@ class Executor:
         self._step_slots: dict[str, asyncio.Semaphore] = {}
         self._stop = False
         self._error: BaseException | None = None
+        self._interrupt: BaseException | None = None
         self._parent_outputs: dict[str, list[str]] = {}
         self._min_claim = max(1, options.concurrency // 10)
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
@@ -115,10 +116,13 @@ class Executor:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
-        # Steps run ``concurrency`` at a time; half as many more jobs are claimed ahead, so
-        # the next ones are ready (claimed, their tasks claimed) when a step ends.
-        self._slots = asyncio.Semaphore(self.options.concurrency)
-        self._ahead = self.options.concurrency + max(1, self.options.concurrency // 2)
+        # Steps run ``concurrency`` at a time. A wide run claims a quarter more jobs ahead,
+        # so the next ones are ready (claimed, their tasks claimed) when a step ends; a
+        # narrow one gains little by it, and claims no more than it runs, so that a cancel
+        # from outside starts no step claimed before it.
+        concurrency = self.options.concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._ahead = concurrency + (concurrency // 4 if concurrency >= 16 else 0)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hokuro-io")
         self._steps = ThreadPoolExecutor(max_workers=self.options.concurrency,
                                          thread_name_prefix="hokuro-step")
@@ -157,6 +161,8 @@ class Executor:
             await loop.run_in_executor(self._io, self.committer.close)
             self._steps.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
+        if self._interrupt is not None:
+            raise self._interrupt
         return self.tally
 
     def stop(self) -> None:
@@ -404,6 +410,14 @@ class Executor:
         except Exception as exc:
             self.tally.spent += time.perf_counter() - started
             return self._failed(job, step, key, exc, ctx)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A step that stops the program stops the run: its task is recorded cancelled,
+            # its job handed back, the others finish, then the interrupt goes on up.
+            self._interrupt = exc
+            self.stop()
+            now = self.clock()
+            return (self._outcome(job, JobStatus.WAITING, run_after=now),
+                    (key, self.owner, step.error_outcome(key, exc, ctx)))
         self.tally.spent += time.perf_counter() - started
         if isinstance(value, Pending):
             after = value.delay(step.options.poll)

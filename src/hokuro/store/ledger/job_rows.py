@@ -166,3 +166,36 @@ def claim_params(claim: Claim) -> dict[str, Any]:
     return {"key": claim.key, "fn": claim.fn, "fn_path": claim.fn_path, "ident": claim.ident,
             "args": claim.args, "version": claim.version, "owner": claim.owner,
             "lease_until": claim.lease_until, "now": claim.now}
+
+
+#: Statuses of a job still on its way: a job blocked on one of them will be counted down.
+_OPEN = frozenset({JobStatus.BLOCKED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.WAITING})
+
+
+def requeue_plan(failed: dict[str, tuple[str, ...]], cancelled: dict[str, tuple[str, ...]],
+                 status_of: dict[str, str]) -> list[tuple[str, str, int]]:
+    """What ``requeue_failed`` writes: (job_id, status, waiting) for every failed job and for
+    each cancelled descendant (``cancelled``: job id -> parents) that can finish again.
+
+    A descendant goes back only when every parent is done, goes back itself, or is still on
+    its way (``status_of`` gives the others' statuses): one whose other parent was cancelled
+    for another reason (a ``Cancel``, a cancelled run) would wait for it forever, so it stays
+    cancelled, and so do its own descendants. Each job waits for its distinct parents that
+    are not done; one waiting for none is queued."""
+    again = dict(failed)
+    pending = {job_id: parents for job_id, parents in cancelled.items() if job_id not in again}
+    grew = True
+    while grew:
+        grew = False
+        for job_id, parents in list(pending.items()):
+            if any(p in again for p in parents) and all(
+                    p in again or status_of.get(p) == JobStatus.DONE or status_of.get(p) in _OPEN
+                    for p in parents):
+                again[job_id] = pending.pop(job_id)
+                grew = True
+    changes = []
+    for job_id, parents in again.items():
+        waiting = len({p for p in parents if p in again or status_of.get(p) != JobStatus.DONE})
+        changes.append((job_id, str(JobStatus.BLOCKED if waiting else JobStatus.QUEUED),
+                        waiting))
+    return changes

@@ -18,6 +18,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from .job_rows import (
     in_claim_order,
     job_from_row,
     outside_parents,
+    requeue_plan,
     run_from_row,
     run_params,
     run_update_params,
@@ -247,6 +249,37 @@ class PostgresJobs:
 
         return self._run(work)
 
+    # -- jobs: a run retried (hokuro retry --run) ------------------------------------------
+    def requeue_failed(self, run_id: str, now: float) -> list[str]:
+        """Queue the failed jobs of a run again, with a fresh count of attempts, and block
+        again the descendants their failures cancelled (see ``requeue_plan``); one
+        transaction. The ids of the jobs that go back to work (none on a retry after a lost
+        connection whose first try committed)."""
+        self._write()
+
+        def work(conn: Connection, _: int) -> list[str]:
+            with conn.transaction():
+                failed = {job_id: _parents(text) for job_id, text in
+                          conn.execute(J["failed_jobs"], {"run_id": run_id}).fetchall()}
+                if not failed:
+                    return []
+                below = {job_id: _parents(text) for job_id, text in conn.execute(
+                    J["cancelled_below"], {"run_id": run_id, "job_ids": list(failed)})}
+                outside = sorted({p for ps in (*failed.values(), *below.values()) for p in ps}
+                                 - failed.keys() - below.keys())
+                status_of: dict[str, str] = {}
+                if outside:
+                    status_of.update(conn.execute(J["statuses_of"], {
+                        "run_id": run_id, "job_ids": outside}).fetchall())
+                changes = requeue_plan(failed, below, status_of)
+                rows = conn.execute(J["requeue_jobs"], {
+                    "run_id": run_id, "now": now, "job_ids": [c[0] for c in changes],
+                    "statuses": [c[1] for c in changes], "waitings": [c[2] for c in changes]})
+                written = {row[0] for row in rows.fetchall()}
+                return [c[0] for c in changes if c[0] in written]
+
+        return self._run(work)
+
     # -- plumbing -------------------------------------------------------------------------
     def _job_rows(self, sql: str, params: Any) -> list[Any]:
         """Rows of a read of the runs tables; none on a Spot without them (read as it is)."""
@@ -263,6 +296,10 @@ class PostgresJobs:
         params.update(run_ids=[k[0] for k in keys], job_ids=[k[1] for k in keys])
         rows = self._run(lambda conn, _: conn.execute(J[query], params).fetchall())
         return {(run_id, job_id) for run_id, job_id in rows}
+
+
+def _parents(text: str) -> tuple[str, ...]:
+    return () if text == "[]" else tuple(json.loads(text))
 
 
 def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float) -> int:

@@ -35,6 +35,7 @@ from .job_rows import (
     in_claim_order,
     job_from_row,
     outside_parents,
+    requeue_plan,
     run_from_row,
     run_params,
     run_update_params,
@@ -215,12 +216,40 @@ class SQLiteJobs:
                 conn.executemany(Q["claim_update"], map(claim_params, again))
             return results
 
+    # -- jobs: a run retried (hokuro retry --run) ------------------------------------------
+    def requeue_failed(self, run_id: str, now: float) -> list[str]:
+        """Queue the failed jobs of a run again, with a fresh count of attempts, and block
+        again the descendants their failures cancelled (see ``requeue_plan``); one
+        transaction. The ids of the jobs that go back to work."""
+        with self._pool.connection() as conn, self._write(conn):
+            failed = {job_id: _parents(text) for job_id, text in
+                      conn.execute(J["failed_jobs"], {"run_id": run_id})}
+            if not failed:
+                return []
+            below = {job_id: _parents(text) for job_id, text in conn.execute(
+                J["cancelled_below"], {"run_id": run_id, "job_ids": json.dumps(list(failed))})}
+            outside = sorted({p for ps in (*failed.values(), *below.values()) for p in ps}
+                             - failed.keys() - below.keys())
+            status_of: dict[str, str] = {}
+            for start in range(0, len(outside), PAGE):
+                params = {"run_id": run_id, "job_ids": json.dumps(outside[start:start + PAGE])}
+                status_of.update(conn.execute(J["statuses_of"], params).fetchall())
+            changes = requeue_plan(failed, below, status_of)
+            conn.executemany(J["requeue_job"], (
+                {"run_id": run_id, "job_id": job_id, "status": status, "waiting": waiting,
+                 "now": now} for job_id, status, waiting in changes))
+            return [job_id for job_id, _, _ in changes]
+
     # -- plumbing -------------------------------------------------------------------------
     def _job_rows(self, sql: str, params: Any) -> list[Any]:
         """Rows of a read of the runs tables; none on a file without them (read as it is)."""
         if not self._has_runs:
             return []
         return self._rows(sql, params)
+
+
+def _parents(text: str) -> tuple[str, ...]:
+    return () if text == "[]" else tuple(json.loads(text))
 
 
 def _finish_params(key: str, owner: str, outcome: Outcome) -> dict[str, Any]:
@@ -284,4 +313,4 @@ def _reset_chain(conn: sqlite3.Connection, run_id: str, job_id: str, now: float)
 translate_errors(SQLiteJobs, calls=(
     "create_run", "get_run", "find_unfinished_run", "list_runs", "update_run", "insert_jobs",
     "claim_jobs", "renew_jobs", "release_jobs", "commit", "run_counts", "next_wake",
-    "get_jobs", "get_many", "claim_many"), iterators=("find_jobs",))
+    "get_jobs", "get_many", "claim_many", "requeue_failed"), iterators=("find_jobs",))

@@ -355,3 +355,39 @@ FROM unnest(%(keys)s::text[], %(fns)s::text[], %(fn_paths)s::text[], %(idents)s:
      AS c(key, fn, fn_path, ident, args, version, owner, lease_until, now)
 WHERE t.key = c.key
 RETURNING t.key, t.attempts
+
+-- name: failed_jobs
+-- The failed jobs of a run, with their parents (hokuro retry --run queues them again).
+SELECT job_id, parents FROM jobs
+WHERE run_id = %(run_id)s AND status = 'failed' ORDER BY seq FOR UPDATE
+
+-- name: cancelled_below
+-- The descendants of these jobs that are cancelled (their failure cancelled them), locked.
+WITH RECURSIVE below(job_id) AS (
+    SELECT e.child FROM unnest(%(job_ids)s::text[]) AS f(job_id)
+    JOIN job_edges e ON e.run_id = %(run_id)s AND e.parent = f.job_id
+    UNION
+    SELECT e.child FROM below b
+    JOIN job_edges e ON e.run_id = %(run_id)s AND e.parent = b.job_id
+)
+SELECT j.job_id, j.parents FROM below b
+JOIN jobs j ON j.run_id = %(run_id)s AND j.job_id = b.job_id
+WHERE j.status = 'cancelled' ORDER BY j.job_id FOR UPDATE OF j
+
+-- name: statuses_of
+-- FOR SHARE, as done_among: a parent cannot become done unseen before the blocked children
+-- that count it are committed, so its countdown finds them.
+SELECT job_id, status FROM jobs
+WHERE run_id = %(run_id)s AND job_id = ANY(%(job_ids)s::text[])
+ORDER BY job_id FOR SHARE
+
+-- name: requeue_jobs
+-- Failed jobs, and descendants their failure cancelled, go back to work with a fresh count
+-- of attempts (only from those statuses: a job that moved on meanwhile is left alone).
+UPDATE jobs j SET status = r.status, waiting = r.waiting, attempts = 0,
+       run_after = %(now)s, task_key = NULL, output_key = NULL, error = NULL,
+       lease_until = NULL, updated_at = %(now)s
+FROM unnest(%(job_ids)s::text[], %(statuses)s::text[], %(waitings)s::int[])
+     AS r(job_id, status, waiting)
+WHERE j.run_id = %(run_id)s AND j.job_id = r.job_id AND j.status IN ('failed', 'cancelled')
+RETURNING j.job_id

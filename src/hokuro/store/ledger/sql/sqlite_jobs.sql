@@ -209,3 +209,29 @@ ORDER BY seq LIMIT :page
 
 -- name: get_tasks
 SELECT {record_columns} FROM tasks WHERE key IN (SELECT value FROM json_each(?))
+
+-- name: failed_jobs
+-- The failed jobs of a run, with their parents (hokuro retry --run queues them again).
+SELECT job_id, parents FROM jobs WHERE run_id = :run_id AND status = 'failed' ORDER BY seq
+
+-- name: cancelled_below
+-- The descendants of these jobs that are cancelled (their failure cancelled them).
+WITH RECURSIVE below(job_id) AS (
+    SELECT e.child FROM json_each(:job_ids) f
+    JOIN job_edges e ON e.run_id = :run_id AND e.parent = f.value
+    UNION
+    SELECT e.child FROM below b JOIN job_edges e ON e.run_id = :run_id AND e.parent = b.job_id
+)
+SELECT j.job_id, j.parents FROM below b JOIN jobs j ON j.run_id = :run_id AND j.job_id = b.job_id
+WHERE j.status = 'cancelled'
+
+-- name: statuses_of
+SELECT job_id, status FROM jobs
+WHERE run_id = :run_id AND job_id IN (SELECT value FROM json_each(:job_ids))
+
+-- name: requeue_job
+-- A failed job, or a descendant its failure cancelled, goes back to work with a fresh count
+-- of attempts (only from those statuses: a job that moved on meanwhile is left alone).
+UPDATE jobs SET status = :status, waiting = :waiting, attempts = 0, run_after = :now,
+       task_key = NULL, output_key = NULL, error = NULL, lease_until = NULL, updated_at = :now
+WHERE run_id = :run_id AND job_id = :job_id AND status IN ('failed', 'cancelled')
