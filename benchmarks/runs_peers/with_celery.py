@@ -5,8 +5,11 @@ Results are not stored (no result backend); every task counts itself done with o
 INCR, which the driver polls. W2 enqueues with the worker's consumer cancelled, then adds
 it back, so the drain is timed alone. W3 is a ``chain`` of five tasks per item. W4 uses
 Celery's settings for not losing work (``acks_late``, ``task_reject_on_worker_lost``) with a
-5 s visibility timeout (the default is an hour) so that the restarted worker gets the
-killed worker's unacknowledged messages back within the benchmark's recovery window.
+5 s visibility timeout (the default is an hour). kombu keeps a message a worker has taken
+in its ``unacked`` hash until it is acknowledged, and puts it back on the queue when it
+restores messages older than the visibility timeout: the restarted worker starts before
+those 5 s have passed, and here the killed worker's messages stayed out of the queue for
+the whole recovery window (a later worker start put them back).
 The peak RSS is the worker's (the driver waits for it).
 """
 
@@ -138,9 +141,17 @@ def wait_done(target: int, timeout: float = 600) -> None:
 
 
 def cleanup() -> None:
+    """Drop this run's queue, counter and the messages kombu holds as unacknowledged for it
+    (a hash shared by every queue on the server, so only this queue's entries go)."""
+    import json
+
     client = redis_client()
     for key in client.scan_iter(f"*{QUEUE}*"):
         client.delete(key)
+    for tag, entry in client.hscan_iter("unacked"):
+        if json.loads(entry)[-1] == QUEUE:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
 
 
 def w1(config: dict[str, Any]) -> dict[str, Any]:
