@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-runs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.core
 
+# The run engine's peers (huey, pgqueuer, procrastinate, DBOS, Celery): only for benchmarks.
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(VENV)/.dev $(VENV)/.core
+
 demo: $(VENV)/.core
 	cd "$$(mktemp -d)" && $(CURDIR)/$(BIN)/hokuro demo
 
@@ -25,8 +30,11 @@ test: $(VENV)/.dev
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/run_all.py
+
+bench-runs: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_runs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hokuro
