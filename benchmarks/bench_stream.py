@@ -39,8 +39,21 @@ def main() -> None:
         summary = run.summary()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{args.items:,} streamed inputs at concurrency {args.concurrency}: "
-              f"{wall:.1f} s, {args.items / wall:,.0f} jobs/s, peak RSS {peak:.0f} MB, "
-              f"{summary['done']:,} done, {summary['failed']} failed")
+              f"{wall:.1f} s, {args.items / wall:,.0f} jobs/s, peak RSS {peak:.0f} MB "
+              f"(at the end: {_memory()}), {summary['done']:,} done, "
+              f"{summary['failed']} failed")
+
+
+def _memory() -> str:
+    """Private memory apart from file pages: the ledger is read through mmap (SQLite's
+    mmap_size), and its pages count in RSS though they are the file's, not the heap's."""
+    try:
+        with open("/proc/self/status") as status:
+            fields = dict(line.split(":", 1) for line in status)
+    except OSError:
+        return "n/a"
+    return ", ".join(f"{name} {int(fields[name].split()[0]) / 1024:.0f} MB"
+                     for name in ("RssAnon", "RssFile") if name in fields)
 
 
 if __name__ == "__main__":

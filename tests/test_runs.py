@@ -505,3 +505,18 @@ def test_a_run_cancelled_from_outside_stops_reading_its_inputs(spot):
     assert len(read) < 10_000  # it stopped feeding, a window or two after the cancel
     statuses = {job.status for job in spot.ledger.find_jobs(run.id)}
     assert statuses <= {"done", "cancelled"}  # what it inserted later was cancelled too
+
+
+def test_leases_are_let_go_when_outcomes_are_written_not_later(make_spot, caplog):
+    import logging
+
+    spot = make_spot("leases", lease=0.15)  # renewed every 0.05 s, often during the run
+
+    @spot.mark
+    async def quick(x):
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="hokuro"):
+        run = spot.map(quick, range(8000), concurrency=1000, progress=False)
+    assert run.summary()["done"] == 8000
+    assert not [r for r in caplog.records if "lost the lease" in r.getMessage()]

@@ -56,15 +56,23 @@ class LeaseKeeper:
                 keys = list(self._held)
             if not keys:
                 continue
+            owner = self.owner()
             try:
-                held = self.ledger.renew(self.owner(), keys, self.clock() + self.lease)
+                held = self.ledger.renew(owner, keys, self.clock() + self.lease)
             except Exception as exc:  # a passing outage: try again next round
                 log.warning("hokuro could not renew %d lease(s): %s", len(keys), exc)
                 continue
             with self._lock:
                 lost = [key for key in keys if key not in held and key in self._held]
             for key in lost:
-                log.warning("hokuro lost the lease of task %s to another owner", key[:12])
+                # Not renewed: taken by another owner, or finished by this one between the
+                # listing and the renewal (its outcome committed, the hold not yet let go).
+                try:
+                    record = self.ledger.get(key)
+                except Exception:  # cannot look: say what the renewal found
+                    record = None
+                if record is None or record.owner != owner:
+                    log.warning("hokuro lost the lease of task %s to another owner", key[:12])
 
     def close(self) -> None:
         self._wake.set()

@@ -309,8 +309,15 @@ class Executor:
             self._wake.set()
             raise
         done: asyncio.Future[Any] = self._loop.create_future()
+        settle = self._settle_from_thread(done)
+        if task is not None:
+            # The task's lease is let go by the committer's thread as soon as its outcome is
+            # written: renewing it after that would find it finished ("lost").
+            def settle(result: Any, key: str = task[0], _settle: Any = settle) -> None:
+                self.spot.leases.release(key)
+                _settle(result)
         self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
-                                   done=self._settle_from_thread(done)))
+                                   done=settle))
         # The slot is free once the step has ended: its outcome waits for the group commit
         # (still under the job's lease) while the next job runs.
         self._running -= 1
@@ -321,8 +328,6 @@ class Executor:
         finally:
             self._committing -= 1
         self._parent_outputs.pop(job.job_id, None)
-        if task is not None:
-            self.spot.leases.release(task[0])
         if isinstance(written, BaseException):
             self._error = written
         elif written and written[0]:
