@@ -510,7 +510,7 @@ def test_a_run_cancelled_from_outside_stops_reading_its_inputs(spot):
 def test_leases_are_let_go_when_outcomes_are_written_not_later(make_spot, caplog):
     import logging
 
-    spot = make_spot("leases", lease=0.15)  # renewed every 0.05 s, often during the run
+    spot = make_spot("leases", lease=0.6)  # renewed every 0.2 s, often during the run
 
     @spot.mark
     async def quick(x):

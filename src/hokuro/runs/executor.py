@@ -15,7 +15,6 @@ across processes (invariant 3).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -104,11 +103,12 @@ class Executor:
         self._interrupt: BaseException | None = None
         self._parent_outputs: dict[str, list[str]] = {}
         self._min_claim = max(1, options.concurrency // 10)
-        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
-        # its busy handler for milliseconds: this process's writers (claims, task claims,
-        # group commits) take turns on a lock of ours instead, which wakes the next at once.
-        self._serial: Any = (threading.Lock() if getattr(self.ledger, "kind", "") == "sqlite"
-                             else contextlib.nullcontext())
+        # This process's writers (claims, task claims, group commits) take turns on a lock of
+        # ours. On SQLite, which has one writer at a time, a writer finding the file locked
+        # sleeps in its busy handler for milliseconds; ours wakes the next at once. On
+        # PostgreSQL, two batches of task claims sharing a key could each wait for the
+        # other's insert (a deadlock); taking turns rules it out within a process.
+        self._serial: Any = threading.Lock()
         self._result_node = result_node(plan)
 
     # -- the loop ---------------------------------------------------------------------------

@@ -224,7 +224,9 @@ class PostgresJobs:
             return []
         from .postgres import _made_by  # the rule claim() uses to recognise its own write
 
-        firsts = list({c.key: c for c in reversed(claims)}.values())
+        # In key order: concurrent batches (other processes) then lock the rows they share
+        # in the same order, so they wait for each other instead of deadlocking.
+        firsts = sorted({c.key: c for c in reversed(claims)}.values(), key=lambda c: c.key)
 
         def work(conn: Connection, attempt: int) -> list[ClaimResult]:
             with conn.transaction():
