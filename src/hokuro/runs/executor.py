@@ -102,6 +102,7 @@ class Executor:
         self._error: BaseException | None = None
         self._interrupt: BaseException | None = None
         self._parent_outputs: dict[str, list[str]] = {}
+        self._tasks_held: set[str] = set()  # tasks claimed here whose outcome is not written
         self._min_claim = max(1, options.concurrency // 10)
         # This process's writers (claims, task claims, group commits) take turns on a lock of
         # ours. On SQLite, which has one writer at a time, a writer finding the file locked
@@ -248,7 +249,7 @@ class Executor:
             if job.owner != self.owner and self.spot.owner_is_dead(job.owner):
                 dead.setdefault(job.owner, []).append((job.run_id, job.job_id))
         for owner, keys in dead.items():
-            await self._off(self.ledger.release_jobs, owner, keys, self.clock())
+            await self._off(self._serially, self.ledger.release_jobs, owner, keys, self.clock())
 
     async def _claim(self) -> int:
         free = self._ahead - self._running
@@ -285,13 +286,23 @@ class Executor:
         while True:
             await asyncio.sleep(self.spot.lease / 3)
             keys = [(self.run.id, job_id) for job_id in self._held]
-            if keys:
+            tasks = list(self._tasks_held)
+            if keys or tasks:
                 try:
-                    await self._off(self.ledger.renew_jobs, self.owner, keys,
-                                    self.clock() + self.spot.lease)
+                    await self._off(self._serially, self._renew, keys, tasks)
                 except Exception as exc:  # the next round tries again; leases last longer
                     log.warning("hokuro: renewing the leases of %d jobs failed: %s",
                                 len(keys), exc)
+
+    def _renew(self, jobs: list[tuple[str, str]], tasks: list[str]) -> None:
+        # The run renews its tasks' leases itself, with its jobs', under the writers' lock:
+        # renewals interleaved with a group commit finishing the same rows in another order
+        # could deadlock on PostgreSQL.
+        until = self.clock() + self.spot.lease
+        if jobs:
+            self.ledger.renew_jobs(self.owner, jobs, until)
+        if tasks:
+            self.ledger.renew(self.owner, tasks, until)
 
     @property
     def _held(self) -> set[str]:
@@ -314,7 +325,7 @@ class Executor:
             # The task's lease is let go by the committer's thread as soon as its outcome is
             # written: renewing it after that would find it finished ("lost").
             def settle(result: Any, key: str = task[0], _settle: Any = settle) -> None:
-                self.spot.leases.release(key)
+                self._tasks_held.discard(key)
                 _settle(result)
         self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
                                    done=settle))
@@ -396,7 +407,7 @@ class Executor:
     async def _execute(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]
                        ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
         step = node.step
-        self.spot.leases.hold(key)
+        self._tasks_held.add(key)
         if self._stop:
             return self._handed_back(job, key)
         ctx = step.task_context(key, attempt)

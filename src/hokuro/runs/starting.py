@@ -174,7 +174,6 @@ def hand_back(spot: Any, plan: Any, record: RunRecord) -> None:
                 status=Status.CANCELLED, finished_at=spot.clock(), error_type="Interrupted",
                 error=f"interrupted: run {record.name!r} ({record.id[:8]}) was stopped; "
                       "the task runs again when the run goes on"))
-            spot.leases.release(key)
     ledger.release_jobs(owner, [(job.run_id, job.job_id) for job in mine], spot.clock())
 
 
