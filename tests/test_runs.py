@@ -520,3 +520,27 @@ def test_leases_are_let_go_when_outcomes_are_written_not_later(make_spot, caplog
         run = spot.map(quick, range(8000), concurrency=1000, progress=False)
     assert run.summary()["done"] == 8000
     assert not [r for r in caplog.records if "lost the lease" in r.getMessage()]
+
+
+def test_a_full_window_of_waiting_jobs_sleeps_until_they_are_due(spot):
+    polled = set()
+
+    @spot.mark
+    async def report(x):
+        if x not in polled:
+            polled.add(x)
+            return Pending(after=0.5)
+        return x
+
+    asked = [0]
+    counts = spot.ledger.run_counts
+
+    def counted(run_id):
+        asked[0] += 1
+        return counts(run_id)
+
+    spot.ledger.run_counts = counted
+    run = spot.map(report, range(1500), concurrency=100, progress=False)
+    assert run.results() == list(range(1500))
+    # Idle while the window's jobs wait: it asks the ledger now and then, not in a loop.
+    assert asked[0] < 200, asked[0]

@@ -151,10 +151,12 @@ class Executor:
                     still_open = await self._open_jobs()
                     if not still_open and self._inputs_done:
                         break
+                    # Open jobs stand in for open items (a pipe's item has several): the
+                    # window may hold fewer items than it could, never more.
                     self._finished_roots = self._inserted - still_open
-                    if not self._inputs_done:
-                        continue
-                await self._sleep()
+                    if not self._inputs_done and self._window_room() >= self.window // 2:
+                        continue  # room for more inputs: read them now
+                await self._sleep()  # until a job is due or ends
         finally:
             # Stopped (Ctrl-C, an error) or done: jobs claimed ahead that have not started
             # are handed back; the running ones finish and everything is committed.
@@ -204,7 +206,7 @@ class Executor:
     async def _feed(self) -> None:
         if self._inputs_done or self.items is None:
             return
-        room = self.window - (self._inserted - self._finished_roots)
+        room = self._window_room()
         if room < self.window // 2 and self._inserted:
             return
         specs: list[JobSpec] = []
@@ -233,6 +235,10 @@ class Executor:
         await self._off(lambda: self._serially(
             self.ledger.update_run, self.run.id, cursor=self.run.cursor,
             inputs_done=self._inputs_done, updated_at=self.clock()))
+
+    def _window_room(self) -> int:
+        """Items that may be read now: the window less the items still open."""
+        return self.window - (self._inserted - self._finished_roots)
 
     def _settle_from_thread(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
         def settle(result: Any) -> None:
