@@ -5,7 +5,8 @@ The public API is re-exported here; implementation lives in the modules named by
 
 from .engine.context import Context
 from .engine.keygen import KeyGen, KeyPolicy
-from .engine.marking import MarkedFunction, TaskEvent
+from .engine.marking import MarkedFunction
+from .engine.options import TaskEvent
 from .engine.spot import Spot
 from .engine.tasks import Task, TaskError
 from .errors import (

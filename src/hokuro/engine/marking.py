@@ -3,7 +3,8 @@
 The call path is written once, as a generator (:meth:`MarkedFunction._flow`) that does all
 the bookkeeping and *yields* the few things that differ between sync and async callers:
 run the user's function, sleep, or wait for another caller's flight. Two small drivers
-(:func:`_drive_sync`, :func:`_drive_async`) answer those requests.
+(:mod:`hokuro.engine.drivers`) answer those requests; the mark's options are checked in
+:mod:`hokuro.engine.options`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
@@ -28,7 +28,6 @@ from ..errors import (
     TaskFailed,
 )
 from ..model.codec import codec_for
-from ..model.durations import parse_duration
 from ..model.keys import ident_key, stable_name, task_key
 from ..model.records import (
     Claim,
@@ -43,33 +42,27 @@ from ..model.records import (
 )
 from ..store.blobs.names import log_ref, result_ref
 from .context import Context
+from .drivers import (
+    _TAKE,
+    _Await,
+    _drive_async,
+    _drive_sync,
+    _Flow,
+    _Invoke,
+    _is_cancelling,
+    _LimitedCall,
+    _Sleep,
+)
 from .keygen import KeyPolicy
+from .options import MarkOptions, TaskEvent
 from .owners import owner_is_dead
 
 if TYPE_CHECKING:
-    from ..model.steering import RetryPolicy
     from ..model.steps import Pipe
     from .spot import Spot
 
 log = logging.getLogger("hokuro")
 
-HOOKS = ("pre_execute", "on_hit", "on_miss", "on_error")
-#: The options that steer a function as a step of a run (``retries``, ``retry_on``,
-#: ``backoff`` and ``timeout`` also apply to direct calls); None: the run's default, else
-#: hokuro's. Checked by model/steps.py, loaded only when a mark gives one.
-STEP_OPTIONS = ("retries", "retry_on", "backoff", "timeout", "scope", "priority",
-                "concurrency", "poll")
-#: Every option ``@spot.mark`` accepts; anything else is a TypeError.
-MARK_OPTIONS = frozenset({
-    "version", "name", "key", "input_key_fn", "ignore", "save_blob", "blob_threshold",
-    "retention", "content_type", "codec", "cache_errors", "store_args", *HOOKS,
-    *STEP_OPTIONS,
-})
-# What stops a call rather than fails it: KeyboardInterrupt, SystemExit, GeneratorExit and
-# asyncio.CancelledError are exactly the BaseExceptions that are not Exceptions (named by that
-# property so that importing hokuro does not import asyncio).
-def _is_cancelling(exc: BaseException | None) -> bool:
-    return exc is not None and not isinstance(exc, Exception)
 _INLINE_LOG = 64 * 1024
 # Arguments whose encoded size is at least their len() (str: UTF-8 takes a byte or more a
 # character).
@@ -81,265 +74,7 @@ _WARNED_MAIN: set[str] = set()
 _RECORDED = "__hokuro_recorded__"
 
 
-@dataclass(frozen=True, slots=True)
-class MarkOptions:
-    """The options of one mark, checked once at decoration time."""
-
-    name: str | None = None
-    version: str | None = None
-    key: Callable[..., Any] | KeyPolicy | None = None
-    ignore: tuple[str, ...] = ()
-    save_blob: bool | None = None
-    blob_threshold: int | None = None
-    retention: float | None = None
-    content_type: str | None = None
-    codec: str = "msgpack"
-    cache_errors: bool = False
-    store_args: bool = True
-    hooks: dict[str, Callable[[TaskEvent], Any]] = field(default_factory=dict)
-    # -- as a step (STEP_OPTIONS; None: not set) --
-    retries: int | None = None
-    retry_on: tuple[type[Exception], ...] | None = None
-    backoff: float | None = None
-    timeout: float | None = None
-    scope: str | None = None
-    priority: int | None = None
-    concurrency: int | None = None
-    poll: float | None = None
-    _retry_policy: Any = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """``retries``, ``retry_on`` and ``backoff`` as one policy (hokuro's defaults where
-        unset); built on first use, so `import hokuro` does not load the run model."""
-        policy = self._retry_policy
-        if policy is None:
-            from ..model.steering import RetryPolicy
-
-            policy = RetryPolicy().over(self.retries, self.retry_on, self.backoff)
-            object.__setattr__(self, "_retry_policy", policy)
-        return policy
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> MarkOptions:
-        unknown = set(options) - MARK_OPTIONS
-        if unknown:
-            raise TypeError(
-                f"unknown mark option(s) {', '.join(sorted(unknown))}; "
-                f"valid options are {', '.join(sorted(MARK_OPTIONS))}"
-            )
-        opts = dict(options)
-        if "input_key_fn" in opts:
-            if opts.get("key") is not None:
-                raise TypeError("give key= or input_key_fn= (its alias), not both")
-            opts["key"] = opts.pop("input_key_fn")
-        key = opts.get("key")
-        if key is not None and not callable(key) and not isinstance(key, KeyPolicy):
-            raise TypeError("key= takes a callable or a KeyGen policy (KeyGen.ignore(...), ...)")
-        ignore = opts.get("ignore") or ()
-        if isinstance(ignore, str):
-            ignore = (ignore,)
-        threshold = opts.get("blob_threshold")
-        if threshold is not None and (not isinstance(threshold, int) or threshold < 0):
-            raise ConfigurationError("blob_threshold must be a whole number of bytes >= 0")
-        version = opts.get("version")
-        hooks = {name: opts[name] for name in HOOKS if opts.get(name) is not None}
-        for name, hook in hooks.items():
-            if not callable(hook):
-                raise TypeError(f"{name}= must be callable")
-        store_args = opts.get("store_args", True)
-        if not isinstance(store_args, bool):
-            raise ConfigurationError("store_args must be True or False")
-        codec = opts.get("codec", "msgpack")
-        if codec not in ("msgpack", "pickle"):
-            raise ConfigurationError(f"codec must be 'msgpack' or 'pickle', not {codec!r}")
-        return cls(
-            name=opts.get("name"),
-            version=None if version is None else str(version),
-            key=key,
-            ignore=tuple(ignore),
-            save_blob=opts.get("save_blob"),
-            blob_threshold=threshold,
-            retention=parse_duration(opts.get("retention"), what="retention"),
-            content_type=opts.get("content_type"),
-            codec=codec,
-            cache_errors=bool(opts.get("cache_errors", False)),
-            store_args=store_args,
-            hooks=hooks,
-            **_step_options(opts),
-        )
-
-
-def _step_options(opts: dict[str, Any]) -> dict[str, Any]:
-    if not any(opts.get(name) is not None for name in STEP_OPTIONS):
-        return {}
-    from ..model.steps import step_options
-
-    return step_options(opts)
-
-
-@dataclass(slots=True)
-class TaskEvent:
-    """What a hook receives: the task, its call, and (when known) its value or error."""
-
-    hook: str
-    fn: str
-    key: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    value: Any = None
-    error: BaseException | None = None
-    duration: float | None = None
-
-
-# -- what the call path asks of its driver --------------------------------------------------
-class _Invoke:
-    __slots__ = ("ctx",)
-
-    def __init__(self, ctx: Context | None) -> None:
-        self.ctx = ctx
-
-
-class _Sleep:
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
-class _Await:
-    __slots__ = ("flight",)
-
-    def __init__(self, flight: Any) -> None:
-        self.flight = flight
-
-
-class _Take:
-    """Wait for the limiter under the mark (see :class:`_LimitedCall`)."""
-
-    __slots__ = ()
-
-
-_TAKE = _Take()
-
-
-_Flow = Generator[Any, Any, Any]
 _E = TypeVar("_E", bound=BaseException)
-
-
-def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
-    try:
-        request = next(flow)
-        while True:
-            if type(request) is _Invoke:
-                try:
-                    value = call(request.ctx)
-                except BaseException as exc:
-                    request = flow.send((False, exc))
-                else:
-                    request = flow.send((True, value))
-                continue
-            try:
-                if type(request) is _Sleep:
-                    time.sleep(request.seconds)
-                elif request is _TAKE:
-                    call.take()  # type: ignore[attr-defined]
-                else:
-                    request.flight.wait()
-            except BaseException as exc:
-                request = flow.throw(exc)
-            else:
-                request = next(flow)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
-                       timeout: float | None = None, name: str = "") -> Any:
-    import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
-
-    try:
-        request = next(flow)
-        while True:
-            if type(request) is _Invoke:
-                try:
-                    if timeout is None:
-                        value = await call(request.ctx)
-                    else:
-                        value = await _within(call(request.ctx), timeout, name)
-                except BaseException as exc:
-                    request = flow.send((False, exc))
-                else:
-                    request = flow.send((True, value))
-                continue
-            try:
-                if type(request) is _Sleep:
-                    await asyncio.sleep(request.seconds)
-                elif request is _TAKE:
-                    await call.take_async()  # type: ignore[attr-defined]
-                else:
-                    await request.flight.wait_async()
-            except BaseException as exc:
-                request = flow.throw(exc)
-            else:
-                request = next(flow)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _within(call: Any, timeout: float, name: str) -> Any:
-    """Await ``call``, cancelling it after ``timeout`` seconds (then: TimeoutError). Only
-    async calls have a timeout here: a thread cannot be stopped from outside, and abandoning
-    it would leave it running beside the next attempt; the run engine fences a sync step's
-    late result off instead."""
-    import asyncio
-
-    limit = asyncio.timeout(timeout)
-    try:
-        async with limit:
-            return await call
-    except TimeoutError:
-        if not limit.expired():
-            raise  # the function's own TimeoutError, not its time limit
-        raise TimeoutError(f"{name} did not finish within its timeout of {timeout:g} s"
-                           ) from None
-
-
-class _LimitedCall:
-    """The call of a function guarded by a hokuro limiter right under the mark
-    (``@spot.mark`` over ``@lim``).
-
-    The call path takes the limiter's place (:meth:`take`) after the kept-result check and
-    the flight, and before it claims the task; then the function runs past its guard on that
-    place. So a call waiting for the limiter is not ``running``, its timings start when the
-    function does, a crash while it waits leaves no record, and kept results never reach the
-    limiter. The price: a call that finds, once its turn came, that another process holds or
-    has finished the same task has spent a place for nothing.
-    """
-
-    __slots__ = ("args", "ctx_name", "guarded", "increments", "kwargs")
-
-    def __init__(self, guarded: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 ctx_name: str | None) -> None:
-        self.guarded, self.args, self.kwargs, self.ctx_name = guarded, args, kwargs, ctx_name
-        self.increments: tuple[float, ...] = ()
-
-    def _with_ctx(self, ctx: Context | None) -> dict[str, Any]:
-        if self.ctx_name is not None and self.ctx_name not in self.kwargs:
-            return {**self.kwargs, self.ctx_name: ctx}
-        return self.kwargs
-
-    # A cost function sees the call's arguments as the guard would show them; the task's
-    # context does not exist before the claim, so it sees ``ctx=None``.
-    def take(self) -> None:
-        self.increments = self.guarded.take(self.args, self._with_ctx(None))
-
-    async def take_async(self) -> None:
-        self.increments = await self.guarded.take_async(self.args, self._with_ctx(None))
-
-    def __call__(self, ctx: Context | None) -> Any:
-        return self.guarded.call(self.increments, self.args, self._with_ctx(ctx))
-
 
 def _is_ctx_param(param: inspect.Parameter) -> bool:
     from .context import Context
