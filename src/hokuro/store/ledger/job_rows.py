@@ -9,7 +9,7 @@ the same text on SQLite and PostgreSQL, read by SQLite's ``json_each`` and Postg
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -199,3 +199,19 @@ def requeue_plan(failed: dict[str, tuple[str, ...]], cancelled: dict[str, tuple[
         changes.append((job_id, str(JobStatus.BLOCKED if waiting else JobStatus.QUEUED),
                         waiting))
     return changes
+
+
+def page_jobs(rows: Callable[[dict[str, Any]], list[Any]], run_id: str, status: str | None,
+              limit: int | None) -> Iterator[Job]:
+    """``find_jobs`` for both dialects: pages by seq, each page its own query (``rows``), so
+    no statement stays open and no connection is held while a slow caller iterates."""
+    after, remaining = 0, limit
+    while remaining is None or remaining > 0:
+        page = PAGE if remaining is None else min(PAGE, remaining)
+        found = rows({"run_id": run_id, "status": status, "after": after, "page": page})
+        yield from (job_from_row(row) for row in found)
+        if len(found) < page:
+            return
+        after = found[-1][SEQ]
+        if remaining is not None:
+            remaining -= len(found)

@@ -31,7 +31,6 @@ from ...model.records import Claim, ClaimResult, Outcome, Record
 from .job_rows import (
     OUTCOME_STATUSES,
     PAGE,
-    SEQ,
     chain_restart,
     check_outcomes,
     decide_claims,
@@ -39,6 +38,7 @@ from .job_rows import (
     in_claim_order,
     job_from_row,
     outside_parents,
+    page_jobs,
     requeue_plan,
     run_from_row,
     run_params,
@@ -192,18 +192,8 @@ class PostgresJobs:
 
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
-        # Paged by seq, each page its own query: a slow caller holds no connection.
-        after, remaining = 0, limit
-        while remaining is None or remaining > 0:
-            page = PAGE if remaining is None else min(PAGE, remaining)
-            rows = self._job_rows(J["find_jobs"], {"run_id": run_id, "status": status,
-                                                   "after": after, "page": page})
-            yield from (job_from_row(row) for row in rows)
-            if len(rows) < page:
-                return
-            after = rows[-1][SEQ]
-            if remaining is not None:
-                remaining -= len(rows)
+        return page_jobs(lambda params: self._job_rows(J["find_jobs"], params), run_id,
+                         status, limit)
 
     # -- tasks in batches -----------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
