@@ -1,0 +1,1 @@
+"""The seed systems' names (buelon, datapipe) over hokuro's own."""

@@ -1,0 +1,1 @@
+"""Stages (datapipe): prepare / process / finish, flow control, output sessions, lineage."""

@@ -1,0 +1,1 @@
+"""The dashboard (`hokuro ui`): Starlette pages over the admin layer."""
