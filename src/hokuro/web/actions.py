@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import Counter
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -73,8 +73,14 @@ class Actions:
             thread.join(timeout)
 
 
-async def _refused(request: Request) -> tuple[Response | None, Any]:
-    form = await request.form()
+#: The largest form an action takes (they carry a token and little else).
+_FORM_BYTES = 64 * 1024
+
+
+async def _refused(request: Request) -> tuple[Response | None, dict[str, str]]:
+    # The forms are URL-encoded (no file uploads): read here, with no multipart parser.
+    body = await request.body()
+    form = dict(parse_qsl(body[:_FORM_BYTES].decode("utf-8", "replace")))
     why = request.app.state.guard.check_action(request, form.get(CSRF_FIELD))
     if why is not None:
         return problem(request, why, 403), form

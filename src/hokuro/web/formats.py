@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from ..model.redact import mask_secrets
+
 
 def when(epoch: float | None) -> Markup:
     if epoch is None or epoch == 0:
@@ -63,5 +65,10 @@ def percent(part: int, whole: int) -> float:
     return 0.0 if not whole else round(100.0 * part / whole, 2)
 
 
-FILTERS = {"when": when, "size": size, "seconds": seconds}
+def masked(text: str | None) -> str:
+    """Text from stored data (an error message, a log line) with URL passwords masked."""
+    return "" if text is None else mask_secrets(str(text))
+
+
+FILTERS = {"when": when, "size": size, "seconds": seconds, "masked": masked}
 GLOBALS = {"relative": relative, "percent": percent}
