@@ -19,9 +19,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette prefers httpx2 to httpx now
     from starlette.testclient import TestClient
 
-import ui_work
 from click.testing import CliRunner
 
+import ui_work
 from hokuro import Spot
 from hokuro.cli import main
 from hokuro.model.jobs import JobSpec, RunRecord
