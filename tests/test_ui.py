@@ -33,12 +33,7 @@ SRC = TESTS.parent / "src"
 BASE = "http://127.0.0.1:8765"
 
 
-def fill(folder: Path) -> None:
-    """The Spot ``ui`` in ``folder/.hokuro``, made by a child process."""
-    ui_work.write(folder)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(SRC)])}
-    subprocess.run([sys.executable, "-c", "import uiwork; uiwork.make()"], cwd=folder,
-                   env=env, check=True, timeout=120)
+fill = ui_work.fill
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,13 @@ runs a slow batch there (the live run of the browser tests).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).parent.parent / "src"
+
 MODULE = '''
 import os
 import time
@@ -72,3 +79,14 @@ def make(count=120):
 
 def write(folder) -> None:
     (folder / "uiwork.py").write_text(MODULE)
+
+
+def environment(folder: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(SRC)]), **extra}
+
+
+def fill(folder: Path) -> None:
+    """The Spot ``ui`` in ``folder/.hokuro``, made by a child process."""
+    write(folder)
+    subprocess.run([sys.executable, "-c", "import uiwork; uiwork.make()"], cwd=folder,
+                   env=environment(folder), check=True, timeout=120)

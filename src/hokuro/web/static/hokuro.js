@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   var paused = false;
+  var skipped = false;  // updates were ignored while paused
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
@@ -33,13 +34,18 @@
     localTimes(document);
     document.addEventListener("click", function (e) {
       var toggle = e.target.closest("[data-live-toggle]");
-      if (toggle) { paused = !paused; showPaused(); }
+      if (!toggle) return;
+      paused = !paused;
+      // Resumed after ignoring updates: show the state now (a stream that ended while
+      // paused sends nothing more).
+      if (!paused && skipped) { window.location.reload(); return; }
+      showPaused();
     });
     showPaused();
   });
   // A paused page ignores the updates the server sends (the stream stays open).
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
-    if (paused) e.preventDefault();
+    if (paused) { skipped = true; e.preventDefault(); }
   });
   document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
   document.addEventListener("htmx:sseMessage", function (e) { localTimes(e.target); });
