@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import ui_work
 
 CHROMIUM = "/usr/bin/chromium"
