@@ -168,6 +168,22 @@ def test_tasks_are_paged_by_keyset_without_repeats_and_filtered(client):
     assert client.get("/tasks?key=xyz").status_code == 400
 
 
+def test_a_filter_asked_per_status_or_per_collection_pages_like_one_query(client, books):
+    def listing(url: str) -> list[str]:
+        seen = []
+        while url:
+            page = client.get(url).text
+            seen += keys_in(page)
+            found = re.search(r'id="next-page" href="([^"]+)"', page)
+            url = found.group(1).replace("&amp;", "&") if found else None
+        return seen
+
+    # status alone: one page per collection, merged; collection alone: one per status.
+    assert listing("/tasks?status=done") == [r.key for r in books.ledger.find(status="done")]
+    assert listing("/tasks?fn=uiwork.parse") == [
+        r.key for r in books.ledger.find(fn="uiwork.parse")]
+
+
 def test_a_task_page_shows_its_result_by_content_type_and_never_unpickles(client, books):
     def page_of(fn: str) -> str:
         key = books.ledger.find_page(fn=fn, limit=1)[0].key

@@ -536,9 +536,11 @@ class MaintenanceService:
             if example is not None:
                 group.example_key, group.example_traceback = example.key, example.error
                 group.message = error_line(example.error)
-        abandoned = [r for r in self.ledger.find(fn=fn, status=Status.RUNNING)
+        abandoned = [r for name in self._collections(fn)
+                     for r in self.ledger.find(fn=name, status=Status.RUNNING)
                      if is_abandoned(r, now)]
         if abandoned:
+            abandoned.sort(key=lambda r: (r.updated_at, r.key), reverse=True)
             newest = abandoned[0]
             seen = [r.updated_at for r in abandoned]
             groups[ABANDONED_FINGERPRINT] = ErrorGroup(
@@ -548,6 +550,16 @@ class MaintenanceService:
         for group in groups.values():
             group.collections.sort()
         return sorted(groups.values(), key=lambda g: (-g.count, -g.last_seen))
+
+    def _collections(self, fn: str | None) -> list[str | None]:
+        """``[fn]``, or every collection when the ledger can name them cheaply: running
+        tasks are found through the (collection, status) index one collection at a time,
+        where a search by status alone reads the whole table (2 s on 1,000,000 records,
+        against 2 ms)."""
+        if fn is not None:
+            return [fn]
+        names = getattr(self.ledger, "collections", None)
+        return list(names()) if names is not None else [None]
 
     def _newest_failure(self, fingerprint: str, fn: str | None, now: float) -> Record | None:
         for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,

@@ -44,6 +44,8 @@ PERCENTILE_SAMPLE = 500
 FIGURED_COLLECTIONS = 40
 #: Blobs larger than this are not loaded to show a task's result.
 PREVIEW_BYTES = 8 * 1024 * 1024
+#: Up to this many collections, a filter by status alone is asked per collection.
+SPLIT_COLLECTIONS = 100
 #: The statuses a reader may filter tasks by (those the ledger stores).
 TASK_STATUSES = tuple(s for s in READ_STATUSES if s not in ("missing", "expired"))
 
@@ -211,10 +213,30 @@ class Books:
 
     # -- tasks -------------------------------------------------------------------------------
     def tasks(self, wanted: TaskFilter, cursor: str | None, limit: int = PAGE_SIZE) -> TaskPage:
-        """One page of tasks, newest first, after ``cursor`` (from the previous page)."""
+        """One page of tasks, newest first, after ``cursor`` (from the previous page).
+
+        The ledger's index on (collection, status, updated_at) serves a filter by both at
+        once. A filter by one of them alone is asked as one page per status (or per
+        collection) and merged: each such page is an index range, where the single query
+        would sort every record of the collection (400 ms on 200,000) or read the whole
+        table for a rare status (2 s on 1,000,000).
+        """
         after = _parse_cursor(cursor)
-        records = self.ledger.find_page(after=after, limit=limit + 1,
-                                        **wanted.ledger_filters())
+        filters = wanted.ledger_filters()
+        split: list[dict[str, Any]] = [filters]
+        if wanted.key_prefix is None:
+            if wanted.fn is not None and wanted.status is None and wanted.ident is None:
+                split = [{**filters, "status": str(s)} for s in Status]
+            elif wanted.fn is None and (wanted.status is not None or wanted.ident is not None):
+                names = getattr(self.ledger, "collections", None)
+                found = names(SPLIT_COLLECTIONS + 1) if names is not None else []
+                if 0 < len(found) <= SPLIT_COLLECTIONS:
+                    split = [{**filters, "fn": name} for name in found]
+        records = [r for part in split
+                   for r in self.ledger.find_page(after=after, limit=limit + 1, **part)]
+        if len(split) > 1:
+            records.sort(key=lambda r: (r.updated_at, r.key), reverse=True)
+            records = records[:limit + 1]
         more = len(records) > limit
         records = records[:limit]
         last = records[-1] if records and more else None

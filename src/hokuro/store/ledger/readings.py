@@ -60,6 +60,11 @@ class LedgerReadings:
         return list(find_records(self._rows, self._PLACEHOLDER, limit=limit, after=after,
                                  **filters))
 
+    def collections(self, limit: int = 1000) -> list[str]:
+        """The names of the collections that have records, sorted (at most ``limit``): one
+        index seek per name, so it costs the same on a million records as on ten."""
+        return [row[0] for row in self._rows(self._READINGS["collections"], {"limit": limit})]
+
     def throughput(self, since: float, *, fn: str | None = None, bucket: float = 60.0
                    ) -> list[tuple[float, str, int]]:
         """(bucket start, status, count) of tasks that finished ``done`` or ``failed`` since

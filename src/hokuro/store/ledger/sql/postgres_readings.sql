@@ -31,3 +31,14 @@ FROM jobs
 WHERE status = 'running'
 GROUP BY scope, owner
 ORDER BY scope, owner
+
+-- name: collections
+-- The collection names, one index seek each (a loose index scan of tasks_fn_status): a
+-- handful of steps however many records there are, where DISTINCT would read them all.
+WITH RECURSIVE names(fn, n) AS (
+    (SELECT fn, 1 FROM tasks ORDER BY fn LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.fn FROM tasks AS t WHERE t.fn > names.fn ORDER BY t.fn LIMIT 1), n + 1
+    FROM names WHERE names.fn IS NOT NULL AND n < %(limit)s
+)
+SELECT fn FROM names WHERE fn IS NOT NULL

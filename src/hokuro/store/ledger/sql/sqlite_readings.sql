@@ -30,3 +30,14 @@ FROM jobs
 WHERE status = 'running'
 GROUP BY scope, owner
 ORDER BY scope, owner
+
+-- name: collections
+-- The collection names, one index seek each (a loose index scan of tasks_fn_status): a
+-- handful of steps however many records there are, where DISTINCT would read them all.
+WITH RECURSIVE names(fn, n) AS (
+    SELECT MIN(fn), 1 FROM tasks
+    UNION ALL
+    SELECT (SELECT MIN(fn) FROM tasks WHERE fn > names.fn), n + 1 FROM names
+    WHERE names.fn IS NOT NULL AND n < :limit
+)
+SELECT fn FROM names WHERE fn IS NOT NULL
