@@ -75,6 +75,8 @@ log = logging.getLogger("hokuro")
 WORKSPACE_DIR = ".hokuro"
 #: Keys removed per ledger call: bounded memory and short write transactions.
 DELETE_CHUNK = 500
+#: Whole records read first when one example is wanted.
+_FEW = 8
 #: The fingerprint given to tasks whose owner died while running them.
 ABANDONED_FINGERPRINT = "abandoned"
 #: Statuses of tasks that ended; only these (and abandoned running ones) are ever removed.
@@ -562,10 +564,13 @@ class MaintenanceService:
         return list(names()) if names is not None else [None]
 
     def _newest_failure(self, fingerprint: str, fn: str | None, now: float) -> Record | None:
-        for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,
-                                       error_fingerprint=fingerprint):
-            if not record.is_expired(now):
-                return record
+        # A few whole records first (the newest is almost always one): a page of 500 with
+        # their tracebacks took 60-90 ms on a group of 33,000 failures.
+        for limit in (_FEW, None):
+            for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,
+                                           error_fingerprint=fingerprint, limit=limit):
+                if not record.is_expired(now):
+                    return record
         # Records without a fingerprint are grouped by their error type.
         for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True):
             if record.error_fingerprint is None and (record.error_type or "Error") \
