@@ -11,8 +11,9 @@ from .options import _SPOT_KEY, target_options
 @main.command()
 @target_options
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              metavar="PORT",
               help="The port to serve on (0: any free one).")
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="The address to serve on. Anything but 127.0.0.1 / localhost makes the "
                    "pages reachable from other machines (a warning says so).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the address in a browser.")
