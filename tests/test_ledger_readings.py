@@ -17,7 +17,7 @@ from hokuro.store.limits.usage import read_usage, store_location
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 
-from memory_ledger import MemoryLedger  # noqa: E402
+from memory_ledger import MemoryLedger
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
