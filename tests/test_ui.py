@@ -77,6 +77,7 @@ def test_pages_need_the_token_which_works_once_and_becomes_a_cookie(books):
     answer = first.get("/tasks?token=once&status=done", follow_redirects=False)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/tasks?status=done"  # the token leaves the URL
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert first.get("/tasks").status_code == 200

@@ -1,5 +1,5 @@
 /* hokuro dashboard: times in the browser's zone (UTC kept in the tooltip), pausing live
-   parts, and confirmation of actions. MIT licence (hokuro's). */
+   parts, confirmation of actions. MIT licence (hokuro's). */
 (function () {
   "use strict";
   var paused = false;
@@ -32,7 +32,16 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    // The page's own handlers live here: the policy allows no inline script.
+    document.addEventListener("change", function (e) {
+      if (e.target.matches("[data-submit-on-change]")) e.target.form.submit();
+    });
     document.addEventListener("click", function (e) {
+      var asking = e.target.closest("[data-confirm]");
+      if (asking && !window.confirm(asking.getAttribute("data-confirm"))) {
+        e.preventDefault();
+        return;
+      }
       var toggle = e.target.closest("[data-live-toggle]");
       if (!toggle) return;
       paused = !paused;
