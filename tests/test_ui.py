@@ -375,3 +375,17 @@ def test_hokuro_ui_serves_a_ledger_file_and_prints_its_one_time_address(filled):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_another_host_than_loopback_is_named_and_warned_about(monkeypatch, filled):
+    from hokuro.web import server
+
+    assert server.allowed_hosts("127.0.0.1", 8765) == [
+        "127.0.0.1:8765", "[::1]:8765", "localhost:8765"]
+    assert "10.0.0.5:9000" in server.allowed_hosts("10.0.0.5", 9000)
+    said: list[str] = []
+    monkeypatch.setattr("uvicorn.Server.run", lambda self: said.append("served"))
+    server.serve(str(filled / ".hokuro" / "ui.db"), host="0.0.0.0", port=0, say=said.append)
+    assert said[0].startswith("warning: serving on 0.0.0.0, reachable from other machines")
+    assert re.match(r"open http://127\.0\.0\.1:\d+/\?token=\S+ ", said[2])
+    assert said[-1] == "served"
