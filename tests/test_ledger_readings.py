@@ -92,7 +92,8 @@ def test_limit_use_is_read_without_creating_the_store(tmp_path):
     uses = {u.rate.text: u for u in read_usage(path)}
     assert set(uses) == {"10/min", "1000/day tokens"}
     assert uses["10/min"].limiter == "api"
-    assert 3.9 < uses["10/min"].used <= 4.0 and uses["10/min"].capacity == 10
+    # Spent ahead of the steady rate: 4 calls, less what a few seconds of load gave back.
+    assert 3.5 < uses["10/min"].used <= 4.0 and uses["10/min"].capacity == 10
     assert 99 < uses["1000/day tokens"].used <= 100
 
 
@@ -107,8 +108,8 @@ def test_limit_use_on_postgresql_never_creates_the_table(pg_url):
 
     store = PostgresStore(pg_url)
     try:
-        Limiter("api", ["60/min"], store=store).acquire(3)
+        Limiter("api", ["60/hour"], store=store).acquire(3)
     finally:
         store.close()
     (use,) = read_usage(pg_url)
-    assert use.limiter == "api" and 2.9 < use.used <= 3.0
+    assert use.limiter == "api" and 2.9 < use.used <= 3.0  # a minute a unit: slack enough
