@@ -295,7 +295,7 @@ def test_queues_show_ready_and_waiting_jobs_per_scope_and_priority(tmp_path):
 
 def test_limits_show_each_limits_use(client):
     page = client.get("/limits").text
-    assert "<td>api</td><td>10/min</td>" in page
+    assert "<td>api</td><td>10/h</td>" in page
     assert re.search(r"[23]\.\d / 10", page)  # three taken a moment ago
 
 

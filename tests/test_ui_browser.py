@@ -154,7 +154,7 @@ def test_every_page_renders_with_real_data(ui_page, server):
     page.get_by_role("link", name=re.compile("^[0-9a-f]{8}$")).first.click()
     assert page.locator("#steps-table tr[data-step]").count() == 1
     assert "cannot parse 200" in page.locator("#run-failures").inner_text()
-    for path, marker in [("/queues", "Queued and waiting jobs"), ("/limits", "10/min"),
+    for path, marker in [("/queues", "Queued and waiting jobs"), ("/limits", "10/h"),
                          ("/spots", "(this one)")]:
         page.goto(server.base + path)
         assert marker in page.content(), path

@@ -71,7 +71,7 @@ def make(count=120):
     pickled(1)
     text(3)
     spot.map(parse, range(200, 212), progress=False, run="parsing")
-    limiter = spot.limiter(name="api", limits=["10/min"])
+    limiter = spot.limiter(name="api", limits=["10/hour"])
     for _ in range(3):
         limiter.acquire()
 '''
