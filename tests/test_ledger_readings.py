@@ -113,3 +113,17 @@ def test_limit_use_on_postgresql_never_creates_the_table(pg_url):
         store.close()
     (use,) = read_usage(pg_url)
     assert use.limiter == "api" and 2.9 < use.used <= 3.0  # a minute a unit: slack enough
+
+
+@pytest.mark.redis
+def test_limit_use_in_redis_is_read_with_scan_and_get(redis_url, redis_prefix):
+    from hokuro.store.limits.redis import RedisStore
+
+    assert read_usage(redis_url, prefix=redis_prefix) == []
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    try:
+        Limiter("api", ["60/hour"], store=store).acquire(3)
+    finally:
+        store.close()
+    (use,) = read_usage(redis_url, prefix=redis_prefix)
+    assert use.key == "api|60/h" and use.limiter == "api" and 2.9 < use.used <= 3.0

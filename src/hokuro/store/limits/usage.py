@@ -5,12 +5,14 @@ and a limiter names its keys ``<limiter>|<limit>`` ("openai|500/min"), so the li
 is read back from the key: ``(TAT - now) / T`` is how many units are spent ahead of the
 steady rate, out of the burst (the limit's count unless the limiter chose another burst,
 which the store does not keep). Reading never creates the store's file or table
-(invariant 6); a store that cannot be read this way (one process's memory) says so.
+(invariant 6): SQLite is opened read-only, PostgreSQL only SELECTs, Redis only SCANs and
+GETs. A store that cannot be read this way (one process's memory) says so.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -62,16 +64,23 @@ def store_location(spec: str | None, *, spot_name: str, workspace: str | os.Path
     return spec
 
 
-def read_usage(location: str, *, now: float | None = None) -> list[LimitUse]:
+#: Keys read from a Redis store at most (a SCAN of its prefix).
+REDIS_KEYS = 1000
+
+
+def read_usage(location: str, *, now: float | None = None, prefix: str | None = None
+               ) -> list[LimitUse]:
     """Every limit key's use in the store at ``location`` (see :func:`store_location`).
-    A store never used has no keys. Raises :class:`ConfigurationError` for a store whose
-    state cannot be read here (Redis keeps it in server scripts' own format)."""
+    A store never used has no keys. ``prefix``: the key prefix of a Redis store (default
+    the store's own). Raises :class:`ConfigurationError` for a store it cannot read."""
     if location.startswith(("postgresql://", "postgres://")):
         return _read_postgres(location)
+    if location.startswith(("redis://", "rediss://", "unix://")):
+        return _read_redis(location, prefix)
     if "://" in location:
         raise ConfigurationError(
-            f"the use of limits in {location.split('://')[0]}:// stores is not shown yet; "
-            "the SQLite and PostgreSQL stores can tell it")
+            f"the use of limits in {location.split('://')[0]}:// stores cannot be read; "
+            "the SQLite, PostgreSQL and Redis stores can tell it")
     path = Path(location)
     if not path.is_file():
         return []
@@ -101,6 +110,38 @@ def _read_postgres(url: str) -> list[LimitUse]:
         rows = conn.execute(sql["usage"]).fetchall()
     return [_use(key, tat, held_until, queued, now)
             for key, tat, _, held_until, queued, now in rows]
+
+
+def _read_redis(url: str, prefix: str | None) -> list[LimitUse]:
+    """Keys under the store's prefix (SCAN, GET and TIME only: nothing is written); each
+    holds "tat held held_until queued" as the store's scripts write it."""
+    import redis
+
+    from .redis import DEFAULT_PREFIX
+
+    prefix = DEFAULT_PREFIX if prefix is None else prefix
+    client = redis.Redis.from_url(url)
+    try:
+        keys = []
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, literally
+        for key in client.scan_iter(match=pattern, count=500):
+            keys.append(key)
+            if len(keys) >= REDIS_KEYS:
+                break
+        keys.sort()
+        values = client.mget(keys) if keys else []
+        seconds, micros = client.time()
+    finally:
+        client.close()
+    now = seconds + micros / 1e6
+    found = []
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            continue  # expired meanwhile: rested
+        fields = [float(x) for x in value.split()] + [0.0, 0.0, 0.0]
+        name = key.decode("utf-8", "replace")[len(prefix):]
+        found.append(_use(name, fields[0], fields[2], fields[3], now))
+    return found
 
 
 def _use(key: str, tat: float, held_until: float, queued: float, now: float) -> LimitUse:
