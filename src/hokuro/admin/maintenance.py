@@ -75,6 +75,8 @@ log = logging.getLogger("hokuro")
 WORKSPACE_DIR = ".hokuro"
 #: Keys removed per ledger call: bounded memory and short write transactions.
 DELETE_CHUNK = 500
+#: Whole records read first when one example is wanted.
+_FEW = 8
 #: The fingerprint given to tasks whose owner died while running them.
 ABANDONED_FINGERPRINT = "abandoned"
 #: Statuses of tasks that ended; only these (and abandoned running ones) are ever removed.
@@ -536,9 +538,11 @@ class MaintenanceService:
             if example is not None:
                 group.example_key, group.example_traceback = example.key, example.error
                 group.message = error_line(example.error)
-        abandoned = [r for r in self.ledger.find(fn=fn, status=Status.RUNNING)
+        abandoned = [r for name in self._collections(fn)
+                     for r in self.ledger.find(fn=name, status=Status.RUNNING)
                      if is_abandoned(r, now)]
         if abandoned:
+            abandoned.sort(key=lambda r: (r.updated_at, r.key), reverse=True)
             newest = abandoned[0]
             seen = [r.updated_at for r in abandoned]
             groups[ABANDONED_FINGERPRINT] = ErrorGroup(
@@ -549,11 +553,24 @@ class MaintenanceService:
             group.collections.sort()
         return sorted(groups.values(), key=lambda g: (-g.count, -g.last_seen))
 
+    def _collections(self, fn: str | None) -> list[str | None]:
+        """``[fn]``, or every collection when the ledger can name them cheaply: running
+        tasks are found through the (collection, status) index one collection at a time,
+        where a search by status alone reads the whole table (2 s on 1,000,000 records,
+        against 2 ms)."""
+        if fn is not None:
+            return [fn]
+        names = getattr(self.ledger, "collections", None)
+        return list(names()) if names is not None else [None]
+
     def _newest_failure(self, fingerprint: str, fn: str | None, now: float) -> Record | None:
-        for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,
-                                       error_fingerprint=fingerprint):
-            if not record.is_expired(now):
-                return record
+        # A few whole records first (the newest is almost always one): a page of 500 with
+        # their tracebacks took 60-90 ms on a group of 33,000 failures.
+        for limit in (_FEW, None):
+            for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True,
+                                           error_fingerprint=fingerprint, limit=limit):
+                if not record.is_expired(now):
+                    return record
         # Records without a fingerprint are grouped by their error type.
         for record in self.ledger.find(fn=fn, status=Status.FAILED, full=True):
             if record.error_fingerprint is None and (record.error_type or "Error") \

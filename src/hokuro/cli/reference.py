@@ -34,7 +34,7 @@ over `hokuro.admin`: `maintenance.MaintenanceService` for tasks, `runs` for runs
   `HOKURO_BLOBS` says otherwise. A SPOT that does not exist is an error: no command
   creates one.
 - Reading commands (`spots`, `list`, `show`, `log`, `stats`, `errors`, `runs`, `run show`)
-  never create, migrate or write anything.
+  and the pages of `ui` never create, migrate or write anything.
 - A run's ID is its id, the first characters of its id (as `hokuro runs` shows them), or
   its name (the newest run of that name).
 - Removing commands (`delete`, `clear`, `prune`, `clean`, `gc`) show what they would

@@ -57,13 +57,14 @@ def select_list(columns: frozenset[str] | None = None) -> str:
 
 def find_records(fetch: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]],
                  placeholder: str, *, limit: int | None = None, full: bool = False,
-                 **filters: Any) -> Iterator[Record]:
+                 after: tuple[float, str] | None = None, **filters: Any) -> Iterator[Record]:
     """``TaskDB.find`` for SQL ledgers, newest first, one page per query.
 
     ``fetch(sql, params)`` runs one query and returns all its rows; ``placeholder`` is the
     driver's parameter style with ``NAME`` for the name (``":NAME"``, ``"%(NAME)s"``).
     Pages resume after the last row seen (keyset), so no query or transaction stays open
-    while the caller iterates, and memory stays bounded.
+    while the caller iterates, and memory stays bounded. ``after`` (an ``(updated_at,
+    key)``) starts after that row, as a later page does: a listing shown page by page.
     """
     def style(sql: str) -> str:
         return re.sub(r"\{(\w+)\}", lambda m: placeholder.replace("NAME", m.group(1)), sql)
@@ -76,6 +77,9 @@ def find_records(fetch: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]],
     columns = select_list(None if full else LIGHT_COLUMNS)
     later_pages = [*conditions, style(PAGE_AFTER)]
     where = conditions
+    if after is not None:
+        params["cursor_updated"], params["cursor_key"] = after
+        where = later_pages
     remaining = limit
     while remaining is None or remaining > 0:
         page = _PAGE if remaining is None else min(_PAGE, remaining)
@@ -180,6 +184,23 @@ class TaskDB(ABC):
         ``expires_at`` is at or before it. ``full=False`` may leave out ``args``,
         ``result`` and ``log`` to keep memory bounded.
         """
+
+    def find_page(self, *, after: tuple[float, str] | None = None, limit: int = 50,
+                  **filters: Any) -> list[Record]:
+        """One page of :meth:`find`: up to ``limit`` records after the ``(updated_at, key)``
+        of the previous page's last row. This default reads :meth:`find` from the cursor's
+        time on; the SQL ledgers answer each page with one indexed range."""
+        if after is None:
+            return list(self.find(limit=limit, **filters))
+        until = filters.pop("until", None)
+        page: list[Record] = []
+        for record in self.find(until=after[0] if until is None else min(until, after[0]),
+                                **filters):
+            if (record.updated_at, record.key) < after:
+                page.append(record)
+                if len(page) >= limit:
+                    break
+        return page
 
     @abstractmethod
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:

@@ -70,6 +70,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 # After the check above, which turns a missing psycopg into advice.
 from .postgres_jobs import RUNS_SCHEMA, PostgresJobs
 from .postgres_jobs import text as _text
+from .readings import LedgerReadings
 from .spot_schemas import Directory, named, read_version
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def _transient(exc: BaseException) -> bool:
     return state is None or state.startswith(("08", "57P"))
 
 
-class PostgresLedger(PostgresJobs, TaskDB):
+class PostgresLedger(PostgresJobs, LedgerReadings, TaskDB):
     """Records of one Spot in a PostgreSQL database, in that Spot's schema.
 
     ``spot`` names the Spot; without it, the ledger is the database's only Spot (a
@@ -122,6 +123,8 @@ class PostgresLedger(PostgresJobs, TaskDB):
 
     kind = "postgresql"
     remote = True
+    _READINGS = load_queries("postgres_readings")
+    _PLACEHOLDER = "%(NAME)s"
 
     def __init__(self, url: str, *, spot: str | None = None, read_only: bool = False,
                  create: bool = True, pool_min: int | None = None,
@@ -408,6 +411,10 @@ class PostgresLedger(PostgresJobs, TaskDB):
         return find_records(fetch, "%(NAME)s", limit=limit, full=full, fn=fn, status=status,
                             since=since, until=until, key_prefix=key_prefix, ident=ident,
                             error_fingerprint=error_fingerprint, expired_at=expired_at)
+
+    def _rows(self, sql: str, params: Any) -> list[Any]:
+        """All rows of one read, on a connection given back at once."""
+        return self._run(lambda conn, _: conn.execute(sql, params).fetchall())
 
     def stats(self, fn: str | None = None, *, now: float | None = None) -> list[StatRow]:
         params = {"fn": fn, "now": time.time() if now is None else now}

@@ -39,6 +39,7 @@ from ...model.records import (
 from ..connections import ConnectionPool
 from .base import TaskDB, find_records
 from .queries import load_queries
+from .readings import LedgerReadings
 from .sqlite_errors import ledger_error, translate_errors
 from .sqlite_jobs import RUNS_SCHEMA, SQLiteJobs
 
@@ -62,13 +63,15 @@ def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...
     return rows[0] if rows else None
 
 
-class SQLiteLedger(SQLiteJobs, TaskDB):
+class SQLiteLedger(SQLiteJobs, LedgerReadings, TaskDB):
     """Records of one Spot in one SQLite file. ``read_only=True`` never creates, migrates or
     writes; ``create=False`` opens only a file that exists. Opened writable for ``spot``,
     the file must be that Spot's (or no Spot's yet: it then becomes ``spot``'s). Runs and
     jobs live beside the records (:class:`~hokuro.store.ledger.sqlite_jobs.SQLiteJobs`)."""
 
     kind = "sqlite"
+    _READINGS = load_queries("sqlite_readings")
+    _PLACEHOLDER = ":NAME"
 
     def __init__(self, path: str | os.PathLike[str], *, spot: str | None = None,
                  read_only: bool = False, create: bool = True, timeout: float = 60.0) -> None:

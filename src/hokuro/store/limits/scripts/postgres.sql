@@ -155,3 +155,12 @@ SELECT count(*) FROM given
 
 -- name: now
 SELECT hokuro_limit_now_v1()
+
+-- name: usage_kept
+-- Whether any limit was ever used in this database (readers never create the table).
+SELECT to_regclass('hokuro_limits') IS NOT NULL
+
+-- name: usage
+-- Every key's state and the server's clock, for people (the dashboard).
+SELECT key, tat, held, held_until, queued, extract(epoch FROM clock_timestamp())::float8
+FROM hokuro_limits ORDER BY key

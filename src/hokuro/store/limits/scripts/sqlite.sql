@@ -34,3 +34,7 @@ INSERT INTO hokuro_limits (key, tat, held, held_until, queued) VALUES (?, ?, ?, 
 ON CONFLICT (key) DO UPDATE SET
     tat = excluded.tat, held = excluded.held, held_until = excluded.held_until,
     queued = excluded.queued
+
+-- name: usage
+-- Every key's state, for people (the dashboard); read on a read-only connection.
+SELECT key, tat, held, held_until, queued FROM hokuro_limits ORDER BY key
