@@ -349,11 +349,11 @@ class _Builder:
                 if not scope:
                     raise self.at(token, "a '$' line needs a scope name after the $, such as "
                                          "'$ production-small'")
-                into.scope = check_scope(scope, "a scope")
+                into.scope = check_scope(scope, "this line")
             elif kind in ("priority", "priority_word"):
                 value = str(token)
                 into.priority = check_priority(
-                    int(value[1:].strip() if kind == "priority" else value), "a priority")
+                    int(value[1:].strip() if kind == "priority" else value), "this line")
             elif kind == "retries":
                 into.retries = int(str(token))
             elif kind in ("timeout", "poll"):
