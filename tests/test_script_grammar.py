@@ -392,7 +392,8 @@ def test_bad_option_values():
     assert refused("!priority 99999999999\n").splitlines()[0] == (
         "t.bue:1:11: this line: a priority is a whole number from -2147483648 to 2147483647, "
         "not 99999999999")
-    assert refused("!scope a,b\n").splitlines()[0] == "t.bue:1:9: expected the end of the line, not ','"
+    assert refused("!scope a,b\n").splitlines()[0] == \
+        "t.bue:1:9: expected the end of the line, not ','"
 
 
 # -- what compiling checks -------------------------------------------------------------------------

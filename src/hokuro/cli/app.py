@@ -64,8 +64,14 @@ def version(as_json: bool) -> None:
 
 
 def _register() -> None:
-    from . import cleaning, demo, reading, retrying, runs  # noqa: F401  (each registers commands)
-    from . import script  # noqa: F401  (after runs: it adds `hokuro run FILE` to its group)
+    from . import (  # noqa: F401  (each registers commands)
+        cleaning,
+        demo,
+        reading,
+        retrying,
+        runs,
+        script,
+    )
 
 
 _register()

@@ -29,8 +29,8 @@ from ..errors import AmbiguousRun, RunNotFound
 from ..model.jobs import RunRecord, RunStatus
 from .app import main
 from .options import confirm, json_option, open_target, stop, target_options
-from .run_group import RunGroup
 from .output import Output, relative, stamps, when
+from .run_group import RunGroup
 
 _RUN_STATUSES = [str(s) for s in RunStatus]
 #: How often ``run show --follow`` reads the run again, in seconds.

@@ -55,7 +55,8 @@ def check_cmd(file: str, as_json: bool) -> None:
                   "plan": described})
         return
     loops = sum(1 for node in described["nodes"] if node["kind"] == "each")
-    out.line(f"{file}: {len(steps)} steps, {len(pipes)} pipes, {loops} loops; it compiles.")
+    out.line(f"{file}: {_count(len(steps), 'step')}, {_count(len(pipes), 'pipe')}, "
+             f"{_count(loops, 'loop')}; it compiles.")
     out.line()
     out.title("steps")
     out.table(["step", "language", "function/table", "source", "scope", "priority",
@@ -74,6 +75,10 @@ def check_cmd(file: str, as_json: bool) -> None:
     out.title("jobs (a loop's body is shown for one element)")
     for text in _graph(described["nodes"], compiled.script, "  "):
         out.line(text)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _step_json(name: str, definition: Any) -> dict[str, Any]:

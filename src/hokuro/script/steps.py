@@ -101,7 +101,8 @@ def step_version(script: Script, step: StepDef) -> str | None:
     any marked function (none: results are kept across edits)."""
     if step.code is None and step.language == "python":
         return None
-    material = f"{step.language}\n{step.function.text}\n{step.code if step.code is not None else ''}"
+    code = step.code if step.code is not None else ""
+    material = f"{step.language}\n{step.function.text}\n{code}"
     return "script-" + hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -196,7 +197,7 @@ def _inline_module(script: Script, step: StepDef) -> types.ModuleType:
     try:
         # The user's own code, written between backticks to define the step's function:
         # run as a module, as an imported file would be. Script text is never run.
-        exec(compiled, module.__dict__)  # noqa: S102
+        exec(compiled, module.__dict__)
     except Exception as exc:
         raise _at(script, step.code_line, 1, f"the Python code of step {step.name.text} "
                   f"failed when loaded: {type(exc).__name__}: {exc}") from exc

@@ -10,7 +10,6 @@ import os
 import time
 import uuid
 from collections import Counter
-from typing import Dict, List, Union
 
 from hokuro.compat.buelon import Result, StepStatus
 
@@ -21,7 +20,7 @@ READY_AFTER = float(os.environ.get("HOKURO_EXAMPLE_WAIT", "1.5"))
 _requests: Counter = Counter()  # reports requested per account, in this process
 
 
-def accounts(*args) -> List[Dict[str, Union[int, str]]]:
+def accounts(*args) -> list[dict[str, int | str]]:
     """Returns a list of sample account dictionaries."""
     account_list = [
         {"id": 0, "name": "Account 1"},
@@ -32,7 +31,7 @@ def accounts(*args) -> List[Dict[str, Union[int, str]]]:
     return account_list
 
 
-def request_report(config: Dict[str, Union[int, str]]) -> Dict:
+def request_report(config: dict[str, int | str]) -> dict:
     """Simulates a report request for a given account."""
     account_id = config["id"]
     _requests[account_id] += 1
@@ -47,7 +46,7 @@ def request_report(config: Dict[str, Union[int, str]]) -> Dict:
     return {"account": config, "request": request}
 
 
-def get_status(config: Dict) -> Union[Dict, Result]:
+def get_status(config: dict) -> dict | Result:
     """Checks the status of a report request: pending until it is ready."""
     requested_time = config["request"]["time"]
     account_id = config["account"]["id"]
@@ -58,7 +57,7 @@ def get_status(config: Dict) -> Union[Dict, Result]:
     return config
 
 
-def get_report(config: Dict) -> Union[Dict, Result]:
+def get_report(config: dict) -> dict | Result:
     """Retrieves a report; the first report of account 2 times out, which resets."""
     account_id = config["account"]["id"]
     if account_id == 2 and config["request"]["attempt"] == 1:
@@ -78,7 +77,7 @@ def get_report(config: Dict) -> Union[Dict, Result]:
     return {"config": config, "table_data": report_data}
 
 
-def transform_data(data: Dict) -> None:
+def transform_data(data: dict) -> None:
     """Adds the account's name to each row, in place (returning None passes them on)."""
     config = data["config"]
     table_data = data["table_data"]
@@ -88,7 +87,7 @@ def transform_data(data: Dict) -> None:
     logger.info(f"Transformed {len(table_data)} rows of data for account: {account_name}")
 
 
-def upload_to_db(data: Dict) -> None:
+def upload_to_db(data: dict) -> None:
     """Handles table upload to database (here: logs the rows)."""
     table_data = data["table_data"]
     account_name = data["config"]["account"]["name"]
