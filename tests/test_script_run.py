@@ -298,6 +298,38 @@ def test_backtick_python_defines_a_step_and_its_tracebacks_point_at_the_script(t
     assert (last.filename, last.lineno) == (str(path), 16)  # the raise, in the script
 
 
+def test_async_python_steps_and_sql_read_from_a_file(tmp_path):
+    write(tmp_path, "q.sql", "SELECT v * 3 AS v FROM t\n")
+    script = """
+        src:
+            python
+            src
+            steps.py
+        triple:
+            sqlite3
+            t
+            q.sql
+        p = src | triple
+        p()
+    """
+    steps = STEPS + textwrap.dedent("""
+        async def src():
+            import asyncio
+            await asyncio.sleep(0)
+            return [{"v": 1}, {"v": 2}]
+    """)
+    spot, compiled, run = _run(tmp_path, script, steps)
+    try:
+        assert compiled.steps["src"].is_async
+        assert run.results() == [[{"v": 3}, {"v": 6}]]
+        version = compiled.steps["triple"].options.version
+        write(tmp_path, "q.sql", "SELECT v * 4 AS v FROM t\n")  # an edited query: recomputed
+        again = load(tmp_path / "t.bue", spot)
+        assert again.steps["triple"].options.version != version
+    finally:
+        spot.close()
+
+
 # -- steps rebuilt elsewhere from fn_path ----------------------------------------------------------
 
 def test_resolve_step_rebuilds_a_described_plan(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import sys
 import textwrap
@@ -59,25 +60,31 @@ def step_function(script: Script, base: Path, step: StepDef,
                   postgres_url: Callable[[], str] | None) -> Callable[..., Any]:
     """The function a job of ``step`` calls with its parents' results."""
     name = step.name.text
+    run: Callable[..., Any]
     if step.language == "python":
         user = python_function(script, base, step)
-
-        def run(*inputs: Any) -> Any:
-            return steer(user(*inputs), inputs, name)
+        if inspect.iscoroutinefunction(user):
+            async def run(*inputs: Any) -> Any:  # an async step runs on the run's loop
+                return steer(await user(*inputs), inputs, name)
+        else:
+            def run(*inputs: Any) -> Any:
+                return steer(user(*inputs), inputs, name)
         run.user_function = user  # type: ignore[attr-defined]  # its signature, for checks
     elif step.language == "sqlite3":
-        query, table = _query(script, step), step.function.text
+        query, table = _query(script, base, step), step.function.text
 
         def run(*inputs: Any) -> Any:
             return run_sqlite(query, table, inputs, name)
+        run.query = query  # type: ignore[attr-defined]  # its version
     else:
-        query, table = _query(script, step), step.function.text
+        query, table = _query(script, base, step), step.function.text
 
         def run(*inputs: Any) -> Any:
             if postgres_url is None:
                 raise ConfigurationError(f"{name} is a postgres step and no database is "
                                          f"named: set {POSTGRES_ENV}")
             return run_postgres(postgres_url(), query, table, inputs, name)
+        run.query = query  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = name
     run.__module__ = "hokuro.script"
     run.__doc__ = f"The {step.language} step {name} of {script.path}."
@@ -88,29 +95,37 @@ def mark_step(spot: Any, script: Script, path: Path, step: StepDef,
               fn: Callable[..., Any]) -> ScriptStep:
     """``fn`` marked on ``spot`` as the step ``step`` of the script at ``path``."""
     o = step.options
+    version = step_version(step, getattr(fn, "query", None))
     options = MarkOptions.parse({
-        "name": f"{path.stem}.{step.name.text}", "version": step_version(script, step),
+        "name": f"{path.stem}.{step.name.text}", "version": version,
         "scope": o.scope, "priority": o.priority, "timeout": o.timeout,
         "retries": o.retries, "poll": o.poll})
     return ScriptStep(spot, fn, options, step_fn_path(path, step.name.text), step)
 
 
-def step_version(script: Script, step: StepDef) -> str | None:
-    """Code in the script (SQL, backtick Python) versions its step: changing the query
-    computes its results anew. A Python file's function is versioned by its author, as
-    any marked function (none: results are kept across edits)."""
+def step_version(step: StepDef, query: str | None = None) -> str | None:
+    """Code in the script (SQL, backtick Python) and SQL files version their step: editing
+    the query computes its results anew. A Python file's function is versioned by its
+    author, as any marked function (none: results are kept across edits)."""
     if step.code is None and step.language == "python":
         return None
-    code = step.code if step.code is not None else ""
+    code = step.code if step.code is not None else query or ""
     material = f"{step.language}\n{step.function.text}\n{code}"
     return "script-" + hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def _query(script: Script, step: StepDef) -> str:
+def _query(script: Script, base: Path, step: StepDef) -> str:
+    """A SQL step's query: its backtick code, or the text of its file (read once, here)."""
     if step.code is not None:
         return step.code
-    raise _at(script, step.code_line, 1, f"{step.name.text} is a {step.language} step: its "
-              "query goes between backticks, not in a file")
+    assert step.file is not None
+    path = base / step.file
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _at(script, step.code_line, 1 + _indent(script.line(step.code_line)),
+                  f"the query of {step.name.text} cannot be read from {path}: "
+                  f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _at(script: Script, line: int, column: int, reason: str) -> ScriptError:
