@@ -64,14 +64,8 @@ def version(as_json: bool) -> None:
 
 
 def _register() -> None:
-    from . import (  # noqa: F401  (each registers commands)
-        cleaning,
-        demo,
-        reading,
-        retrying,
-        runs,
-        script,
-    )
+    from . import cleaning, demo, reading, retrying, runs  # noqa: F401  (each registers commands)
+    from .script import check_cmd  # noqa: F401  (check, example, and run FILE in runs' group)
 
 
 _register()

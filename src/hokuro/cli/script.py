@@ -164,8 +164,9 @@ def run_file_cmd(file: str, spot_name: str | None, db: str | None, blobs: str | 
                   "failures": [{"job": f.job_id, "step": f.step, "error": f.error}
                                for f in failures]})
     else:
-        counts = ", ".join(f"{summary[k]} {k}" for k in (
-            "done", "reused", "failed", "cancelled", "retried", "resets", "polls")
+        counts = ", ".join(
+            f"{summary[k]} {k[:-1] if k in ('resets', 'polls') and summary[k] == 1 else k}"
+            for k in ("done", "reused", "failed", "cancelled", "retried", "resets", "polls")
             if summary.get(k))
         out.line(f"run {summary['name']} ({summary['run'][:8]}) of Spot {spot.name}: "
                  f"{summary['status']}: {counts or 'nothing to do'}; "
