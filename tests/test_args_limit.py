@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
@@ -27,14 +26,11 @@ def test_a_50_mb_argument_keeps_the_ledger_small_and_the_miss_fast(make_spot, wo
     def length(data):
         return len(data)
 
-    took = []
-    for i in range(5):
+    for i in range(2):
         big = bytes([i]) * (50 * MiB)
-        start = time.perf_counter()
         assert length(big) == 50 * MiB
-        took.append(time.perf_counter() - start)
-    # Measured 0.1-0.15 s (most of it hashing the key); keeping the argument took 0.8-0.9 s.
-    assert min(took) < 0.6, took
+    # How fast such a miss is (the key is hashed, the argument not kept) is measured by
+    # benchmarks/bench_args_limit.py, not timed here.
     record = length.task(big).record
     assert len(record.args) < 100
     if not make_spot.shared:

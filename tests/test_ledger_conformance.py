@@ -438,3 +438,18 @@ def test_error_stats_count_failures_per_fingerprint_and_collection(ledger: TaskD
             stats[("fp1", "f")].last_seen) == (5, 10.0, 14.0)
     assert stats[("fp2", "f")].count == 1 and stats[("fp2", "f")].error_type == "KeyError"
     assert {s.fn for s in ledger.error_stats("g", now=100.0)} == {"g"}
+
+
+def test_finish_many_writes_the_finishes_whose_owner_still_holds_the_lease(ledger: TaskDB):
+    ledger.claim(claim("a"))
+    ledger.claim(claim("b", owner="h|2|1.00|b"))
+    ledger.claim(claim("c"))
+    me = "h|1|1.00|a"
+    written = ledger.finish_many([("a", me, done()), ("b", me, done()),
+                                  ("c", me, done(result=b"\xa1y")), ("missing", me, done())])
+    assert written == [True, False, True, False]
+    assert ledger.get("a").status == Status.DONE and ledger.get("a").lease_until is None
+    assert ledger.get("b").status == Status.RUNNING  # another owner's lease: untouched
+    assert ledger.get("c").result == b"\xa1y"
+    assert ledger.finish_many([("a", me, done())]) == [False]  # finished already
+    assert ledger.finish_many([]) == []

@@ -26,11 +26,10 @@ RATE, PERIOD, BURST = 20, 1.0, 5  # "20/s", burst 5
 WORKERS = 4
 THREADS = 3  # per worker process
 RUN_SECONDS = 3.0
-START_DELAY = 2.0  # room for four interpreters to start before the common start time
+START_DELAY = 0.2  # after every process has said it is ready (a loaded machine starts them slowly)
 
 
-def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
-            out: str) -> None:
+def _hammer(spec: str, prefix: str, name: str, go: str, out: str) -> None:
     import threading
 
     from hokuro.store.limits import Limiter, LimitStore, Verdict, open_store
@@ -71,6 +70,10 @@ def _hammer(spec: str, prefix: str, name: str, start_at: float, stop_at: float,
     store = Recording(inner)
     limiter = Limiter(name, f"{RATE}/s", burst=BURST, store=store)
     inner.now()  # stores connect on first use: connect before the run, not in it
+    Path(out + ".ready").touch()
+    while not Path(go).exists():  # the common start, written once every process is ready
+        time.sleep(0.01)
+    start_at, stop_at = json.loads(Path(go).read_text())
     grants: list[tuple[float, float]] = []
 
     def hammer() -> None:
@@ -96,11 +99,20 @@ def _most_in_one_period(times: list[float]) -> int:
 
 def _run(tmp_path: Path, spec: str, prefix: str = "") -> None:
     name = f"accuracy-{time.time_ns()}"
+    go = tmp_path / "go.json"
+    outs = [tmp_path / f"grants-{i}.json" for i in range(WORKERS)]
+    procs = [subprocess.Popen([sys.executable, __file__, spec, prefix, name, str(go), str(out)])
+             for out in outs]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{out}.ready").exists() for out in outs):
+        assert time.monotonic() < deadline, "the worker processes did not start in 60 s"
+        assert all(proc.poll() is None for proc in procs), "a worker process died at start"
+        time.sleep(0.01)
     start_at = time.time() + START_DELAY
     stop_at = start_at + RUN_SECONDS
-    outs = [tmp_path / f"grants-{i}.json" for i in range(WORKERS)]
-    procs = [subprocess.Popen([sys.executable, __file__, spec, prefix, name, str(start_at),
-                               str(stop_at), str(out)]) for out in outs]
+    tmp = tmp_path / "go.tmp"
+    tmp.write_text(json.dumps([start_at, stop_at]))
+    tmp.rename(go)  # whole or absent: a worker never reads half of it
     for proc in procs:
         assert proc.wait(timeout=60) == 0
     grants = [tuple(g) for out in outs for g in json.loads(out.read_text())]
@@ -141,5 +153,5 @@ def test_four_processes_share_a_postgres_limit_exactly(tmp_path, pg_url):
 
 
 if __name__ == "__main__":
-    _spec, _prefix, _name, _start, _stop, _out = sys.argv[1:]
-    _hammer(_spec, _prefix, _name, float(_start), float(_stop), _out)
+    _spec, _prefix, _name, _go, _out = sys.argv[1:]
+    _hammer(_spec, _prefix, _name, _go, _out)

@@ -238,7 +238,8 @@ def test_a_cancelled_leader_hands_the_task_to_its_followers(make_spot):
 
     async def main():
         leader = asyncio.create_task(fetch(5))
-        await asyncio.sleep(0.05)
+        while not calls:  # the leader runs the function
+            await asyncio.sleep(0.01)
         follower = asyncio.create_task(fetch(5))
         await asyncio.sleep(0.05)
         leader.cancel()

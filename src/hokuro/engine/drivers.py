@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from .io_thread import IoThread, run_off_loop
+
 if TYPE_CHECKING:
     from .context import Context
 
@@ -50,6 +52,18 @@ class _Take:
 _TAKE = _Take()
 
 
+class _Io:
+    """Ledger or blob I/O the flow needs answered: ``fn(arg)``. ``kind`` names the batched
+    ledger requests (a lookup, a claim, a finish) that async callers hand to the Spot's I/O
+    thread; sync callers simply call ``fn``."""
+
+    __slots__ = ("arg", "fn", "kind")
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any = None, kind: str | None = None
+                 ) -> None:
+        self.fn, self.arg, self.kind = fn, arg, kind
+
+
 _Flow = Generator[Any, Any, Any]
 
 
@@ -64,6 +78,14 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
                     request = flow.send((False, exc))
                 else:
                     request = flow.send((True, value))
+                continue
+            if type(request) is _Io:
+                try:
+                    value = request.fn(request.arg)
+                except BaseException as exc:
+                    request = flow.throw(exc)
+                else:
+                    request = flow.send(value)
                 continue
             try:
                 if type(request) is _Sleep:
@@ -80,14 +102,50 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
         return stop.value
 
 
-async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
-                       timeout: float | None = None, name: str = "") -> Any:
-    import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
-
+def _drive_inline(flow: _Flow) -> Any:
+    """Drive a flow whose only requests are I/O, answering each at once (a sync caller's
+    check for a kept result)."""
     try:
         request = next(flow)
         while True:
-            if type(request) is _Invoke:
+            try:
+                value = request.fn(request.arg)
+            except BaseException as exc:
+                request = flow.throw(exc)
+            else:
+                request = flow.send(value)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
+                       timeout: float | None = None, name: str = "",
+                       io: IoThread | None = None) -> Any:
+    """Drive the flow on the event loop: its CPU work (keys, encoding) runs here, its I/O
+    requests go to the Spot's I/O thread (batched) or the shared pool (invariant 8).
+
+    A request in flight cannot be stopped (a claim or a record may be committing): when the
+    caller is cancelled meanwhile, its answer is still given to the flow, and the
+    cancellation is thrown in at the flow's next request, so the flow lets go of its flight
+    and lease and records what it must, exactly as when the cancellation arrives while the
+    function runs.
+    """
+    import asyncio  # here, not at the top: `import hokuro` need not pay for asyncio
+
+    pending: BaseException | None = None  # a cancellation that arrived during a request
+    try:
+        request = next(flow)
+        while True:
+            if pending is not None:
+                cancel, pending = pending, None
+                request = flow.throw(cancel)
+                continue
+            kind = type(request)
+            if kind is _Io:
+                ok, value, pending = await _answer(request, io)
+                request = flow.send(value) if ok else flow.throw(value)
+                continue
+            if kind is _Invoke:
                 try:
                     if timeout is None:
                         value = await call(request.ctx)
@@ -99,7 +157,7 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
                     request = flow.send((True, value))
                 continue
             try:
-                if type(request) is _Sleep:
+                if kind is _Sleep:
                     await asyncio.sleep(request.seconds)
                 elif request is _TAKE:
                     await call.take_async()  # type: ignore[attr-defined]
@@ -110,7 +168,33 @@ async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
             else:
                 request = next(flow)
     except StopIteration as stop:
+        if pending is not None:
+            raise pending from None  # the call ended while its last write committed
         return stop.value
+
+
+async def _answer(request: _Io, io: IoThread | None) -> tuple[bool, Any, BaseException | None]:
+    """(ok, value or exception, a cancellation that arrived meanwhile) of an I/O request,
+    waited out whatever cancellations arrive."""
+    import asyncio
+
+    if request.kind is not None and io is not None:
+        future = io.submit(request.kind, request.fn, request.arg)
+    else:
+        future = run_off_loop(request.fn, request.arg)
+    cancel: BaseException | None = None
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            if not future.done():
+                cancel = exc
+        except BaseException:
+            pass  # read from the future below
+    error = future.exception()
+    if error is not None:
+        return False, error, cancel
+    return True, future.result(), cancel
 
 
 async def _within(call: Any, timeout: float, name: str) -> Any:

@@ -31,7 +31,6 @@ from ..model.codec import codec_for
 from ..model.keys import ident_key, stable_name, task_key
 from ..model.records import (
     Claim,
-    ClaimResult,
     Outcome,
     Record,
     Status,
@@ -46,13 +45,16 @@ from .drivers import (
     _TAKE,
     _Await,
     _drive_async,
+    _drive_inline,
     _drive_sync,
     _Flow,
     _Invoke,
+    _Io,
     _is_cancelling,
     _LimitedCall,
     _Sleep,
 )
+from .io_thread import CLAIM, FINISH, IN_ORDER, LOOKUP
 from .keygen import KeyPolicy
 from .options import MarkOptions, TaskEvent
 from .owners import owner_is_dead
@@ -222,7 +224,7 @@ class MarkedFunction:
                           damaged=damaged)
         if self.is_async:
             return _drive_async(flow, self._caller(args, kwargs), self.options.timeout,
-                                self.name)
+                                self.name, self.spot.io_thread)
         return _drive_sync(flow, self._caller(args, kwargs))
 
     def forget(self, *args: Any, **kwargs: Any) -> bool:
@@ -262,13 +264,17 @@ class MarkedFunction:
         the mark caches errors; (False, None) when the task must be claimed, or (False,
         record) when it must because that record's result cannot be read (already warned
         about)."""
-        spot = self.spot
-        record = spot.ledger.lookup(key)
+        return _drive_inline(self._judge(self.spot.ledger.lookup(key), args, kwargs))
+
+    def _judge(self, record: Record | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> _Flow:
+        """:meth:`_reuse` for the ``record`` found (a flow: reading a blob is a request)."""
         if record is None:
             return False, None
+        spot = self.spot
         now = spot.clock()
         if record.is_fresh_result(now):
-            found, value = self._answer(record, args, kwargs)
+            found, value = yield from self._answer(record, args, kwargs)
             return (True, value) if found else (False, record)
         if (self.options.cache_errors and record.status == Status.FAILED
                 and not record.is_expired(now)):
@@ -277,10 +283,13 @@ class MarkedFunction:
         return False, None
 
     def _answer(self, record: Record, args: tuple[Any, ...], kwargs: dict[str, Any]
-                ) -> tuple[bool, Any]:
+                ) -> _Flow:
         """Answer a call from a kept result: (True, value), or (False, None) when its blob
         is gone or damaged and the task must run again."""
-        found, value = self._load(record)
+        if record.blob is not None:
+            found, value = yield _Io(self._load, record)
+        else:
+            found, value = self._load(record)
         if found:
             self.spot.counters["hits"] += 1
             if self.options.hooks:
@@ -292,7 +301,8 @@ class MarkedFunction:
               checked: bool = False, damaged: Record | None = None) -> _Flow:
         spot = self.spot
         if not recompute and not checked:
-            found, value = self._reuse(key, args, kwargs)
+            record = yield _Io(spot.ledger.lookup, key, LOOKUP)
+            found, value = yield from self._judge(record, args, kwargs)
             if found:
                 return value
             damaged = value
@@ -328,7 +338,9 @@ class MarkedFunction:
         ledger = spot.ledger
         # A blob store that cannot take the result (an S3 bucket that does not exist) is
         # found now, before the function runs, not after its result is lost.
-        spot.prepare_to_run()
+        if not spot.prepared:
+            yield _Io(_prepare, spot, IN_ORDER)
+            spot.prepared = True
         encoded_args = self._encode_args(bound)
         force, steal = recompute, None
         waited_since: float | None = None
@@ -337,12 +349,12 @@ class MarkedFunction:
             yield _TAKE  # the limiter's turn first: waiting for it is not running
         while True:
             now = spot.clock()
-            claimed = ledger.claim(Claim(
+            claimed = yield _Io(ledger.claim, Claim(
                 key=key, fn=self.name, owner=spot.owner_token(), lease_until=now + spot.lease,
                 now=now, fn_path=self.fn_path, ident=ident, args=encoded_args,
                 version=self.options.version, force=force,
                 reuse_failed=self.options.cache_errors, steal_from=steal,
-            ))
+            ), CLAIM)
             record = claimed.record
             if claimed.outcome == "claimed":
                 break
@@ -351,7 +363,7 @@ class MarkedFunction:
                 if record.status == Status.FAILED:
                     raise _task_failed(record)
                 if damaged is None or not _same_result(record, damaged):
-                    found, value = self._answer(record, args, kwargs)
+                    found, value = yield from self._answer(record, args, kwargs)
                     if found:
                         return value
                 force = True  # its blob is gone or damaged: compute it again
@@ -366,7 +378,7 @@ class MarkedFunction:
             force = False  # a run that another caller started meanwhile is fresh enough
             yield _Sleep(delay)
             delay = min(delay * 2, spot.poll_max)
-            latest = ledger.get(key)
+            latest = yield _Io(ledger.get, key, LOOKUP)
             if (latest is not None and latest.status == Status.FAILED
                     and (latest.finished_at or 0) >= waited_since):
                 raise _task_failed(latest)
@@ -375,24 +387,24 @@ class MarkedFunction:
             # a fresh one (this wait, after the claim, counts as running).
             yield _TAKE
 
-        def reclaim() -> ClaimResult:
+        def reclaim() -> Claim:
             # A retry claims the task again from itself: the lease never lapses between
             # attempts (another owner waits instead of running it too), and the record
             # counts the attempt.
             now = spot.clock()
             owner = spot.owner_token()
-            return ledger.claim(Claim(
+            return Claim(
                 key=key, fn=self.name, owner=owner, lease_until=now + spot.lease, now=now,
                 fn_path=self.fn_path, ident=ident, args=encoded_args,
                 version=self.options.version, steal_from=owner,
-            ))
+            )
 
         return (yield from self._execute(key, ident, claimed.attempt, record, args, kwargs,
                                          reclaim))
 
     def _execute(self, key: str, ident: str | None, attempt: int, previous: Record | None,
                  args: tuple[Any, ...], kwargs: dict[str, Any],
-                 reclaim: Callable[[], ClaimResult]) -> _Flow:
+                 reclaim: Callable[[], Claim]) -> _Flow:
         spot = self.spot
         owner = spot.owner_token()
         spot.counters["misses"] += 1
@@ -416,7 +428,7 @@ class MarkedFunction:
                     ok, payload = False, exc
                 duration = time.perf_counter() - started
                 if ok:
-                    self._store(key, owner, payload, ctx, previous)
+                    yield from self._store(key, owner, payload, ctx, previous)
                     return payload
                 policy = self.options.retry_policy if self.options.retries else None
                 if policy is not None and policy.should_retry(payload, tries):
@@ -426,7 +438,7 @@ class MarkedFunction:
                         attempt = next_attempt
                         continue
                     raise payload  # another owner has the task now; its record is theirs
-                if self._record_failure(key, owner, payload, ctx):
+                if (yield from self._record_failure(key, owner, payload, ctx)):
                     _mark_recorded(payload, key)
                 self._hook("on_error", key, args, kwargs, error=payload, duration=duration)
                 raise payload
@@ -434,7 +446,7 @@ class MarkedFunction:
             spot.leases.release(key)
 
     def _back_off(self, key: str, owner: str, error: BaseException, ctx: Context,
-                  delay: float, reclaim: Callable[[], ClaimResult]) -> _Flow:
+                  delay: float, reclaim: Callable[[], Claim]) -> _Flow:
         """Wait ``delay`` before retrying, still holding the lease, then claim the task again:
         the new attempt number, or None when another owner took the task meanwhile."""
         log.info("hokuro: %s (task %s) failed with %s; retrying in %.3g s", self.name,
@@ -445,10 +457,10 @@ class MarkedFunction:
                 yield _TAKE  # each attempt spends its own place of the limiter under the mark
         except BaseException:
             # Stopped while waiting to retry: the failed attempt is the task's end.
-            if self._record_failure(key, owner, error, ctx):
+            if (yield from self._record_failure(key, owner, error, ctx)):
                 _mark_recorded(error, key)
             raise
-        claimed = reclaim()
+        claimed = yield _Io(self.spot.ledger.claim, reclaim(), CLAIM)
         if claimed.outcome == "claimed":
             return claimed.attempt
         log.warning("hokuro: task %s was taken over by another owner while %s waited to "
@@ -456,26 +468,34 @@ class MarkedFunction:
         return None
 
     def _store(self, key: str, owner: str, value: Any, ctx: Context,
-               previous: Record | None) -> None:
+               previous: Record | None) -> _Flow:
         """Keep a result: encode it, upload its blob, commit its record. Whatever fails on
         the way (the codec, the blob store, the ledger, or anything they raise) is recorded
         as the task's failure, so no record stays ``running`` under a live lease."""
         outcome: Outcome | None = None
         try:
-            outcome = self._success(key, value, ctx)
-            kept = self.spot.ledger.finish(key, owner, outcome)
+            data = self.codec.encode(value, root="result")
+            if self.needs_io(data, ctx):
+                outcome = yield _Io(functools.partial(self._kept, key, data), ctx)
+            else:
+                outcome = self._kept(key, data, ctx)
+            kept = yield _Io(self._finish, (key, owner, outcome), FINISH)
         except BaseException as exc:
-            if self._record_failure(key, owner, exc, ctx):
+            if (yield from self._record_failure(key, owner, exc, ctx)):
                 _mark_recorded(exc, key)
-                if outcome is not None:
-                    self._drop_blobs(outcome)  # the record says failed: nothing names them
+                if outcome is not None:  # the record says failed: nothing names them
+                    yield from self._drop((outcome.blob, outcome.log_blob))
             raise
         if not kept:
             log.warning("hokuro: task %s finished after its lease was taken over; "
                         "its result was not recorded", key[:12])
-            self._drop_blobs(outcome)
+            yield from self._drop((outcome.blob, outcome.log_blob))
         elif previous is not None:
-            self._drop_replaced(previous, outcome)
+            yield from self._drop(ref for ref in (previous.blob, previous.log_blob)
+                                  if ref not in (outcome.blob, outcome.log_blob))
+
+    def _finish(self, finish: tuple[str, str, Outcome]) -> bool:
+        return self.spot.ledger.finish(*finish)
 
     # -- storing and loading --------------------------------------------------------------
     def _encode_args(self, bound: dict[str, Any]) -> bytes | None:
@@ -498,9 +518,6 @@ class MarkedFunction:
         if limit is not None and len(data) > limit:
             return args_not_kept(len(data), limit)
         return data
-
-    def _success(self, key: str, value: Any, ctx: Context) -> Outcome:
-        return self._kept(key, self.codec.encode(value, root="result"), ctx)
 
     def _to_blob(self, data: bytes) -> bool:
         threshold = self.options.blob_threshold
@@ -559,10 +576,14 @@ class MarkedFunction:
         return outcome
 
     def _record_failure(self, key: str, owner: str, exc: BaseException,
-                        ctx: Context) -> bool:
+                        ctx: Context) -> _Flow:
         """Write ``exc`` as the task's end; True when the record now holds it."""
         try:
-            return self.spot.ledger.finish(key, owner, self._failure(key, exc, ctx))
+            if ctx is not None and len(ctx.log_text) > _INLINE_LOG:  # the log goes to a blob
+                outcome = yield _Io(functools.partial(self._failure, key, exc), ctx)
+            else:
+                outcome = self._failure(key, exc, ctx)
+            return (yield _Io(self._finish, (key, owner, outcome), FINISH))
         except Exception as write_error:  # the original error matters more to the caller
             # Its lease is no longer renewed either: another caller takes the task over
             # once the lease runs out.
@@ -599,20 +620,17 @@ class MarkedFunction:
                           "again", RuntimeWarning, stacklevel=4)
             return False, None
 
-    def _drop_replaced(self, previous: Record, outcome: Outcome) -> None:
-        self._drop(ref for ref in (previous.blob, previous.log_blob)
-                   if ref not in (outcome.blob, outcome.log_blob))
+    def _drop(self, refs: Iterable[str | None]) -> _Flow:
+        refs = [ref for ref in refs if ref]
+        if refs:
+            yield _Io(self._delete_blobs, refs)
 
-    def _drop_blobs(self, outcome: Outcome) -> None:
-        self._drop((outcome.blob, outcome.log_blob))
-
-    def _drop(self, refs: Iterable[str | None]) -> None:
+    def _delete_blobs(self, refs: list[str]) -> None:
         for ref in refs:
-            if ref:
-                try:
-                    self.spot.blobs.delete(ref)
-                except Exception as exc:  # an orphan is harmless; hokuro gc removes it
-                    log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
+            try:
+                self.spot.blobs.delete(ref)
+            except Exception as exc:  # an orphan is harmless; hokuro gc removes it
+                log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
 
     # -- what the run engine asks of a step: the same claim, context and outcomes ---------
     def task_claim(self, args: tuple[Any, ...], owner: str, now: float, *,
@@ -728,6 +746,10 @@ def _find_marked(module: str, qualname: str) -> MarkedFunction:
         raise NotPicklable(f"{module}.{qualname} is {found!r}, not a marked function: "
                            "define the marked function at module level under its own name")
     return found
+
+
+def _prepare(spot: Spot) -> None:
+    spot.prepare_to_run()
 
 
 def _same_result(a: Record, b: Record) -> bool:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from ..store.blobs.local import LocalBlobs
 from ..store.blobs.names import files_ref
 from ..store.ledger import TaskDB, open_ledger
 from .flight import FlightTable
+from .io_thread import IoThread
 from .leases import LeaseKeeper
 from .marking import MarkedFunction, is_recorded_failure
 from .options import MarkOptions
@@ -145,6 +147,11 @@ class Spot:
         self._limiters: dict[str, Limiter] = {}
         self._tpm = tpm
         self._default_limiter: Limiter | None = None
+        #: Set by the call path once :meth:`prepare_to_run` succeeded (later calls skip it;
+        #: set on the caller's side, so async calls reach their limiter in the order made).
+        self.prepared = False
+        self._io_thread: IoThread | None = None
+        self._io_lock = threading.Lock()
 
     def prepare_to_run(self) -> None:
         """Before a task of this Spot runs: the blob store must be reachable (a missing S3
@@ -158,6 +165,18 @@ class Spot:
                 if self.ledger.get_meta("blobs") != location:
                     self.ledger.set_meta("blobs", location)
             self._blobs_unrecorded = False
+
+    @property
+    def io_thread(self) -> IoThread:
+        """The thread that answers the ledger requests of this Spot's async calls in
+        batches (started by the first one)."""
+        io = self._io_thread
+        if io is None:
+            with self._io_lock:
+                io = self._io_thread
+                if io is None:
+                    io = self._io_thread = IoThread(self.ledger)
+        return io
 
     # -- marking --------------------------------------------------------------------------
     def mark(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -549,6 +568,8 @@ class Spot:
     def close(self) -> None:
         """Stop renewing leases and release connections and clients."""
         self.leases.close()
+        if self._io_thread is not None:
+            self._io_thread.close()
         self.ledger.close()
         self.blobs.close()
         if self._limit_store is not None:

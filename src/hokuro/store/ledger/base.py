@@ -142,6 +142,12 @@ class TaskDB(ABC):
         the lease was lost to another owner.
         """
 
+    def finish_many(self, finishes: list[tuple[str, str, Outcome]]) -> list[bool]:
+        """:meth:`finish` for each ``(key, owner, outcome)``, in order: whether each was
+        written. The SQL ledgers write them in one transaction; this default writes them one
+        by one, each atomic."""
+        return [self.finish(key, owner, outcome) for key, owner, outcome in finishes]
+
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """:meth:`claim` for each of ``claims``, in order (a key claimed earlier in the list
         is ``busy`` for the later ones). The SQL ledgers do it in one transaction; this

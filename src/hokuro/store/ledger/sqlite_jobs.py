@@ -187,6 +187,14 @@ class SQLiteJobs:
             found.update((row[0], Record(*row)) for row in rows)
         return found
 
+    def finish_many(self, finishes: list[tuple[str, str, Outcome]]) -> list[bool]:
+        """Each finish as :meth:`finish` fences it, all in one transaction."""
+        if not finishes:
+            return []
+        with self._pool.connection() as conn, self._write(conn):
+            return [conn.execute(Q["finish"], _finish_params(*finish)).rowcount == 1
+                    for finish in finishes]
+
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """Each claim as :meth:`claim` decides it, all in one transaction; a key claimed
         earlier in the list is ``busy`` for the later claims of it."""

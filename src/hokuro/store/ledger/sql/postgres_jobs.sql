@@ -138,7 +138,8 @@ WHERE j.run_id = k.run_id AND j.job_id = k.job_id AND j.owner = %(owner)s
 RETURNING j.run_id, j.job_id
 
 -- name: finish_tasks
--- The task finishes of a group commit, fenced as finish is (the owner's lease).
+-- The task finishes of a group commit (and of finish_many), fenced as finish is (the
+-- owner's lease); the keys written.
 UPDATE tasks t SET status = o.status, result = o.result, blob = o.blob, codec = o.codec,
        content_type = o.content_type, size = o.size, checksum = o.checksum,
        error_type = o.error_type, error = o.error, error_fingerprint = o.error_fingerprint,
@@ -153,6 +154,28 @@ FROM unnest(%(keys)s::text[], %(owners)s::text[], %(statuses)s::text[],
      AS o(key, owner, status, result, blob, codec, content_type, size, checksum, error_type,
           error, error_fingerprint, log, log_blob, finished_at, expires_at)
 WHERE t.key = o.key AND t.owner = o.owner AND t.status = 'running'
+RETURNING t.key
+
+-- name: finish_tasks_again
+-- The same, re-sent after a broken connection: also matches the rows the first sending
+-- wrote (as finish_again does for one).
+UPDATE tasks t SET status = o.status, result = o.result, blob = o.blob, codec = o.codec,
+       content_type = o.content_type, size = o.size, checksum = o.checksum,
+       error_type = o.error_type, error = o.error, error_fingerprint = o.error_fingerprint,
+       log = o.log, log_blob = o.log_blob, finished_at = o.finished_at,
+       updated_at = o.finished_at, expires_at = o.expires_at, lease_until = NULL
+FROM unnest(%(keys)s::text[], %(owners)s::text[], %(statuses)s::text[],
+            %(results)s::bytea[], %(blobs)s::text[], %(codecs)s::text[],
+            %(content_types)s::text[], %(sizes)s::bigint[], %(checksums)s::text[],
+            %(error_types)s::text[], %(errors)s::text[], %(error_fingerprints)s::text[],
+            %(logs)s::text[], %(log_blobs)s::text[], %(finished_ats)s::double precision[],
+            %(expires_ats)s::double precision[])
+     AS o(key, owner, status, result, blob, codec, content_type, size, checksum, error_type,
+          error, error_fingerprint, log, log_blob, finished_at, expires_at)
+WHERE t.key = o.key AND t.owner = o.owner
+  AND (t.status = 'running' OR (t.status = o.status AND t.finished_at = o.finished_at
+                               AND t.lease_until IS NULL))
+RETURNING t.key
 
 -- name: job_done
 -- The outcomes below are fenced: written only while this owner's claim of this attempt
