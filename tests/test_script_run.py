@@ -216,8 +216,7 @@ def test_an_error_result_is_retried_then_a_failure(tmp_path):
     spot, _, run = _run(tmp_path, script)
     try:
         [failure] = run.failures()
-        assert failure.error == "StepError: t.e returned StepStatus.error: the API said no" \
-            or failure.error.endswith("returned StepStatus.error: the API said no")
+        assert failure.error == "StepError: e returned StepStatus.error: the API said no"
         assert run.summary()["retried"] == 1
     finally:
         spot.close()
@@ -380,6 +379,23 @@ def test_run_show_and_cancel_are_still_commands_beside_run_file(workspace):
     assert "run [OPTIONS] FILE" in hokuro("run", "x.bue", "--help").output
     missing = CliRunner().invoke(main, ["run", "nothing.bue"])
     assert missing.exit_code == 2 and "no script at nothing.bue" in missing.output
+
+
+def test_run_exits_1_and_names_the_failures_when_a_job_fails(workspace):
+    write(workspace, "steps.py", STEPS)
+    (workspace / "f.bue").write_bytes(b"\xef\xbb\xbf" + textwrap.dedent("""
+        e:
+            python
+            error_result
+            steps.py
+        p = | e
+        p()
+    """).lstrip().encode())  # with a byte-order mark, as some editors write
+    ran = hokuro("run", "f.bue")
+    assert ran.exit_code == 1
+    assert "run f.bue (" in ran.output and ": failed: 1 failed" in ran.output
+    assert "  failed 0.e: StepError: e returned StepStatus.error: the API said no" \
+        in ran.output
 
 
 # -- kill -9, then the same command resumes --------------------------------------------------------

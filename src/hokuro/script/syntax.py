@@ -62,7 +62,7 @@ def parse_file(path: str | Path) -> Script:
     """Read and parse the script at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not script
     except FileNotFoundError:
         raise ScriptError(f"no script at {path}; give the path of a .bue file",
                           path=str(path)) from None
