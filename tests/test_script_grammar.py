@@ -5,6 +5,7 @@ crashes on any text (only clean ScriptErrors)."""
 from __future__ import annotations
 
 import textwrap
+from importlib.resources import files
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -484,8 +485,6 @@ def test_a_script_that_runs_nothing(tmp_path):
 
 
 def test_the_readme_example_compiles_to_the_plan_a_python_user_would_build(tmp_path):
-    from importlib.resources import files
-
     for name in ("example.bue", "example.py"):
         (tmp_path / name).write_text(files("hokuro.script").joinpath("example", name)
                                      .read_text())
@@ -516,3 +515,22 @@ def test_the_parser_only_ever_raises_script_errors(text):
         parse(text, "fuzz.bue")
     except ScriptError as exc:
         assert str(exc).startswith("fuzz.bue")
+
+
+_EXAMPLE = files("hokuro.script").joinpath("example", "example.bue").read_text()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_EXAMPLE)), st.integers(0, 12), _PIECES),
+                min_size=1, max_size=3))
+def test_near_valid_scripts_only_ever_raise_script_errors(edits):
+    """The example with a few characters cut out or pieces put in: the mistakes people
+    make, which reach deeper into the grammar than random text does."""
+    text = _EXAMPLE
+    for at, cut, piece in edits:
+        at = min(at, len(text))
+        text = text[:at] + piece + text[at + cut:]
+    try:
+        parse(text, "near.bue")
+    except ScriptError as exc:
+        assert str(exc).startswith("near.bue")
