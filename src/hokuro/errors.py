@@ -123,3 +123,24 @@ class AmbiguousRun(RunNotFound):
     def __init__(self, message: str, candidates: list) -> None:
         super().__init__(message)
         self.candidates = candidates
+
+
+class ScriptError(ConfigurationError):
+    """A script (a ``.bue`` file) cannot be parsed or compiled. The message names the file,
+    line and column, shows the line with a caret under the spot, and says what was
+    expected; ``path``, ``line``, ``column`` and ``reason`` hold the parts."""
+
+    def __init__(self, reason: str, *, path: str = "<script>", line: int = 0,
+                 column: int = 0, text: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        self.line = line
+        self.column = column
+        self.text = text
+        where = f"{path}:{line}:{column}" if line else path
+        message = f"{where}: {reason}"
+        if text.strip():
+            shown = text.expandtabs(4)
+            caret = len(text[:max(column - 1, 0)].expandtabs(4))
+            message += f"\n    {shown}\n    {' ' * caret}^"
+        super().__init__(message)

@@ -65,6 +65,7 @@ def version(as_json: bool) -> None:
 
 def _register() -> None:
     from . import cleaning, demo, reading, retrying, runs, ui  # noqa: F401  (each registers commands)
+    from .script import check_cmd  # noqa: F401  (check, example, and run FILE in runs' group)
 
 
 _register()

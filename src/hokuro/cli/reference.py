@@ -54,6 +54,9 @@ def commands() -> list[tuple[str, click.Command]]:
     for name in names:
         command = known[name]
         if isinstance(command, click.Group):
+            file_command = getattr(command, "file_command", None)  # hokuro run FILE
+            if file_command is not None:
+                found.append((name, file_command))
             found += [(f"{name} {sub}", command.commands[sub]) for sub in command.commands]
         else:
             found.append((name, command))

@@ -30,6 +30,7 @@ from ..model.jobs import RunRecord, RunStatus
 from .app import main
 from .options import confirm, json_option, open_target, stop, target_options
 from .output import Output, relative, stamps, when
+from .run_group import RunGroup
 
 _RUN_STATUSES = [str(s) for s in RunStatus]
 #: How often ``run show --follow`` reads the run again, in seconds.
@@ -112,9 +113,10 @@ def _row_json(row: RunRow) -> dict[str, Any]:
 
 # -- hokuro run show / cancel ------------------------------------------------------------------
 
-@main.group("run")
+@main.group("run", cls=RunGroup)
 def run_group() -> None:
-    """Show or cancel one run (hokuro runs SPOT lists them).
+    """Run a script (hokuro run FILE), or show or cancel one run (hokuro runs SPOT lists
+    them).
 
     ID is the run's id, its first characters, or its name (the newest run of that name).
     """

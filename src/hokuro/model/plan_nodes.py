@@ -7,6 +7,7 @@ level, or :data:`INPUT` (the level's input: the item, or the body's element).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,16 +171,19 @@ def _ordered(name: str, nodes: Mapping[str, Node], ids: list[str]) -> list[str]:
     """``ids`` in dependency order (parents first, else creation order); a cycle is refused."""
     calls = [i for i in ids if nodes[i].kind == "call"]
     waiting = {i: set(nodes[i].job_parents) for i in calls}
+    children: dict[str, list[str]] = {}  # in creation order: the order stays as it was
+    for i in calls:
+        for parent in waiting[i]:
+            children.setdefault(parent, []).append(i)
     done: list[str] = []
-    ready = [i for i in calls if not waiting[i]]
-    while ready:
-        current = ready.pop(0)
+    ready = deque(i for i in calls if not waiting[i])
+    while ready:  # linear in the nodes and edges (a script may hold thousands of calls)
+        current = ready.popleft()
         done.append(current)
-        for i in calls:
-            if current in waiting[i]:
-                waiting[i].discard(current)
-                if not waiting[i]:
-                    ready.append(i)
+        for i in children.get(current, ()):
+            waiting[i].discard(current)
+            if not waiting[i]:
+                ready.append(i)
     if len(done) < len(calls):
         left = [i for i in calls if waiting[i]]
         cycle, at = [left[0]], left[0]

@@ -167,6 +167,12 @@ class PostgresLedger(PostgresJobs, LedgerReadings, TaskDB):
         # Schema 1 has no args_size; used where it is, it is asked the old way.
         self._stats = Q["stats"]
 
+    @property
+    def conninfo(self) -> str:
+        """The database's connection string (with its credentials: never print it), for
+        code that opens its own connection there, such as a script's postgres steps."""
+        return self._conninfo
+
     @classmethod
     def spots_in(cls, url: str) -> list[str | None]:
         """The names of the Spots in the database at ``url``, sorted, and None for a ledger of
