@@ -64,7 +64,7 @@ def version(as_json: bool) -> None:
 
 
 def _register() -> None:
-    from . import cleaning, demo, reading, retrying, runs  # noqa: F401  (each registers commands)
+    from . import cleaning, demo, reading, retrying, runs, workers  # noqa: F401  (each registers commands)
 
 
 _register()

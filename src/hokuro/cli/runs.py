@@ -145,28 +145,36 @@ def show_cmd(spot: str, workspace: str | None, blobs: str | None, run_ref: str, 
             else:
                 _print_detail(out, detail, time.time())
             return
-        last, printed = None, False
-        try:
-            for detail in follow_run(service.ledger, record.id, service.codec,
-                                     every=FOLLOW_EVERY, limit=limit):
-                now = time.time()
-                shown = _detail_json(detail, now)
-                changed = _without_clock(shown) != last
-                last = _without_clock(shown)
-                if as_json:
-                    if changed:
-                        click.echo(json.dumps(shown, ensure_ascii=False, default=repr))
-                    continue
-                if out.terminal:
-                    out.console.clear()
-                elif not changed:
-                    continue
-                elif printed:
-                    out.line()
-                _print_detail(out, detail, now)
-                printed = True
-        except KeyboardInterrupt:
-            return  # Ctrl-C ends --follow; the run itself goes on
+        follow_detail(out, service.ledger, service.codec, record, limit=limit)
+
+
+def follow_detail(out: Output, ledger: Any, codec: Any, record: RunRecord, *, limit: int
+                  ) -> None:
+    """Show a run again every second until it ends (``run show --follow``, ``submit
+    --follow``); Ctrl-C stops watching, not the run."""
+    as_json = out.as_json
+    last, printed = None, False
+    try:
+        for detail in follow_run(ledger, record.id, codec, every=FOLLOW_EVERY,
+                                 limit=limit):
+            now = time.time()
+            shown = _detail_json(detail, now)
+            changed = _without_clock(shown) != last
+            last = _without_clock(shown)
+            if as_json:
+                if changed:
+                    click.echo(json.dumps(shown, ensure_ascii=False, default=repr))
+                continue
+            if out.terminal:
+                out.console.clear()
+            elif not changed:
+                continue
+            elif printed:
+                out.line()
+            _print_detail(out, detail, now)
+            printed = True
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends --follow; the run itself goes on
 
 
 def _without_clock(shown: dict[str, Any]) -> str:

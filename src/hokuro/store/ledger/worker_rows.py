@@ -53,12 +53,15 @@ class WorkerRows:
         """Delete the rows of workers that stopped before ``before``; how many."""
         return self._worker_write(self._wq("forget_workers"), {"before": before})
 
-    def next_due(self, runs: list[str] | None = None) -> float | None:
-        """When the first job of ``runs`` (None: of every run) is claimable: the earliest
-        run_after of a queued or waiting job, or lease end of a running one."""
-        if runs == []:
+    def next_due(self, runs: list[str] | None = None, scopes: list[str] | None = None
+                 ) -> float | None:
+        """When the first job of ``runs`` (None: of every run) in ``scopes`` (None: any)
+        is claimable: the earliest run_after of a queued or waiting job, or lease end of a
+        running one."""
+        if runs == [] or scopes == []:
             return None
-        rows = self._worker_rows(self._wq("next_due"), {"runs": self._list_param(runs)})
+        rows = self._worker_rows(self._wq("next_due"), {"runs": self._list_param(runs),
+                                                         "scopes": self._list_param(scopes)})
         return rows[0][0] if rows else None
 
     def finish_run_if_ended(self, run_id: str, was: str, now: float) -> bool:

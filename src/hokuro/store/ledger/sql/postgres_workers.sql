@@ -23,13 +23,15 @@ FROM workers ORDER BY started_at DESC, id LIMIT %(limit)s
 DELETE FROM workers WHERE status = 'stopped' AND stopped_at < %(before)s
 
 -- name: next_due
--- When the first of these runs' jobs is claimable: a queued or waiting job's run_after, or a
+-- When the first of these runs' jobs (in these scopes) is claimable: a queued or waiting job's run_after, or a
 -- running job's lease running out (its owner gone).
 SELECT least(
     (SELECT min(run_after) FROM jobs WHERE status IN ('queued', 'waiting')
-       AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))),
+       AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))
+       AND (%(scopes)s::text[] IS NULL OR scope = ANY(%(scopes)s::text[]))),
     (SELECT min(lease_until) FROM jobs WHERE status = 'running'
-       AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))))
+       AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))
+       AND (%(scopes)s::text[] IS NULL OR scope = ANY(%(scopes)s::text[]))))
 
 -- name: finish_run
 -- A run whose last job ended is done or failed, once (whoever ran that job).

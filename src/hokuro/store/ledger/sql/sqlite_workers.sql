@@ -22,16 +22,18 @@ FROM workers ORDER BY started_at DESC, id LIMIT :limit
 DELETE FROM workers WHERE status = 'stopped' AND stopped_at < :before
 
 -- name: next_due
--- When the first of these runs' jobs is claimable: a queued or waiting job's run_after, or a
+-- When the first of these runs' jobs (in these scopes) is claimable: a queued or waiting job's run_after, or a
 -- running job's lease running out (its owner gone). Through jobs_claim and jobs_leases.
 SELECT min(t) FROM (
     SELECT min(run_after) AS t FROM jobs
     WHERE status IN ('queued', 'waiting')
       AND (:runs IS NULL OR +run_id IN (SELECT value FROM json_each(:runs)))
+      AND (:scopes IS NULL OR scope IN (SELECT value FROM json_each(:scopes)))
     UNION ALL
     SELECT min(lease_until) FROM jobs
     WHERE status = 'running'
       AND (:runs IS NULL OR +run_id IN (SELECT value FROM json_each(:runs)))
+      AND (:scopes IS NULL OR scope IN (SELECT value FROM json_each(:scopes)))
 )
 
 -- name: finish_run
