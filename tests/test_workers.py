@@ -313,3 +313,13 @@ def test_sigterm_hands_back_a_running_job_without_counting_an_attempt(served_pg)
     task = served_pg.spot.ledger.get(steps.slow.key_of(5))
     assert task.status == "cancelled" and "worker stopped" in task.error
     assert served_pg.spot.ledger.get_run(run.id).status == "submitted"
+
+
+def test_demo_with_three_worker_processes(workspace):
+    result = CliRunner().invoke(main, ["demo", "--workers", "3", "--latency", "0.1",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout[result.stdout.index("{"):])["workers"]
+    assert figures["status"] == "done" and figures["downloads"] == 18 and figures["reset"]
+    assert figures["exit_codes"] == [0, 0, 0] and len(figures["jobs_per_worker"]) == 3
+    assert figures["done"] == figures["jobs"] == 6 + 18 * 3

@@ -1,11 +1,11 @@
 """Worker processes on this machine, forked from this one: ``spot.run(..., workers=N)`` and
 ``hokuro demo --workers N``.
 
-A forked child has this process's modules (its ``__main__`` too), so it finds the run's
-steps as they are here; it starts with no inherited connections, flights or leases
-(invariant 9) and serves the Spot as ``hokuro worker`` would. The children are stopped with
-SIGTERM once the run has ended (they finish what runs, then exit), and killed if they do
-not exit within their grace.
+A forked child has this process's objects: it serves this run with its plan as it is here
+(steps defined anywhere, closures too), and only this run. It starts with no inherited
+connections, flights or leases (invariant 9). The children are stopped with SIGTERM once
+the run has ended (they finish what runs, then exit), and killed if they do not exit within
+their grace.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class LocalWorkers:
     """``count`` worker processes serving ``spot`` (forked), stopped by :meth:`stop`."""
 
     def __init__(self, spot: Any, count: int, *, concurrency: int = 32,
-                 scopes: list[str] | None = None, grace: float = STOP_GRACE) -> None:
+                 scopes: list[str] | None = None, grace: float = STOP_GRACE,
+                 plans: dict[str, Any] | None = None) -> None:
         if "fork" not in multiprocessing.get_all_start_methods():
             raise ConfigurationError("local worker processes are forked, which this platform "
                                      "cannot do; start hokuro worker processes instead")
@@ -40,7 +41,7 @@ class LocalWorkers:
         self.grace = grace
         context = multiprocessing.get_context("fork")
         self.processes = [context.Process(target=_serve, args=(spot, concurrency, scopes,
-                                                               grace),
+                                                               grace, plans),
                                           name=f"hokuro-worker-{n}", daemon=True)
                           for n in range(count)]
 
@@ -69,11 +70,12 @@ class LocalWorkers:
         self.stop()
 
 
-def _serve(spot: Any, concurrency: int, scopes: list[str] | None, grace: float) -> None:
+def _serve(spot: Any, concurrency: int, scopes: list[str] | None, grace: float,
+           plans: dict[str, Any] | None) -> None:
     from .worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
-    Worker(spot, concurrency=concurrency, scopes=scopes, grace=grace).run()
+    Worker(spot, concurrency=concurrency, scopes=scopes, grace=grace, plans=plans).run()
     sys.stdout.flush()
     os._exit(0)  # no atexit of the parent's (its threads, its pools) in a forked child
 
@@ -83,7 +85,7 @@ def run_on_local_workers(spot: Any, plan: Any, *, over: Iterable[Any] | None,
                          options: Options) -> Run:
     """Submit the run, serve it with ``workers`` forked processes, wait for its end."""
     run = submit(spot, plan, over=over, name=name, options=options)
-    with LocalWorkers(spot, workers, concurrency=options.concurrency):
+    with LocalWorkers(spot, workers, concurrency=options.concurrency, plans={run.id: plan}):
         if wanted(progress):
             RunProgress(run.id, spot.ledger, run.tally).watch(run)
         else:

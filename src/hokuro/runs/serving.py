@@ -46,11 +46,16 @@ _RUNS_LIMIT = 10_000
 
 
 class RunBook:
-    """The submitted runs a worker serves: each run's plan, options and codec, rebuilt once."""
+    """The submitted runs a worker serves: each run's plan, options and codec, rebuilt once.
 
-    def __init__(self, spot: Any, resolver: StepResolver) -> None:
+    ``plans`` (run id -> plan) are used as they are instead of being rebuilt (a forked
+    local worker has its parent's plan objects), and then only those runs are served."""
+
+    def __init__(self, spot: Any, resolver: StepResolver,
+                 plans: dict[str, Any] | None = None) -> None:
         self.spot = spot
         self.resolver = resolver
+        self.given = dict(plans or {})
         self.plans: dict[str, Any] = {}
         self.options: dict[str, Options] = {}
         self.codecs: dict[str, Any] = {}
@@ -64,6 +69,8 @@ class RunBook:
         records = ledger.list_runs(limit=_RUNS_LIMIT, status=RunStatus.SUBMITTED)
         served = []
         for record in records:
+            if self.given and record.id not in self.given:
+                continue
             if record.id not in self.plans:
                 try:
                     self._load(record, base)
@@ -80,8 +87,9 @@ class RunBook:
         codec = self.spot.codec
         if record.plan is None:
             raise HokuroError("it recorded no plan")
-        description = codec.decode(record.plan)
-        plan = Plan.from_description(description, self.resolver)
+        plan = self.given.get(record.id)
+        if plan is None:
+            plan = Plan.from_description(codec.decode(record.plan), self.resolver)
         step_codecs = [getattr(getattr(s, "spot", None), "codec", None)
                        for s in plan.steps().values()]
         self.codecs[record.id] = next((c for c in step_codecs if c is not None), codec)
@@ -111,11 +119,12 @@ class ServingExecutor(Executor):
     """The executor over every submitted run (see the module's docstring)."""
 
     def __init__(self, spot: Any, resolver: StepResolver, options: Options, *,
-                 scopes: list[str] | None = None, max_jobs: int | None = None) -> None:
+                 scopes: list[str] | None = None, max_jobs: int | None = None,
+                 plans: dict[str, Any] | None = None) -> None:
         super().__init__(spot, None, None, options)  # type: ignore[arg-type]
         self.scopes = scopes
         self.max_jobs = max_jobs
-        self.book = RunBook(spot, resolver)
+        self.book = RunBook(spot, resolver, plans)
         self.claimed_total = 0
         self.ended = 0  # jobs whose outcome this worker committed
         self.listening = False  # the ledger notifies (set by the worker)

@@ -59,7 +59,8 @@ class Worker:
     def __init__(self, spot: Any, *, scopes: list[str] | None = None, concurrency: int = 32,
                  max_jobs: int | None = None, grace: float = GRACE,
                  hooks: Mapping[str, Hook] | None = None, heartbeat: float = HEARTBEAT,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None,
+                 plans: dict[str, Any] | None = None) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError("concurrency must be a whole number >= 1")
         if max_jobs is not None and max_jobs < 1:
@@ -82,8 +83,9 @@ class Worker:
         self.heartbeat = heartbeat
         self.say = say or (lambda text: None)
         resolver = StepResolver(spot, hooks, ledger=spot.ledger)
+        # plans: serve only these runs, with these plan objects (a forked local worker).
         self.executor = ServingExecutor(spot, resolver, Options(concurrency=concurrency),
-                                        scopes=scopes, max_jobs=max_jobs)
+                                        scopes=scopes, max_jobs=max_jobs, plans=plans)
         self.id = self.executor.owner
         self._stopping = False
         self._abandon_at: float | None = None

@@ -280,6 +280,10 @@ class PostgresLedger(PostgresJobs, WorkerRows, TaskDB):
         self._write()
         return self._run(lambda conn, _: conn.execute(sql, params).rowcount)
 
+    def _worker_returning(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        self._write()
+        return self._run(lambda conn, _: conn.execute(sql, params).fetchall())
+
     @property
     def notify_channel(self) -> str | None:
         """The channel a worker LISTENs on: statements that make jobs of this Spot

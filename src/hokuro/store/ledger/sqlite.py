@@ -157,6 +157,10 @@ class SQLiteLedger(SQLiteJobs, WorkerRows, TaskDB):
         with self._pool.connection() as conn, self._write(conn):
             return conn.execute(sql, params).rowcount
 
+    def _worker_returning(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self._pool.connection() as conn, self._write(conn):
+            return conn.execute(sql, params).fetchall()
+
     def _enter_wal(self, conn: sqlite3.Connection) -> None:
         """Switch to WAL. SQLite does not call the busy handler for this pragma, so when
         several processes open a new file at once it can fail at once with "locked": retry
@@ -383,5 +387,6 @@ class _Immediate:
 translate_errors(SQLiteLedger, calls=("schema_version", "lookup", "claim", "renew", "finish",
                                       "get", "stats", "error_stats", "delete", "put_many",
                                       "register_worker", "beat_worker", "list_workers",
-                                      "forget_workers", "next_due", "finish_run_if_ended"),
+                                      "forget_workers", "next_due", "finish_run_if_ended",
+                                      "take_job"),
                  iterators=("find", "blob_refs"))

@@ -12,7 +12,9 @@ import json
 from dataclasses import asdict, fields
 from typing import Any
 
+from ...model.jobs import Job
 from ...model.workers import WorkerRecord
+from .job_rows import job_from_row
 from .queries import load_queries
 
 #: The first schema with the workers table (and, on PostgreSQL, the wake-up trigger).
@@ -71,6 +73,23 @@ class WorkerRows:
         return bool(self._worker_write(self._wq("finish_run"),
                                        {"run_id": run_id, "was": str(was), "now": now}))
 
+    def take_job(self, run_id: str, job_id: str, *, expected: str, owner: str, now: float,
+                 lease_until: float, count_attempt: bool) -> Job | None:
+        """Move a running job from owner ``expected`` to ``owner`` (a new lease; one more
+        attempt when ``count_attempt``): the job as taken, or None when ``expected`` no
+        longer holds it. A take whose reply was lost reads as taken when ``owner`` holds
+        the job at ``lease_until``."""
+        params = {"run_id": run_id, "job_id": job_id, "expected": expected, "owner": owner,
+                  "now": now, "lease_until": lease_until, "counted": int(count_attempt)}
+        rows = self._worker_returning(self._wq("take_job"), params)
+        if rows:
+            return job_from_row(rows[0])
+        for job in self.get_jobs(run_id, [job_id]):  # type: ignore[attr-defined]
+            if job.owner == owner and job.lease_until == lease_until \
+                    and job.status == "running":
+                return job
+        return None
+
     def _list_param(self, values: list[str] | None) -> Any:
         if values is None:
             return None
@@ -81,4 +100,7 @@ class WorkerRows:
         raise NotImplementedError
 
     def _worker_write(self, sql: str, params: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def _worker_returning(self, sql: str, params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError

@@ -42,3 +42,13 @@ UPDATE runs SET finished_at = %(now)s, updated_at = %(now)s,
 WHERE id = %(run_id)s AND status = %(was)s AND inputs_done
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE run_id = %(run_id)s
                   AND status NOT IN ('done', 'failed', 'cancelled'))
+
+-- name: take_job
+-- Another executor takes over a job claimed for it (Celery: the dispatcher claimed it, a
+-- Celery worker executes it), or one whose owner is gone: the job moves to %(owner)s under
+-- a new lease; %(counted)s (0 or 1) adds an attempt when the previous owner had started it.
+UPDATE jobs SET owner = %(owner)s, lease_until = %(lease_until)s, updated_at = %(now)s,
+       attempts = attempts + %(counted)s
+WHERE run_id = %(run_id)s AND job_id = %(job_id)s AND status = 'running'
+  AND owner = %(expected)s
+RETURNING {job_columns}

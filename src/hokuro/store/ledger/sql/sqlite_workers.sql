@@ -45,3 +45,12 @@ UPDATE runs SET finished_at = :now, updated_at = :now,
 WHERE id = :run_id AND status = :was AND inputs_done = 1
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE run_id = :run_id
                   AND status NOT IN ('done', 'failed', 'cancelled'))
+
+-- name: take_job
+-- Another executor takes over a job claimed for it (Celery: the dispatcher claimed it, a
+-- Celery worker executes it), or one whose owner is gone: the job moves to :owner under a
+-- new lease; :counted (0 or 1) adds an attempt when the previous owner had started it.
+UPDATE jobs SET owner = :owner, lease_until = :lease_until, updated_at = :now,
+       attempts = attempts + :counted
+WHERE run_id = :run_id AND job_id = :job_id AND status = 'running' AND owner = :expected
+RETURNING {job_columns}
