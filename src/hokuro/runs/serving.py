@@ -110,6 +110,16 @@ class RunBook:
         self.spot.ledger.update_run(record.id, status=RunStatus.FAILED, error=error,
                                     finished_at=now, updated_at=now)
 
+    def ensure(self, run_id: str, base: Options) -> None:
+        """Have run ``run_id``'s plan (claimed before this book saw the run: a race with a
+        refresh), whatever its status now."""
+        if run_id in self.plans:
+            return
+        record = self.spot.ledger.get_run(run_id)
+        if record is None:
+            raise HokuroError(f"run {run_id[:8]} is gone")
+        self._load(record, base)
+
     def forget(self, run_id: str) -> None:
         for table in (self.plans, self.options, self.codecs):
             table.pop(run_id, None)
@@ -133,7 +143,11 @@ class ServingExecutor(Executor):
 
     # -- the executor's hooks --------------------------------------------------------------
     def _plan_of(self, job: Any) -> Any:
-        return self.book.plans[job.run_id]
+        plan = self.book.plans.get(job.run_id)
+        if plan is None:  # rare: read here, blocking the loop once for this run
+            self.book.ensure(job.run_id, self.options)
+            plan = self.book.plans[job.run_id]
+        return plan
 
     def _options_of(self, job: Any) -> Options:
         return self.book.options[job.run_id]

@@ -147,8 +147,15 @@ class Worker:
         self.executor.stop()
         self.say(f"worker {self.id} stopping: no new jobs; running ones get "
                  f"{self.grace if grace is None else grace:g} s to finish")
+        try:  # off the event loop when called on it (a signal handler)
+            asyncio.get_running_loop().run_in_executor(None, self._beat_quietly,
+                                                       WorkerStatus.STOPPING)
+        except RuntimeError:
+            self._beat_quietly(WorkerStatus.STOPPING)
+
+    def _beat_quietly(self, status: str) -> None:
         with contextlib.suppress(Exception):
-            self._beat_once(WorkerStatus.STOPPING)
+            self._beat_once(status)
 
     # -- the ledger's record of this worker --------------------------------------------------
     def _register(self) -> None:
