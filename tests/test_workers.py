@@ -140,6 +140,18 @@ def test_submit_records_a_run_that_a_worker_then_executes(served_sqlite):
         again.wait(timeout=0.2)
 
 
+def test_one_worker_serves_two_runs_whose_jobs_have_the_same_ids(served_sqlite):
+    from hokuro.runs.worker import Worker
+
+    steps = served_sqlite.steps
+    pipe = steps.double | steps.note | steps.inc  # note passes double's result on
+    first = served_sqlite.spot.submit(pipe, over=[1, 2, 3], name="first")
+    second = served_sqlite.spot.submit(pipe, over=[10, 20, 30], name="second")
+    Worker(served_sqlite.spot, concurrency=8, max_jobs=18).run()
+    assert first.wait(timeout=10).results() == [3, 5, 7]
+    assert second.wait(timeout=10).results() == [21, 41, 61]
+
+
 def test_an_empty_submission_ends_at_once_and_run_workers_zero_runs_here(served_sqlite):
     steps = served_sqlite.steps
     assert served_sqlite.spot.submit(steps.doubled, over=[], name="none").status == "done"

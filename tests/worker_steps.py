@@ -66,6 +66,13 @@ def in_b(x: int) -> int:
     return x
 
 
+@spot.mark
+async def note(x: int) -> None:
+    """Returns None: passes its input on."""
+    _executed("note", x)
+    await asyncio.sleep(0.01)
+
+
 def items(n: int = 5) -> list[int]:
     return list(range(n))
 

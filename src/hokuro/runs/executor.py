@@ -101,7 +101,7 @@ class Executor:
         self._stop = False
         self._error: BaseException | None = None
         self._interrupt: BaseException | None = None
-        self._parent_outputs: dict[str, list[str]] = {}
+        self._parent_outputs: dict[tuple[str, str], list[str]] = {}
         self._tasks_held: set[str] = set()  # tasks claimed here whose outcome is not written
         self._min_claim = max(1, options.concurrency // 10)
         # This process's writers (claims, task claims, group commits) take turns on a lock of
@@ -363,7 +363,7 @@ class Executor:
             written = await done
         finally:
             self._committing -= 1
-        self._parent_outputs.pop(job.job_id, None)
+        self._parent_outputs.pop((job.run_id, job.job_id), None)
         if isinstance(written, BaseException):
             self._error = written
         elif written and written[0]:
@@ -567,7 +567,7 @@ class Executor:
         first = node.parents[0] if node.parents else None
         if first is None or first == "input":
             return INPUT_REF + job.job_id
-        return self._parent_outputs[job.job_id][0]
+        return self._parent_outputs[(job.run_id, job.job_id)][0]
 
     def _outcome(self, job: Any, status: str, **fields: Any) -> JobOutcome:
         return JobOutcome(run_id=job.run_id, job_id=job.job_id, owner=self.owner,
@@ -583,7 +583,7 @@ class Executor:
             parents = await asyncio.gather(*(self._read_jobs((job.run_id, p))
                                              for p in job.parents))
             keys = [parent.output_key for parent in parents]
-            self._parent_outputs[job.job_id] = keys
+            self._parent_outputs[(job.run_id, job.job_id)] = keys
             outputs = await asyncio.gather(*(self._output(key, job) for key in keys))
         return node.arguments(item, outputs)
 
