@@ -22,7 +22,9 @@ import pytest
 from click.testing import CliRunner
 
 from hokuro.cli.app import main
+from hokuro.model.plans import Plan
 from hokuro.model.workers import WorkerRecord
+from hokuro.runs.resolving import StepNotImportable, StepResolver, Unimportable
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -335,3 +337,50 @@ def test_demo_with_three_worker_processes(workspace):
     assert figures["status"] == "done" and figures["downloads"] == 18 and figures["reset"]
     assert figures["exit_codes"] == [0, 0, 0] and len(figures["jobs_per_worker"]) == 3
     assert figures["done"] == figures["jobs"] == 6 + 18 * 3
+
+
+# -- finding a recorded run's steps ---------------------------------------------------------------
+
+def test_steps_by_path_by_hook_and_the_reasons_of_those_not_found(served_sqlite, workspace):
+    worker_steps = served_sqlite.steps
+    spot = worker_steps.spot
+    found: list[str] = []
+
+    def script_hook(fn_path: str, given_spot):
+        found.append(fn_path)
+        assert given_spot is spot
+        return worker_steps.double
+
+    resolve = StepResolver(spot, {"script:": script_hook}, ledger=spot.ledger)
+    assert resolve("worker_steps.double", "worker_steps:double") is worker_steps.double
+    assert resolve("x", "script:/abs/flow.bue#x") is worker_steps.double
+    assert found == ["script:/abs/flow.bue#x"]
+    missing = resolve("gone", "no_such_module_here:gone")
+    assert isinstance(missing, Unimportable)
+    assert "no_such_module_here" in missing.reason and "sys.path" in missing.reason
+    with pytest.raises(StepNotImportable, match="no_such_module_here"):
+        missing.task_claim((), "owner", 0.0)
+    assert "inside a function" in resolve("f", "m:outer.<locals>.f").reason
+    assert "not a marked function" in resolve("p", "os.path:join").reason
+    assert "no hook" in resolve("q", "sql-step-17").reason
+    assert "script run directly" in resolve("m", "__main__:not_here").reason
+    # A marked function of another Spot records elsewhere: refused, saying where.
+    import hokuro
+
+    other = hokuro.Spot("elsewhere", workspace=workspace / "other")
+    try:
+        refused = StepResolver(other, ledger=other.ledger)("d", "worker_steps:double")
+        assert isinstance(refused, Unimportable) and "records into" in refused.reason
+    finally:
+        other.close()
+
+
+def test_a_plan_with_a_step_not_found_is_rebuilt_and_keeps_its_shape(served_sqlite):
+    worker_steps = served_sqlite.steps
+    plan = Plan.for_pipe(worker_steps.double | worker_steps.inc)
+    description = plan.describe()
+    description["nodes"][1]["fn_path"] = "vanished:inc"
+    rebuilt = Plan.from_description(description, StepResolver(worker_steps.spot))
+    assert [n["id"] for n in rebuilt.describe()["nodes"]] == \
+        [n["id"] for n in plan.describe()["nodes"]]
+    assert isinstance(rebuilt.steps()[worker_steps.inc.name], Unimportable)

@@ -40,6 +40,8 @@ log = logging.getLogger("hokuro")
 
 #: Seconds a stopped worker lets its running jobs finish, by default.
 GRACE = 30.0
+#: Rows of workers that stopped longer ago than this are deleted when a worker starts.
+FORGET_AFTER = 7 * 86400.0
 
 
 @dataclass(slots=True)
@@ -160,6 +162,7 @@ class Worker:
     # -- the ledger's record of this worker --------------------------------------------------
     def _register(self) -> None:
         now = self.spot.clock()
+        self.spot.ledger.forget_workers(before=now - FORGET_AFTER)
         self.spot.ledger.register_worker(WorkerRecord(
             id=self.id, host=os.uname().nodename, pid=os.getpid(),
             scopes=None if self.scopes is None else ",".join(self.scopes),
