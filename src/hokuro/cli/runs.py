@@ -207,7 +207,8 @@ def _print_detail(out: Output, detail: RunDetail, now: float) -> None:
     wake = None
     if detail.next_wake is not None and record.status in (RunStatus.RUNNING,
                                                            RunStatus.SUBMITTED):
-        wake = f"{when(detail.next_wake)} ({relative(detail.next_wake, now)})"
+        wake = ("now" if detail.next_wake <= now  # (a new job's run_after is 0)
+                else f"{when(detail.next_wake)} ({relative(detail.next_wake, now)})")
     out.fields([
         ("id", record.id), ("name", record.name), ("status", record.status),
         ("jobs", f"{done} of {detail.total} done"), ("input", read),
