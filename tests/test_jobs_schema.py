@@ -55,7 +55,7 @@ def test_a_ledger_file_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fre
     assert sqlite_schema(old) == before  # the reader created nothing
     writer = open_ledger(old, spot="old")
     try:
-        assert writer.schema_version() == 3 and writer.get("k").status == "done"
+        assert writer.schema_version() == 4 and writer.get("k").status == "done"
         writer.create_run(run("r"))
     finally:
         writer.close()
@@ -77,7 +77,9 @@ def test_a_spot_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fresh_one(
 
     open_ledger(pg_url, spot="s").close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 2
-        conn.execute("DROP TABLE hokuro_s.runs, hokuro_s.jobs, hokuro_s.job_edges")
+        conn.execute("DROP TABLE hokuro_s.runs, hokuro_s.jobs, hokuro_s.job_edges, "
+                     "hokuro_s.workers")
+        conn.execute("DROP FUNCTION hokuro_s.jobs_notify_ready()")
         conn.execute("UPDATE hokuro_s.hokuro_meta SET value = '2' "
                      "WHERE name = 'schema_version'")
     before = catalog(pg_url, "hokuro_s")
@@ -143,8 +145,8 @@ def test_the_claim_query_uses_its_index_on_sqlite(tmp_path):
         for scopes in (None, '["a", "b"]'):
             plan = " | ".join(row[-1] for row in conn.execute(
                 "EXPLAIN QUERY PLAN " + J["claim_jobs"],
-                {"scopes": scopes, "now": 1.0, "limit": 10, "run_id": None, "owner": "o",
-                 "lease_until": 2.0}))
+                {"scopes": scopes, "now": 1.0, "limit": 10, "run_id": None, "runs": None,
+                 "owner": "o", "lease_until": 2.0}))
             assert "SEARCH c USING INDEX jobs_claim (scope=?)" in plan
             assert "SEARCH e USING INDEX jobs_leases (lease_until<?)" in plan
             assert "SCAN jobs" not in plan and "SCAN c" not in plan
@@ -169,7 +171,8 @@ def test_the_claim_query_uses_its_index_on_postgresql(pg_url):
         conn.execute("ANALYZE")
         for scopes in (None, ["s1", "s2"]):
             rows = conn.execute("EXPLAIN " + J["claim_jobs"], {
-                "scopes": scopes, "now": 10.0, "limit": 100, "run_id": None, "owner": "o",
+                "scopes": scopes, "now": 10.0, "limit": 100, "run_id": None, "runs": None,
+                "owner": "o",
                 "lease_until": 20.0}).fetchall()
             plan = "\n".join(row[0] for row in rows)
             assert "Index Scan using jobs_claim on jobs" in plan, plan

@@ -25,6 +25,7 @@ import ui_work
 from hokuro import Spot
 from hokuro.cli import main
 from hokuro.model.jobs import JobSpec, RunRecord
+from hokuro.model.workers import WorkerRecord
 from hokuro.web.app import create_app
 from hokuro.web.books import Books
 
@@ -280,6 +281,11 @@ def test_queues_show_ready_and_waiting_jobs_per_scope_and_priority(tmp_path):
         *(JobSpec(f"{i}/b", "b", "b", scope="reports", priority=0, run_after=now + 600)
           for i in range(2)),
     ], now)
+    for name, beat in (("live", now), ("gone", now - 3600)):
+        spot.ledger.register_worker(WorkerRecord(
+            id=f"host-{name}|1|1.00|x", host=f"host-{name}", pid=4242, scopes="reports,mail",
+            concurrency=16, started_at=now - 7200, heartbeat_at=beat, status="running",
+            running=3))
     spot.close()
     books = Books(str(tmp_path / ".hokuro" / "ui.db"))
     try:
@@ -288,7 +294,10 @@ def test_queues_show_ready_and_waiting_jobs_per_scope_and_priority(tmp_path):
         rows = re.findall(r"<tr><td>reports</td><td class=\"num\">(\d+)</td>"
                           r"<td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", page)
         assert rows == [("5", "3", "0"), ("0", "0", "2")]
-        assert "keeps no workers table" in page
+        workers = dict(re.findall(r"<code>host-(\w+)\|[^<]*</code></td>\s*<td><span "
+                                  r"class=\"status \w+\">(\w+)</span>", page))
+        assert workers == {"live": "running", "gone": "lost"}  # no heartbeat for an hour
+        assert "reports,mail" in page
     finally:
         books.close()
 

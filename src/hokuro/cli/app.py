@@ -64,7 +64,15 @@ def version(as_json: bool) -> None:
 
 
 def _register() -> None:
-    from . import cleaning, demo, reading, retrying, runs, ui  # noqa: F401  (each registers commands)
+    from . import (  # noqa: F401  (each registers commands)
+        cleaning,
+        demo,
+        reading,
+        retrying,
+        runs,
+        ui,
+        workers,
+    )
     from .script import check_cmd  # noqa: F401  (check, example, and run FILE in runs' group)
 
 

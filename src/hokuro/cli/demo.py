@@ -35,13 +35,19 @@ RESUME_ITEMS, STOP_AT = 20, 12
               help="How many simulated API calls to make.")
 @click.option("--latency", default=0.4, show_default=True,
               help="Seconds each simulated API call takes.")
-@click.option("--workers", default=6, show_default=True, help="Calls run at once.")
+@click.option("--concurrency", "workers", default=6, show_default=True,
+              help="Calls run at once.")
+@click.option("--workers", "processes", default=0, show_default=True,
+              type=click.IntRange(min=0),
+              help="Instead of the tour: a pipeline (fan-out, polling, a reset) run by this "
+                   "many local worker processes.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary of the two runs instead of the tour.")
-def demo(items: int, latency: float, workers: int, as_json: bool) -> None:
+def demo(items: int, latency: float, workers: int, processes: int, as_json: bool) -> None:
     """Show hokuro on slow "API calls": compute, reuse, record a failure; then runs: a
     batch with spot.map, a pipeline that polls (Pending) and restarts an item (Reset),
-    and a run stopped by Ctrl-C that resumes where it stopped.
+    and a run stopped by Ctrl-C that resumes where it stopped. With --workers N: a
+    pipeline submitted to N worker processes, shown live, the workers then stopped.
 
     Works in ./.hokuro (Spot "demo") of the current folder; run it in an empty one.
     """
@@ -49,6 +55,14 @@ def demo(items: int, latency: float, workers: int, as_json: bool) -> None:
 
     # quiet: the same tour runs for --json, only its prose is not printed
     console = Console(quiet=as_json)
+    if processes:
+        from .demo_workers import tour_workers
+
+        with hokuro.Spot("demo") as spot:
+            figures = tour_workers(spot, console, processes, latency)
+        if as_json:
+            click.echo(json.dumps(figures, indent=2))
+        return
     timings: dict[str, dict[str, object]] = {}
     names = (ITEMS * (items // len(ITEMS) + 1))[:items]
     with hokuro.Spot("demo") as spot:

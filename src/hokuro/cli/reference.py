@@ -18,8 +18,8 @@ from .app import main
 START = "<!-- cli-start -->"
 END = "<!-- cli-end -->"
 #: The order commands are documented in; commands not named here follow alphabetically.
-ORDER = ("spots", "list", "show", "log", "stats", "errors", "retry", "runs", "run", "delete",
-         "clear", "prune", "clean", "gc", "demo", "version")
+ORDER = ("spots", "list", "show", "log", "stats", "errors", "retry", "runs", "run", "submit",
+         "worker", "workers", "delete", "clear", "prune", "clean", "gc", "demo", "version")
 
 INTRO = """\
 ## Command line

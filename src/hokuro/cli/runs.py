@@ -147,28 +147,36 @@ def show_cmd(spot: str, workspace: str | None, blobs: str | None, run_ref: str, 
             else:
                 _print_detail(out, detail, time.time())
             return
-        last, printed = None, False
-        try:
-            for detail in follow_run(service.ledger, record.id, service.codec,
-                                     every=FOLLOW_EVERY, limit=limit):
-                now = time.time()
-                shown = _detail_json(detail, now)
-                changed = _without_clock(shown) != last
-                last = _without_clock(shown)
-                if as_json:
-                    if changed:
-                        click.echo(json.dumps(shown, ensure_ascii=False, default=repr))
-                    continue
-                if out.terminal:
-                    out.console.clear()
-                elif not changed:
-                    continue
-                elif printed:
-                    out.line()
-                _print_detail(out, detail, now)
-                printed = True
-        except KeyboardInterrupt:
-            return  # Ctrl-C ends --follow; the run itself goes on
+        follow_detail(out, service.ledger, service.codec, record, limit=limit)
+
+
+def follow_detail(out: Output, ledger: Any, codec: Any, record: RunRecord, *, limit: int
+                  ) -> None:
+    """Show a run again every second until it ends (``run show --follow``, ``submit
+    --follow``); Ctrl-C stops watching, not the run."""
+    as_json = out.as_json
+    last, printed = None, False
+    try:
+        for detail in follow_run(ledger, record.id, codec, every=FOLLOW_EVERY,
+                                 limit=limit):
+            now = time.time()
+            shown = _detail_json(detail, now)
+            changed = _without_clock(shown) != last
+            last = _without_clock(shown)
+            if as_json:
+                if changed:
+                    click.echo(json.dumps(shown, ensure_ascii=False, default=repr))
+                continue
+            if out.terminal:
+                out.console.clear()
+            elif not changed:
+                continue
+            elif printed:
+                out.line()
+            _print_detail(out, detail, now)
+            printed = True
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends --follow; the run itself goes on
 
 
 def _without_clock(shown: dict[str, Any]) -> str:
@@ -201,7 +209,8 @@ def _print_detail(out: Output, detail: RunDetail, now: float) -> None:
     wake = None
     if detail.next_wake is not None and record.status in (RunStatus.RUNNING,
                                                            RunStatus.SUBMITTED):
-        wake = f"{when(detail.next_wake)} ({relative(detail.next_wake, now)})"
+        wake = ("now" if detail.next_wake <= now  # (a new job's run_after is 0)
+                else f"{when(detail.next_wake)} ({relative(detail.next_wake, now)})")
     out.fields([
         ("id", record.id), ("name", record.name), ("status", record.status),
         ("jobs", f"{done} of {detail.total} done"), ("input", read),

@@ -493,12 +493,40 @@ class Spot:
 
     def run(self, plan: Any, *, over: Any = None, concurrency: int = 32,
             progress: bool | None = None, run: str | None = None, retries: int | None = None,
-            timeout: float | str | None = None) -> Any:
+            timeout: float | str | None = None, workers: int = 0) -> Any:
         """Run a :class:`~hokuro.Plan` (or a pipe ``a | b | c``) — once, or over every item
         of ``over`` — and return its :class:`~hokuro.runs.run.Run`. Options as in
-        :meth:`map`."""
+        :meth:`map`.
+
+        ``workers=0`` (the default) executes it in this process. ``workers=N`` submits it
+        and starts N local worker processes (forked from this one, ``concurrency`` each)
+        that serve it until it ends, then stops them."""
+        if workers:
+            from ..runs.local_workers import run_on_local_workers
+
+            if not isinstance(workers, int) or workers < 0:
+                raise ConfigurationError("workers must be a whole number >= 0")
+            return run_on_local_workers(self, self._plan_of(plan, over), over=over, name=run,
+                                        workers=workers, progress=progress,
+                                        options=self._run_options(concurrency, retries,
+                                                                  timeout))
         return self._run_sync(self._plan_of(plan, over), over, run, concurrency, progress,
                               retries, timeout)
+
+    def submit(self, plan: Any, *, over: Any = None, name: str | None = None,
+               retries: int | None = None, timeout: float | str | None = None) -> Any:
+        """Record a run of ``plan`` (a :class:`~hokuro.Plan` or a pipe) over ``over`` for
+        workers (``hokuro worker``), execute nothing, and return its
+        :class:`~hokuro.runs.run.Run` (``run.wait()`` waits for its end). Its steps must
+        be importable by the workers (module-level marked functions). A streamed input is
+        read here to its end, in windows of jobs inserted one transaction each (workers
+        start on the first). ``name``, as ``run=`` of :meth:`run`: submitting again under
+        the name of an unfinished run goes on with that run."""
+        from ..runs.submitting import submit
+
+        self.prepare_to_run()
+        return submit(self, self._plan_of(plan, over), over=over, name=name,
+                      options=self._run_options(1, retries, timeout))
 
     async def arun(self, plan: Any, *, over: Any = None, concurrency: int = 32,
                    progress: bool | None = None, run: str | None = None,

@@ -101,7 +101,7 @@ class Executor:
         self._stop = False
         self._error: BaseException | None = None
         self._interrupt: BaseException | None = None
-        self._parent_outputs: dict[str, list[str]] = {}
+        self._parent_outputs: dict[tuple[str, str], list[str]] = {}
         self._tasks_held: set[str] = set()  # tasks claimed here whose outcome is not written
         self._min_claim = max(1, options.concurrency // 10)
         # This process's writers (claims, task claims, group commits) take turns on a lock of
@@ -110,7 +110,25 @@ class Executor:
         # PostgreSQL, two batches of task claims sharing a key could each wait for the
         # other's insert (a deadlock); taking turns rules it out within a process.
         self._serial: Any = threading.Lock()
-        self._result_node = result_node(plan)
+        self._result_node = result_node(plan) if plan is not None else None
+        self._claimed: dict[asyncio.Task[None], tuple[str, str]] = {}  # job tasks -> keys
+
+    # -- the hooks a worker serving many runs overrides (runs/serving.py) ------------------
+    def _plan_of(self, job: Any) -> Any:
+        """The plan ``job`` belongs to."""
+        return self.plan
+
+    def _options_of(self, job: Any) -> Options:
+        """The run-level options (timeout, retries, max_resets) of ``job``'s run."""
+        return self.options
+
+    def _codec_of(self, job: Any) -> Any:
+        """The codec of ``job``'s inputs and fan-out elements."""
+        return self.spot.codec
+
+    def _claim_where(self) -> dict[str, Any]:
+        """Which jobs a claim takes (claim_jobs' scopes, run_id, runs)."""
+        return {"run_id": self.run.id}
 
     # -- the loop ---------------------------------------------------------------------------
     async def execute(self) -> Tally:
@@ -161,9 +179,9 @@ class Executor:
             # Stopped (Ctrl-C, an error) or done: jobs claimed ahead that have not started
             # are handed back; the running ones finish and everything is committed.
             self._stop = True
-            renewing.cancel()
             for job in list(self._jobs):
                 await asyncio.gather(job, return_exceptions=True)
+            renewing.cancel()  # (leases held while the running jobs finish)
             await loop.run_in_executor(self._io, self.committer.close)
             self._steps.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
@@ -269,7 +287,7 @@ class Executor:
         now = self.clock()
         claiming = self._loop.run_in_executor(self._io, lambda: self._serially(
             self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
-            min(free, CLAIM_BATCH), run_id=self.run.id))
+            min(free, CLAIM_BATCH), **self._claim_where()))
         try:
             jobs = await asyncio.shield(claiming)
         except asyncio.CancelledError:
@@ -285,13 +303,14 @@ class Executor:
             self._running += 1
             task = self._loop.create_task(self._run_job(job))
             self._jobs.add(task)
-            task.add_done_callback(self._jobs.discard)
+            self._claimed[task] = (job.run_id, job.job_id)
+            task.add_done_callback(self._forget_job)
         return len(jobs)
 
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.spot.lease / 3)
-            keys = [(self.run.id, job_id) for job_id in self._held]
+            keys = list(self._claimed.values())
             tasks = list(self._tasks_held)
             if keys or tasks:
                 try:
@@ -310,14 +329,14 @@ class Executor:
         if tasks:
             self.ledger.renew(self.owner, tasks, until)
 
-    @property
-    def _held(self) -> set[str]:
-        return {t.get_name() for t in self._jobs}
+    def _forget_job(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        self._claimed.pop(task, None)
 
     # -- one job ---------------------------------------------------------------------------
     async def _run_job(self, job: Any) -> None:
         asyncio.current_task().set_name(job.job_id)  # type: ignore[union-attr]
-        node = self.plan.node(job.node)
+        node = self._plan_of(job).node(job.node)
         try:
             outcome, task = await self._job_outcome(job, node)
         except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
@@ -344,7 +363,7 @@ class Executor:
             written = await done
         finally:
             self._committing -= 1
-        self._parent_outputs.pop(job.job_id, None)
+        self._parent_outputs.pop((job.run_id, job.job_id), None)
         if isinstance(written, BaseException):
             self._error = written
         elif written and written[0]:
@@ -418,7 +437,7 @@ class Executor:
             return self._handed_back(job, key)
         ctx = step.task_context(key, attempt)
         timeout = step.options.timeout if step.options.timeout is not None \
-            else self.options.timeout
+            else self._options_of(job).timeout
         limit = step.options.concurrency
         started = time.perf_counter()
         try:
@@ -451,10 +470,11 @@ class Executor:
         if isinstance(value, Reset):
             error = f"reset by {step.name}" + (f": {value.reason}" if value.reason else "")
             task = (key, self.owner, _ended(Status.CANCELLED, self.clock(), error))
-            if job.resets >= self.options.max_resets:
+            max_resets = self._options_of(job).max_resets
+            if job.resets >= max_resets:
                 return self._outcome(job, JobStatus.CANCELLED, error=(
                     f"{error}; the chain was reset {job.resets} times already (the cap, "
-                    f"max_resets={self.options.max_resets}), so it is cancelled")), task
+                    f"max_resets={max_resets}), so it is cancelled")), task
             return self._outcome(job, RESET, error=error), task
         if isinstance(value, Cancel):
             error = f"cancelled by {step.name}" + (f": {value.reason}" if value.reason else "")
@@ -514,8 +534,9 @@ class Executor:
                 ) -> tuple[JobOutcome, tuple[str, str, Any]]:
         task = (key, self.owner, step.error_outcome(key, exc, ctx))
         policy: RetryPolicy = step.options.retry_policy
-        if step.options.retries is None and self.options.retries is not None:
-            policy = policy.over(retries=self.options.retries)  # the run's default
+        retries = self._options_of(job).retries
+        if step.options.retries is None and retries is not None:
+            policy = policy.over(retries=retries)  # the run's default
         error = f"{type(exc).__name__}: {exc}"
         if policy.should_retry(exc, job.attempts):
             return self._outcome(job, JobStatus.QUEUED, error=error,
@@ -538,15 +559,15 @@ class Executor:
     def _children(self, job: Any, each_id: str, value: Any) -> list[JobSpec]:
         if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
             raise _NotIterable(job.job_id, value)
-        encode = self.spot.codec.encode
+        encode = self._codec_of(job).encode
         elements = [encode(e, root=f"element {k} of {job.job_id}") for k, e in enumerate(value)]
-        return self.plan.body_jobs(each_id, job.job_id, elements)
+        return self._plan_of(job).body_jobs(each_id, job.job_id, elements)
 
     def _passed_on(self, job: Any, node: Any) -> str:
         first = node.parents[0] if node.parents else None
         if first is None or first == "input":
             return INPUT_REF + job.job_id
-        return self._parent_outputs[job.job_id][0]
+        return self._parent_outputs[(job.run_id, job.job_id)][0]
 
     def _outcome(self, job: Any, status: str, **fields: Any) -> JobOutcome:
         return JobOutcome(run_id=job.run_id, job_id=job.job_id, owner=self.owner,
@@ -556,27 +577,28 @@ class Executor:
     async def _arguments(self, job: Any, node: Any) -> list[Any]:
         item = None
         if node.uses_input:
-            item = self.spot.codec.decode(job.input)
+            item = self._codec_of(job).decode(job.input)
         outputs = []
         if job.parents:
             parents = await asyncio.gather(*(self._read_jobs((job.run_id, p))
                                              for p in job.parents))
             keys = [parent.output_key for parent in parents]
-            self._parent_outputs[job.job_id] = keys
-            outputs = await asyncio.gather(*(self._output(key, node) for key in keys))
+            self._parent_outputs[(job.run_id, job.job_id)] = keys
+            outputs = await asyncio.gather(*(self._output(key, job) for key in keys))
         return node.arguments(item, outputs)
 
-    async def _output(self, key: str | None, node: Any) -> Any:
+    async def _output(self, key: str | None, job: Any) -> Any:
         if key is None:
             raise HokuroError("a parent job is done but names no output")
         if key.startswith(INPUT_REF):
-            source = await self._read_jobs((self.run.id, key[len(INPUT_REF):]))
-            return self.spot.codec.decode(source.input)
+            source = await self._read_jobs((job.run_id, key[len(INPUT_REF):]))
+            return self._codec_of(job).decode(source.input)
         record = await self._read_tasks(key)
         if record is None:
             raise HokuroError(f"the result of task {key[:12]} is gone (forgotten or "
                               "cleared); retry the run to compute it again")
-        found, value = await self._loop.run_in_executor(self._io, _load_any, self.plan, record)
+        found, value = await self._loop.run_in_executor(self._io, _load_any,
+                                                        self._plan_of(job), record)
         if not found:
             raise HokuroError(f"the result of task {key[:12]} cannot be read")
         return value

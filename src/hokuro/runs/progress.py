@@ -82,3 +82,15 @@ class RunProgress:
             self.progress.update(bar, total=total, completed=finished,
                                  rate=f"{speed:.0f}/s" if speed else "",
                                  extra=", ".join(extra))
+
+    def watch(self, run: Any, every: float = REFRESH) -> None:
+        """Show the run until it has ended (a run that workers execute elsewhere)."""
+        import time
+
+        with self.progress:
+            while True:
+                ended = run.refresh().status not in ("submitted", "running")
+                self.show(self.ledger.run_counts(self.run_id))
+                if ended:
+                    return
+                time.sleep(every)

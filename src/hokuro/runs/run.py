@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import HokuroError
-from ..model.jobs import FINAL_JOB_STATUSES, JobStatus, RunRecord
+from ..model.jobs import FINAL_JOB_STATUSES, JobStatus, RunRecord, RunStatus
 from .executor import INPUT_REF, Tally, result_node
 
 #: Jobs read per query when walking a run.
 _PAGE = 500
+#: Statuses of a run that has not ended yet.
+_LIVE = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
 
 
 class JobFailed(HokuroError):
@@ -31,6 +33,10 @@ class JobFailed(HokuroError):
         self.status = status
         self.error = error or status
         super().__init__(f"{job_id} ({step}) {status}: {self.error}")
+
+
+class RunTimeout(HokuroError, TimeoutError):
+    """``run.wait(timeout=...)`` ran out before the run ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,31 @@ class Run:
     @property
     def status(self) -> str:
         return self.record.status
+
+    # -- waiting for workers ---------------------------------------------------------------
+    def refresh(self) -> Run:
+        """Read the run's record again (its status, as workers move it on)."""
+        stored = self.spot.ledger.get_run(self.id)
+        if stored is not None:
+            self.record = stored
+        return self
+
+    def wait(self, timeout: float | None = None, *, every: float = 0.25) -> Run:
+        """Wait until the run has ended (done, failed, cancelled or interrupted) — a
+        submitted run ends when workers have run its last job — and return it; its
+        results and summary can then be read. Raises :class:`RunTimeout` after
+        ``timeout`` seconds."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.refresh().status in _LIVE:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RunTimeout(f"run {self.name!r} ({self.id[:8]}) is still "
+                                 f"{self.status} after {timeout:g} s; is a worker serving "
+                                 "it? (hokuro workers SPOT)")
+            time.sleep(every if deadline is None
+                       else max(0.0, min(every, deadline - time.monotonic())))
+        return self
 
     # -- reading ---------------------------------------------------------------------------
     def _jobs(self, status: str | None = None) -> Iterator[Any]:

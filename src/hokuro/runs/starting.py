@@ -32,9 +32,11 @@ WATCH = 0.5
 CANCELLED = "cancelled with the run"
 
 
-def prepare(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | None
+def prepare(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | None,
+            status: str = RunStatus.RUNNING, options: bytes | None = None
             ) -> tuple[RunRecord, Any]:
-    """The run to execute (new, or the unfinished one of that name) and its items."""
+    """The run to execute (new, or the unfinished one of that name) and its items; its
+    status becomes ``status`` (``submitted``: for workers)."""
     ledger = spot.ledger
     if not getattr(ledger, "supports_runs", False):
         raise ConfigurationError(
@@ -63,11 +65,11 @@ def prepare(spot: Any, plan: Any, *, over: Iterable[Any] | None, name: str | Non
                 f"an unfinished run named {run_name!r} ({record.id[:8]}) has another plan; "
                 f"finish it (run the old code again), cancel it (hokuro run cancel "
                 f"{spot.name} {record.id[:8]}), or give this run another name (run=...)")
-        ledger.update_run(record.id, status=RunStatus.RUNNING, updated_at=now)
-        record.status = RunStatus.RUNNING
+        ledger.update_run(record.id, status=status, updated_at=now)
+        record.status = status
     else:
-        record = RunRecord(id=os.urandom(16).hex(), name=run_name, status=RunStatus.RUNNING,
-                           plan=described, created_at=now, updated_at=now)
+        record = RunRecord(id=os.urandom(16).hex(), name=run_name, status=status,
+                           plan=described, created_at=now, updated_at=now, options=options)
         ledger.create_run(record)
     if over is None:
         items: Any = iter([(None, None)]) if record.cursor == 0 else iter(())

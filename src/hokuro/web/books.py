@@ -287,11 +287,8 @@ class Books:
         }
 
     def workers(self) -> list[Any] | None:
-        """The registered workers, or None when this ledger keeps no workers table.
-
-        The workers branch adds the table and its reader; the one change it needs here is
-        the name of that reader, if it is not ``list_workers``.
-        """
+        """The registered workers (newest first), or None when this ledger keeps no workers
+        table (a custom ledger, or a file of an older schema opened read-only)."""
         reader = getattr(self.ledger, "list_workers", None)
         if reader is None:
             return None

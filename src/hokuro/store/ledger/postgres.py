@@ -72,6 +72,7 @@ from .postgres_jobs import RUNS_SCHEMA, PostgresJobs
 from .postgres_jobs import text as _text
 from .readings import LedgerReadings
 from .spot_schemas import Directory, named, read_version
+from .worker_rows import WORKERS_SCHEMA, WorkerRows
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -106,7 +107,7 @@ def _transient(exc: BaseException) -> bool:
     return state is None or state.startswith(("08", "57P"))
 
 
-class PostgresLedger(PostgresJobs, LedgerReadings, TaskDB):
+class PostgresLedger(PostgresJobs, WorkerRows, LedgerReadings, TaskDB):
     """Records of one Spot in a PostgreSQL database, in that Spot's schema.
 
     ``spot`` names the Spot; without it, the ledger is the database's only Spot (a
@@ -279,6 +280,30 @@ class PostgresLedger(PostgresJobs, LedgerReadings, TaskDB):
         if self.read_only:
             raise LedgerError(f"{self._where} was opened read-only")
 
+    _worker_dialect = "postgres"
+
+    def _worker_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return self._run(lambda conn, _: conn.execute(sql, params).fetchall())
+
+    def _worker_write(self, sql: str, params: dict[str, Any]) -> int:
+        self._write()
+        return self._run(lambda conn, _: conn.execute(sql, params).rowcount)
+
+    def _worker_returning(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        self._write()
+        return self._run(lambda conn, _: conn.execute(sql, params).fetchall())
+
+    @property
+    def notify_channel(self) -> str | None:
+        """The channel a worker LISTENs on: statements that make jobs of this Spot
+        claimable notify it (a trigger of schema 4). None without a Spot schema."""
+        return self.schema if self._has_workers else None
+
+    def listen_connection(self) -> Any:
+        """A new connection of its own (autocommit, outside the pool) for LISTEN; the
+        caller closes it."""
+        return psycopg.connect(self._conninfo, **self._kwargs)
+
     # -- schema ---------------------------------------------------------------------------
     def _on_plain_connection(self, work: Callable[[Connection], T], doing: str) -> T:
         """``work(conn)`` on a short connection of its own, retried after a lost connection.
@@ -315,6 +340,7 @@ class PostgresLedger(PostgresJobs, LedgerReadings, TaskDB):
                 self._stats = Q["stats_1"]
             # An older Spot is read where it is: without runs tables it reads as no runs.
             self._has_runs = found.version >= RUNS_SCHEMA
+            self._has_workers = found.version >= WORKERS_SCHEMA
 
         self._on_plain_connection(work, " cannot be opened")
 

@@ -121,12 +121,13 @@ class PostgresJobs:
         return self._run(work)
 
     def claim_jobs(self, owner: str, now: float, lease_until: float, limit: int,
-                   scopes: list[str] | None = None, run_id: str | None = None) -> list[Job]:
+                   scopes: list[str] | None = None, run_id: str | None = None,
+                   runs: list[str] | None = None) -> list[Job]:
         self._write()
-        if limit <= 0 or scopes == []:
+        if limit <= 0 or scopes == [] or runs == []:
             return []
         params = {"owner": owner, "now": now, "lease_until": lease_until, "limit": limit,
-                  "run_id": run_id, "scopes": scopes}
+                  "run_id": run_id, "scopes": scopes, "runs": runs}
 
         def work(conn: Connection, attempt: int) -> list[Any]:
             if attempt:

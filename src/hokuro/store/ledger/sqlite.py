@@ -42,8 +42,9 @@ from .queries import load_queries
 from .readings import LedgerReadings
 from .sqlite_errors import ledger_error, translate_errors
 from .sqlite_jobs import RUNS_SCHEMA, SQLiteJobs
+from .worker_rows import WORKERS_SCHEMA, WorkerRows
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Q = load_queries("sqlite")
 _PAGE = 500
 _PRAGMAS = (
@@ -63,7 +64,7 @@ def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...
     return rows[0] if rows else None
 
 
-class SQLiteLedger(SQLiteJobs, LedgerReadings, TaskDB):
+class SQLiteLedger(SQLiteJobs, WorkerRows, LedgerReadings, TaskDB):
     """Records of one Spot in one SQLite file. ``read_only=True`` never creates, migrates or
     writes; ``create=False`` opens only a file that exists. Opened writable for ``spot``,
     the file must be that Spot's (or no Spot's yet: it then becomes ``spot``'s). Runs and
@@ -105,6 +106,7 @@ class SQLiteLedger(SQLiteJobs, LedgerReadings, TaskDB):
                 self._stats = Q["stats_1"]
             # An older file is read where it is: without runs tables it reads as no runs.
             self._has_runs = version >= RUNS_SCHEMA
+            self._has_workers = version >= WORKERS_SCHEMA
             self.spot = self.get_meta("spot")
         else:
             if not create and not self.path.is_file():
@@ -149,6 +151,17 @@ class SQLiteLedger(SQLiteJobs, LedgerReadings, TaskDB):
 
     def _rows(self, sql: str, params: Any) -> list[Any]:
         with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _worker_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return self._rows(sql, params)
+
+    def _worker_write(self, sql: str, params: dict[str, Any]) -> int:
+        with self._pool.connection() as conn, self._write(conn):
+            return conn.execute(sql, params).rowcount
+
+    def _worker_returning(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self._pool.connection() as conn, self._write(conn):
             return conn.execute(sql, params).fetchall()
 
     def _enter_wal(self, conn: sqlite3.Connection) -> None:
@@ -375,5 +388,8 @@ class _Immediate:
 # text ("database disk image is malformed"). Wrapped here, once, so that each method above
 # reads as its SQL alone.
 translate_errors(SQLiteLedger, calls=("schema_version", "lookup", "claim", "renew", "finish",
-                                      "get", "stats", "error_stats", "delete", "put_many"),
+                                      "get", "stats", "error_stats", "delete", "put_many",
+                                      "register_worker", "beat_worker", "list_workers",
+                                      "forget_workers", "next_due", "finish_run_if_ended",
+                                      "take_job"),
                  iterators=("find", "blob_refs"))

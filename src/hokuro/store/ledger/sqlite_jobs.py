@@ -100,11 +100,13 @@ class SQLiteJobs:
             return _insert(conn, run_id, specs, now)
 
     def claim_jobs(self, owner: str, now: float, lease_until: float, limit: int,
-                   scopes: list[str] | None = None, run_id: str | None = None) -> list[Job]:
-        if limit <= 0 or scopes == []:
+                   scopes: list[str] | None = None, run_id: str | None = None,
+                   runs: list[str] | None = None) -> list[Job]:
+        if limit <= 0 or scopes == [] or runs == []:
             return []
         params = {"owner": owner, "now": now, "lease_until": lease_until, "limit": limit,
-                  "run_id": run_id, "scopes": None if scopes is None else json.dumps(scopes)}
+                  "run_id": run_id, "scopes": None if scopes is None else json.dumps(scopes),
+                  "runs": None if runs is None else json.dumps(runs)}
         with self._pool.connection() as conn, self._write(conn):
             rows = conn.execute(J["claim_jobs"], params).fetchall()
         return in_claim_order([job_from_row(row) for row in rows], scopes)

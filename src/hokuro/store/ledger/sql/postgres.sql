@@ -324,3 +324,41 @@ CREATE TABLE job_edges (
     child TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (run_id, parent, child)
 )
+
+-- name: migration_4
+-- Workers (hokuro worker): one row per process, its heartbeat and counts. Read as lost when
+-- its heartbeat is too old (model/workers.py).
+-- And the wake-up: a statement that makes jobs claimable (inserted queued, counted down,
+-- retried, handed back) notifies channel <this Spot's schema> once, at commit (NOTIFY folds
+-- repeats within a transaction). Workers LISTEN on it instead of polling. Statement-level
+-- triggers over the transition table: one call per statement, whatever its size; a claim
+-- (every row running) notifies nobody.
+CREATE TABLE workers (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    scopes TEXT,
+    concurrency INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    done BIGINT NOT NULL DEFAULT 0,
+    stopped_at DOUBLE PRECISION,
+    every DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX workers_started ON workers (started_at);
+CREATE FUNCTION jobs_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ready_rows WHERE status IN ('queued', 'waiting')) THEN
+        PERFORM pg_notify(TG_TABLE_SCHEMA, '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_ready_inserted AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS ready_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_ready();
+CREATE TRIGGER jobs_ready_updated AFTER UPDATE ON jobs
+    REFERENCING NEW TABLE AS ready_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_ready()

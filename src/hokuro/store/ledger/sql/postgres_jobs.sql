@@ -73,7 +73,8 @@ ON CONFLICT DO NOTHING
 -- list, every scope that has claimable jobs, found by a skip scan of jobs_claim) locks its
 -- first :limit unlocked jobs in index order (SKIP LOCKED: concurrent claimers pass each
 -- other); the best :limit of those are claimed, the others unlocked at commit. So no claim
--- sorts more than (lanes x limit) rows, however many jobs wait.
+-- sorts more than (lanes x limit) rows, however many jobs wait. %(runs)s (or NULL) keeps to
+-- those runs: a worker serves submitted runs only.
 WITH RECURSIVE present(scope) AS (
     SELECT min(scope) FROM jobs
     WHERE status IN ('queued', 'waiting') AND %(scopes)s::text[] IS NULL
@@ -93,6 +94,7 @@ ready AS (
         WHERE scope = l.scope AND status IN ('queued', 'waiting')
           AND run_after <= %(now)s
           AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s::text)
+          AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))
         ORDER BY priority DESC, run_after, seq
         LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
     UNION ALL
@@ -102,6 +104,7 @@ ready AS (
           WHERE status = 'running' AND lease_until <= %(now)s
             AND (%(scopes)s::text[] IS NULL OR scope = ANY(%(scopes)s::text[]))
             AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s::text)
+            AND (%(runs)s::text[] IS NULL OR run_id = ANY(%(runs)s::text[]))
           FOR UPDATE SKIP LOCKED) e
 ),
 picked AS (

@@ -209,3 +209,22 @@ CREATE TABLE job_edges (
     child TEXT NOT NULL,
     PRIMARY KEY (run_id, parent, child)
 ) WITHOUT ROWID
+
+-- name: migration_4
+-- Workers (hokuro worker): one row per process, its heartbeat and counts. Read as lost when
+-- its heartbeat is too old (model/workers.py). Statements are split at semicolons.
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    scopes TEXT,
+    concurrency INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    stopped_at REAL,
+    every REAL NOT NULL
+);
+CREATE INDEX workers_started ON workers (started_at)

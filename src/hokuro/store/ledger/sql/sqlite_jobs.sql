@@ -56,7 +56,8 @@ ON CONFLICT DO NOTHING
 -- an expired lease (through jobs_leases). Each lane (a scope of the list given, or, with no
 -- list, every scope that has claimable jobs, found by a skip scan of jobs_claim) gives its
 -- first :limit jobs in index order; the best :limit of those are claimed. So no claim sorts
--- more than (lanes x limit) rows, however many jobs wait.
+-- more than (lanes x limit) rows, however many jobs wait. :runs (a JSON list, or NULL)
+-- keeps to those runs: a worker serves submitted runs only.
 WITH RECURSIVE
 given(pos, scope) AS (SELECT key, value FROM json_each(:scopes)),
 present(scope) AS (
@@ -77,6 +78,7 @@ ready(pos, seq, priority, run_after) AS (
         SELECT c.seq FROM jobs c
         WHERE c.scope = l.scope AND c.status IN ('queued', 'waiting')
           AND c.run_after <= :now AND (:run_id IS NULL OR c.run_id = :run_id)
+          AND (:runs IS NULL OR c.run_id IN (SELECT value FROM json_each(:runs)))
         ORDER BY c.priority DESC, c.run_after, c.seq LIMIT :limit)
     UNION ALL
     SELECT coalesce((SELECT min(g.pos) FROM given g WHERE g.scope = e.scope), 0),
@@ -85,6 +87,7 @@ ready(pos, seq, priority, run_after) AS (
     WHERE e.status = 'running' AND e.lease_until <= :now
       AND (:scopes IS NULL OR e.scope IN (SELECT scope FROM given))
       AND (:run_id IS NULL OR e.run_id = :run_id)
+      AND (:runs IS NULL OR e.run_id IN (SELECT value FROM json_each(:runs)))
 )
 UPDATE jobs SET status = 'running', owner = :owner, lease_until = :lease_until,
        attempts = attempts + 1, updated_at = :now
