@@ -393,7 +393,7 @@ def test_another_host_than_loopback_is_named_and_warned_about(monkeypatch, fille
         "127.0.0.1:8765", "[::1]:8765", "localhost:8765"]
     assert "10.0.0.5:9000" in server.allowed_hosts("10.0.0.5", 9000)
     said: list[str] = []
-    monkeypatch.setattr("uvicorn.Server.run", lambda self: said.append("served"))
+    monkeypatch.setattr("uvicorn.Server.run", lambda self, sockets=None: said.append("served"))
     server.serve(str(filled / ".hokuro" / "ui.db"), host="0.0.0.0", port=0, say=said.append)
     assert said[0].startswith("warning: serving on 0.0.0.0, reachable from other machines")
     assert re.match(r"open http://127\.0\.0\.1:\d+/\?token=\S+ ", said[2])

@@ -24,10 +24,26 @@ DEFAULT_PORT = 8765
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now (for ``--port 0`` and tests)."""
+    """A port nobody listens on now (for tests)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (0: any free port) and listening, so the address
+    printed next answers at once, and a port chosen for ``--port 0`` cannot be taken by
+    another process before the server uses it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): "
+                                 "choose another --port or --host") from None
+    return sock
 
 
 def allowed_hosts(host: str, port: int) -> list[str]:
@@ -60,8 +76,8 @@ def serve(target: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         raise ConfigurationError(f"--port {port} is not a port; give 1-65535 (0: any free one)")
     books = Books(target, spot=spot, workspace=workspace, blobs=blobs, limits=limits)
     try:
-        if port == 0:
-            port = free_port(host)
+        sock = listening(host, port)
+        port = int(sock.getsockname()[1])
         app = create_app(books, hosts=allowed_hosts(host, port), read_only=read_only,
                          search_path=search_path)
         url = address(host, port, app.state.guard.token or "")
@@ -77,6 +93,7 @@ def serve(target: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             webbrowser.open(url)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                                 timeout_graceful_shutdown=2, lifespan="on")
-        uvicorn.Server(config).run()
+        with sock:
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
         books.close()
