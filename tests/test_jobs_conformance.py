@@ -464,6 +464,28 @@ def test_counts_wake_times_and_job_listings(ledger):
     assert len(list(ledger.find_jobs("r", limit=700))) == 700
 
 
+def test_node_results_give_each_job_of_a_node_with_the_task_its_output_names(ledger):
+    ledger.insert_jobs("r", [spec(f"{i}/a") for i in range(3)] + [spec("0/b", "0/a")],
+                       now=1.0)
+    jobs = {j.job_id: j for j in claim(ledger)}
+    ledger.claim(Claim(key="task-0/a", fn="mod.step", owner=OWNER, lease_until=99.0, now=10.0))
+    done = (Outcome(status=Status.DONE, finished_at=11.0, result=b"\xa1x", codec="msgpack"))
+    ledger.commit([outcome(jobs["0/a"]),
+                   outcome(jobs["1/a"], output_key="input:1/a", task_key="task-1/a"),
+                   outcome(jobs["2/a"], "failed", error="boom")],
+                  [("task-0/a", OWNER, done)], now=11.0)
+    rows = ledger.node_results("r", "a")
+    assert [row[:5] for row in rows] == [
+        ("0/a", "done", "mod.step", None, "task-0/a"),
+        ("1/a", "done", "mod.step", None, "input:1/a"),
+        ("2/a", "failed", "mod.step", "boom", None)]
+    record = rows[0][5]
+    assert (record.key, record.status, record.result, record.codec, record.fn) == \
+        ("task-0/a", "done", b"\xa1x", "msgpack", "mod.step")
+    assert rows[1][5] is None and rows[2][5] is None
+    assert ledger.node_results("r", "nope") == [] and ledger.node_results("nope", "a") == []
+
+
 def test_a_job_round_trips_every_field(ledger):
     ledger.insert_jobs("r", [JobSpec(job_id="é/0", node="n", step="pkg.mod.step",
                                      parents=("p\x01", "q"), input=b"\x00\xff", scope="s",

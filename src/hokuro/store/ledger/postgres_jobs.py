@@ -190,6 +190,14 @@ class PostgresJobs:
             found += [job_from_row(row) for row in self._job_rows(J["get_jobs"], params)]
         return found
 
+    def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
+        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        error, output_key, record): ``record`` is the task the output names (its lookup
+        columns and ``fn``), or None (an input passed on, or a task gone)."""
+        return [(*row[:5], None if row[5] is None else Record(*row[5:14], fn=row[14]))
+                for row in self._job_rows(J["node_results"], {"run_id": run_id,
+                                                              "node": node})]
+
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
         return page_jobs(lambda params: self._job_rows(J["find_jobs"], params), run_id,

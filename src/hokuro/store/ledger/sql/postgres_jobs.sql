@@ -339,6 +339,17 @@ SELECT {job_columns} FROM jobs
 WHERE run_id = %(run_id)s AND job_id = ANY(%(job_ids)s::text[])
 ORDER BY seq
 
+-- name: node_results
+-- The jobs of one node of a run with the kept result each one's output names (the task's
+-- lookup columns and its step; NULL when the output is an input passed on, or gone): a
+-- run's results in one pass, reading no more columns than they need.
+SELECT j.job_id, j.status, j.step, j.error, j.output_key,
+       t.key, t.status, t.result, t.blob, t.codec, t.checksum, t.expires_at, t.error_type,
+       t.error, t.fn
+FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
+WHERE j.run_id = %(run_id)s AND j.node = %(node)s
+ORDER BY j.seq
+
 -- name: find_jobs
 SELECT {job_columns} FROM jobs
 WHERE run_id = %(run_id)s AND (%(status)s::text IS NULL OR status = %(status)s::text)
