@@ -486,6 +486,32 @@ def test_node_results_give_each_job_of_a_node_with_the_task_its_output_names(led
     assert ledger.node_results("r", "nope") == [] and ledger.node_results("nope", "a") == []
 
 
+def test_a_job_whose_task_is_done_is_inserted_done_and_its_children_go_on(ledger):
+    done = JobSpec(job_id="0/a", node="a", step="mod.step", input=b"x", task_key="task-a",
+                   output_key="task-a")
+    assert ledger.insert_jobs("r", [done, spec("0/b", "0/a"), spec("0/c", "0/a", "0/x"),
+                                     spec("0/x")], now=1.0) == 4
+    assert statuses(ledger) == {"0/a": "done", "0/b": "queued", "0/c": "blocked",
+                                "0/x": "queued"}
+    job = one(ledger, "0/a")
+    assert (job.task_key, job.output_key, job.attempts, job.owner) == \
+        ("task-a", "task-a", 0, None)
+    assert [j.job_id for j in claim(ledger)] == ["0/b", "0/x"]
+
+
+def test_lookup_many_reads_what_reusing_a_result_needs(ledger):
+    ledger.claim(Claim(key="k", fn="mod.f", owner=OWNER, lease_until=99.0, now=10.0,
+                       args=b"\x80"))
+    ledger.finish("k", OWNER, Outcome(status="done", finished_at=12.5, result=b"\xa1x",
+                                      codec="msgpack"))
+    found = ledger.lookup_many(["k", "nope", "k"])
+    assert list(found) == ["k"]
+    record = found["k"]
+    assert (record.status, record.result, record.codec, record.fn, record.started_at,
+            record.finished_at) == ("done", b"\xa1x", "msgpack", "mod.f", 10.0, 12.5)
+    assert ledger.lookup_many([]) == {}
+
+
 def test_a_job_round_trips_every_field(ledger):
     ledger.insert_jobs("r", [JobSpec(job_id="é/0", node="n", step="pkg.mod.step",
                                      parents=("p\x01", "q"), input=b"\x00\xff", scope="s",

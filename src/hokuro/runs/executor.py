@@ -211,18 +211,30 @@ class Executor:
             return
         specs: list[JobSpec] = []
         last = None
-        encode = self.spot.codec.encode
+        encode, decode = self.spot.codec.encode, self.spot.codec.decode
+        ready: list[tuple[JobSpec, Any, str]] = []  # jobs whose task may be done already
         for read, (index, item) in enumerate(self.items, 1):
             if index is None:  # a plan run once, without input
-                specs.extend(self.plan.root_jobs(None, None))
+                jobs = self.plan.root_jobs(None, None)
+                value = None
                 last = 0
             else:
-                specs.extend(self.plan.root_jobs(index, encode(item, root=f"input {index}")))
+                data = encode(item, root=f"input {index}")
+                jobs = self.plan.root_jobs(index, data)
+                # The step sees the input as the ledger gives it back (decoded), and so
+                # does its key.
+                value = decode(data)
                 last = index
+            for spec in jobs:
+                if not spec.parents:
+                    ready.extend(self._root_task(spec, value))
+            specs.extend(jobs)
             if read >= room:
                 break
         else:
             self._inputs_done = True
+        if ready:
+            await self._reuse_at_insert(ready)
         if specs:
             done: asyncio.Future[Any] = self._loop.create_future()
             self.committer.submit(Work(inserts=[(self.run.id, specs)],
@@ -235,6 +247,47 @@ class Executor:
         await self._off(lambda: self._serially(
             self.ledger.update_run, self.run.id, cursor=self.run.cursor,
             inputs_done=self._inputs_done, updated_at=self.clock()))
+
+    def _root_task(self, spec: JobSpec, item: Any) -> list[tuple[JobSpec, Any, str]]:
+        """(spec, node, task key) of a job that needs no parent, when its task can be known
+        before it is claimed; none for a fan-out source (its value must be read) or an
+        argument that cannot be keyed (its job fails when it runs, saying why)."""
+        node = self.plan.node(spec.node)
+        if node.fanouts:
+            return []
+        step = node.step
+        args = tuple(node.arguments(item, []))
+        try:
+            # The key alone (a step without key_of gives it through its claim).
+            key_of = getattr(step, "key_of", None)
+            key = key_of(*args) if key_of is not None else \
+                step.task_claim(args, self.owner, 0.0).key
+        except Exception:
+            return []
+        return [(spec, node, key)]
+
+    async def _reuse_at_insert(self, ready: list[tuple[JobSpec, Any, str]]) -> None:
+        """Jobs whose task is done already (a rerun, a resume, work another run shared) are
+        inserted done: no claim, no execution, no commit of their own. One read of the
+        tasks, off the event loop; the rest are claimed and run as usual."""
+        found = await self._off(self.ledger.lookup_many, [key for _, _, key in ready])
+        if not found:
+            return
+        now = self.clock()
+        for spec, node, key in ready:
+            record = found.get(key)
+            if record is None or not record.is_fresh_result(now):
+                continue
+            spec.task_key = key
+            # A kept None passes the input on, as a step that returns None does.
+            spec.output_key = INPUT_REF + spec.job_id \
+                if record.blob is None and record.result == _NIL else key
+            self.tally.saved += max(0.0, (record.finished_at or 0) - (record.started_at or 0))
+            self.tally.add(node.id, "reused")
+            if self.observer is not None:
+                self.observer(node.id, "reused", 1)
+            if node.id == self._result_node and spec.job_id.count("/") == 1:
+                self._finished_roots += 1
 
     def _window_room(self) -> int:
         """Items that may be read now: the window less the items still open."""
@@ -589,7 +642,7 @@ class Executor:
     def _claim_many(self, claims: list[Any]) -> list[Any]:
         # Kept results are found by a read, which takes no write lock: a rerun whose tasks
         # are all done writes nothing for them. Only the rest are claimed (one transaction).
-        found = self.ledger.get_many([c.key for c in claims if not c.force])
+        found = self.ledger.lookup_many([c.key for c in claims if not c.force])
         answers: list[Any] = [None] * len(claims)
         rest = []
         for i, claim in enumerate(claims):
@@ -605,7 +658,7 @@ class Executor:
         return answers
 
     def _get_many(self, keys: list[str]) -> list[Any]:
-        found = self.ledger.get_many(keys)
+        found = self.ledger.lookup_many(keys)
         return [found.get(key) for key in keys]
 
     def _get_jobs(self, keys: list[tuple[str, str]]) -> list[Any]:

@@ -34,9 +34,11 @@ from .job_rows import (
     chain_restart,
     check_outcomes,
     decide_claims,
+    done_at_insert,
     encode_parents,
     in_claim_order,
     job_from_row,
+    looked_up,
     outside_parents,
     page_jobs,
     requeue_plan,
@@ -230,6 +232,18 @@ class PostgresJobs:
         written = self._run(work)
         return [key in written for key, _, _ in finishes]
 
+    def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """:meth:`get_many` reading only what reusing a kept result needs: the lookup
+        columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), PAGE):
+            params = {"keys": keys[start:start + PAGE]}
+            rows = self._run(lambda conn, _, p=params: conn.execute(J["lookup_tasks"], p)
+                             .fetchall())
+            found.update((row[0], looked_up(row)) for row in rows)
+        return found
+
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """Each claim as :meth:`claim` decides it, all in one transaction; a key claimed
         earlier in the list is ``busy`` for the later claims of it."""
@@ -322,10 +336,10 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
     """Insert the new jobs of ``specs`` (inside the caller's transaction); how many."""
     specs = unique_specs(specs)
     outside = outside_parents(specs)
-    done: set[str] = set()
+    done = done_at_insert(specs)
     if outside:
         rows = conn.execute(J["done_among"], {"run_id": run_id, "job_ids": outside})
-        done = {job_id for job_id, status in rows.fetchall() if status == "done"}
+        done |= {job_id for job_id, status in rows.fetchall() if status == "done"}
     starts = [start_of(spec, done) for spec in specs]
     new = {row[0] for row in conn.execute(J["insert_jobs"], {
         "run_id": run_id, "now": now,
@@ -335,7 +349,8 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
         "priorities": [s.priority for s in specs],
         "run_afters": [float(s.run_after) for s in specs],
         "parents": [encode_parents(s.parents) for s in specs],
-        "inputs": [s.input for s in specs]}).fetchall()}
+        "inputs": [s.input for s in specs], "task_keys": [s.task_key for s in specs],
+        "output_keys": [s.output_key for s in specs]}).fetchall()}
     edges = [(parent, spec.job_id) for spec in specs if spec.job_id in new
              for parent in set(spec.parents)]
     if edges:

@@ -30,9 +30,11 @@ from .job_rows import (
     check_outcomes,
     claim_params,
     decide_claims,
+    done_at_insert,
     encode_parents,
     in_claim_order,
     job_from_row,
+    looked_up,
     outside_parents,
     page_jobs,
     requeue_plan,
@@ -203,6 +205,16 @@ class SQLiteJobs:
             return [conn.execute(Q["finish"], _finish_params(*finish)).rowcount == 1
                     for finish in finishes]
 
+    def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """:meth:`get_many` reading only what reusing a kept result needs: the lookup
+        columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), PAGE):
+            rows = self._rows(J["lookup_tasks"], (json.dumps(keys[start:start + PAGE]),))
+            found.update((row[0], looked_up(row)) for row in rows)
+        return found
+
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """Each claim as :meth:`claim` decides it, all in one transaction; a key claimed
         earlier in the list is ``busy`` for the later claims of it."""
@@ -273,7 +285,7 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
     """Insert the new jobs of ``specs`` (inside the caller's transaction); how many."""
     specs = unique_specs(specs)
     outside = outside_parents(specs)
-    done: set[str] = set()
+    done = done_at_insert(specs)
     for start in range(0, len(outside), PAGE):
         params = {"run_id": run_id, "job_ids": json.dumps(outside[start:start + PAGE])}
         done.update(row[0] for row in conn.execute(J["done_among"], params))
@@ -284,7 +296,8 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
                      "step": spec.step, "status": str(status), "waiting": waiting,
                      "scope": spec.scope, "priority": spec.priority,
                      "run_after": spec.run_after, "now": now,
-                     "parents": encode_parents(spec.parents), "input": spec.input})
+                     "parents": encode_parents(spec.parents), "input": spec.input,
+                     "task_key": spec.task_key, "output_key": spec.output_key})
     before = conn.total_changes
     conn.executemany(J["insert_job"], rows)
     inserted = conn.total_changes - before
@@ -319,5 +332,5 @@ def _reset_chain(conn: sqlite3.Connection, run_id: str, job_id: str, now: float)
 translate_errors(SQLiteJobs, calls=(
     "create_run", "get_run", "find_unfinished_run", "list_runs", "update_run", "insert_jobs",
     "claim_jobs", "renew_jobs", "release_jobs", "commit", "run_counts", "next_wake",
-    "get_jobs", "node_results", "get_many", "claim_many", "requeue_failed"),
+    "get_jobs", "node_results", "get_many", "lookup_many", "claim_many", "requeue_failed"),
     iterators=("find_jobs",))

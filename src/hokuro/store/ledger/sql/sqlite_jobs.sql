@@ -41,10 +41,11 @@ WHERE run_id = :run_id AND status = 'done'
 
 -- name: insert_job
 -- An existing job is left as it is: a resumed run never duplicates or resets a job.
+-- A job whose task is already done comes in done, with its task and output keys.
 INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
-                  created_at, updated_at, parents, input)
+                  created_at, updated_at, parents, input, task_key, output_key)
 VALUES (:run_id, :job_id, :node, :step, :status, :waiting, :scope, :priority, :run_after,
-        :now, :now, :parents, :input)
+        :now, :now, :parents, :input, :task_key, :output_key)
 ON CONFLICT (run_id, job_id) DO NOTHING
 
 -- name: insert_edge
@@ -217,6 +218,11 @@ ORDER BY j.seq
 SELECT {job_columns} FROM jobs
 WHERE run_id = :run_id AND (:status IS NULL OR status = :status) AND seq > :after
 ORDER BY seq LIMIT :page
+
+-- name: lookup_tasks
+-- What the run engine needs to reuse a kept result (the hit path's columns, the step, and
+-- how long it once took), not the whole record: fewer columns read is faster.
+SELECT key, {lookup_columns}, fn, started_at, finished_at FROM tasks WHERE key IN (SELECT value FROM json_each(?))
 
 -- name: get_tasks
 SELECT {record_columns} FROM tasks WHERE key IN (SELECT value FROM json_each(?))
