@@ -28,7 +28,7 @@ from ..errors import HokuroError
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobSpec, JobStatus, RunRecord
 from ..model.records import ClaimResult, Status
 from ..model.steering import DEFAULT_MAX_RESETS, Cancel, Pending, Reset, RetryPolicy
-from .batching import Batched
+from .batching import Batched, Inbox
 from .writer import GroupCommitter
 from .writer import Pending as Work
 
@@ -103,6 +103,10 @@ class Executor:
         self._interrupt: BaseException | None = None
         self._parent_outputs: dict[str, list[str]] = {}
         self._tasks_held: set[str] = set()  # tasks claimed here whose outcome is not written
+        self._held: set[str] = set()  # jobs claimed here whose outcome is not written
+        # Outcomes of jobs that ended in this turn of the event loop, handed to the group
+        # committer together (one unit of work, one hand-back to the loop when written).
+        self._outbox: list[tuple[Any, Any, JobOutcome, tuple[str, str, Any] | None]] = []
         self._min_claim = max(1, options.concurrency // 10)
         # This process's writers (claims, task claims, group commits) take turns on a lock of
         # ours. On SQLite, which has one writer at a time, a writer finding the file locked
@@ -133,6 +137,7 @@ class Executor:
         self._claim_tasks = Batched(loop, self._io, self._claim_many)
         self._read_tasks = Batched(loop, self._io, self._get_many)
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
+        self._inbox = Inbox(loop)
         self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial)
         self._jobs: set[asyncio.Task[None]] = set()
         renewing = loop.create_task(self._renew_leases())
@@ -164,6 +169,9 @@ class Executor:
             renewing.cancel()
             for job in list(self._jobs):
                 await asyncio.gather(job, return_exceptions=True)
+            self._flush_outbox()
+            # The committer's hand-backs of what it wrote run on this loop before this
+            # await returns (they were queued on it first).
             await loop.run_in_executor(self._io, self.committer.close)
             self._steps.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
@@ -336,6 +344,7 @@ class Executor:
             raise
         for job in jobs:
             self._running += 1
+            self._held.add(job.job_id)
             task = self._loop.create_task(self._run_job(job))
             self._jobs.add(task)
             task.add_done_callback(self._jobs.discard)
@@ -363,45 +372,54 @@ class Executor:
         if tasks:
             self.ledger.renew(self.owner, tasks, until)
 
-    @property
-    def _held(self) -> set[str]:
-        return {t.get_name() for t in self._jobs}
-
     # -- one job ---------------------------------------------------------------------------
     async def _run_job(self, job: Any) -> None:
-        asyncio.current_task().set_name(job.job_id)  # type: ignore[union-attr]
         node = self.plan.node(job.node)
         try:
             outcome, task = await self._job_outcome(job, node)
         except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
             self._error = exc
             self._running -= 1
+            self._held.discard(job.job_id)
             self._wake.set()
             raise
-        done: asyncio.Future[Any] = self._loop.create_future()
-        settle = self._settle_from_thread(done)
-        if task is not None:
-            # The task's lease is let go by the committer's thread as soon as its outcome is
-            # written: renewing it after that would find it finished ("lost").
-            def settle(result: Any, key: str = task[0], _settle: Any = settle) -> None:
-                self._tasks_held.discard(key)
-                _settle(result)
-        self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
-                                   done=settle))
         # The slot is free once the step has ended: its outcome waits for the group commit
-        # (still under the job's lease) while the next job runs.
+        # (still under the job's lease, renewed) while the next job runs.
+        self._outbox.append((job, node, outcome, task))
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush_outbox)
         self._running -= 1
         self._committing += 1
         self._wake.set()
-        try:
-            written = await done
-        finally:
-            self._committing -= 1
-        self._parent_outputs.pop(job.job_id, None)
-        if isinstance(written, BaseException):
+
+    def _flush_outbox(self) -> None:
+        """Hand the outcomes of the jobs that ended in this turn to the committer at once."""
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        tasks = [task for _, _, _, task in batch if task is not None]
+
+        def written(result: Any) -> None:  # on the committer's thread
+            # The tasks' leases are let go as soon as their outcomes are written: renewing
+            # them after that would find them finished ("lost").
+            self._tasks_held.difference_update(task[0] for task in tasks)
+            self._inbox.post(self._committed, batch, result)
+
+        self.committer.submit(Work(outcomes=[outcome for _, _, outcome, _ in batch],
+                                   tasks=tasks, done=written))
+
+    def _committed(self, batch: list[tuple[Any, Any, JobOutcome, Any]], written: Any) -> None:
+        """On the loop: the outcomes of ``batch`` are written (``written[i]``: the job was
+        still ours), or the commit failed (an exception: the run stops)."""
+        failed = isinstance(written, BaseException)
+        if failed:
             self._error = written
-        elif written and written[0]:
-            self._count(job, node, outcome)
+        for i, (job, node, outcome, _) in enumerate(batch):
+            self._committing -= 1
+            self._held.discard(job.job_id)
+            self._parent_outputs.pop(job.job_id, None)
+            if not failed and written[i]:
+                self._count(job, node, outcome)
         self._wake.set()
 
     def _count(self, job: Any, node: Any, outcome: JobOutcome) -> None:
@@ -541,7 +559,7 @@ class Executor:
                     raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s and "
                                       "was cancelled") from None
                 raise
-        future = self._loop.run_in_executor(self._steps, step.invoke, tuple(args), ctx)
+        future = self._in_thread(step.invoke, tuple(args), ctx)
         if not timeout:
             return await future
         try:
@@ -555,6 +573,23 @@ class Executor:
             raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s; its "
                               "thread could not be stopped and its late result is "
                               "dropped") from None
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``fn(*args)`` on a step thread; its end comes back through the inbox (one wake-up
+        of the loop for the many steps that end together)."""
+        future = self._loop.create_future()
+        inbox = self._inbox
+
+        def call() -> None:
+            try:
+                value = fn(*args)
+            except BaseException as exc:  # handed to the awaiting job, as run_in_executor
+                inbox.post(_fail, future, exc)
+            else:
+                inbox.post(_set, future, value)
+
+        self._steps.submit(call)
+        return future
 
     def _handed_back(self, job: Any, key: str) -> tuple[JobOutcome, tuple[str, str, Any]]:
         """A job claimed ahead that had not started when the run stopped: claimable again at
@@ -697,6 +732,11 @@ def _ended(status: str, now: float, error: str | None = None) -> Any:
 def _set(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def result_node(plan: Any) -> str:
