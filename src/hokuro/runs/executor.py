@@ -15,6 +15,7 @@ across processes (invariant 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -114,6 +115,15 @@ class Executor:
         # PostgreSQL, two batches of task claims sharing a key could each wait for the
         # other's insert (a deadlock); taking turns rules it out within a process.
         self._serial: Any = threading.Lock()
+        # On PostgreSQL, claims of jobs (SKIP LOCKED: they never wait for a row) and inserts
+        # of new jobs (rows nobody else holds) cannot take part in a deadlock: they go
+        # alongside the others, not in turn. On SQLite every writer takes turns.
+        self._remote = bool(getattr(self.ledger, "remote", False))
+        self._jobs_serial: Any = contextlib.nullcontext() if self._remote else self._serial
+        # Task keys of root jobs computed when they were inserted and found not done (job
+        # id -> key): their claim reuses the key and skips the second look for a result.
+        self._root_keys: dict[str, str] = {}
+        self._checked: set[str] = set()
         self._result_node = result_node(plan)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -138,7 +148,8 @@ class Executor:
         self._read_tasks = Batched(loop, self._io, self._get_many)
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
         self._inbox = Inbox(loop)
-        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial)
+        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial,
+                                        inserts_serial=self._jobs_serial)
         self._jobs: set[asyncio.Task[None]] = set()
         renewing = loop.create_task(self._renew_leases())
         try:
@@ -279,12 +290,13 @@ class Executor:
         inserted done: no claim, no execution, no commit of their own. One read of the
         tasks, off the event loop; the rest are claimed and run as usual."""
         found = await self._off(self.ledger.lookup_many, [key for _, _, key in ready])
-        if not found:
-            return
         now = self.clock()
+        if len(self._root_keys) > 4 * self.window:
+            self._root_keys.clear()  # jobs claimed elsewhere (workers): forget their keys
         for spec, node, key in ready:
             record = found.get(key)
             if record is None or not record.is_fresh_result(now):
+                self._root_keys[spec.job_id] = key
                 continue
             spec.task_key = key
             # A kept None passes the input on, as a step that returns None does.
@@ -328,7 +340,7 @@ class Executor:
             if free <= 0:
                 return -1
         now = self.clock()
-        claiming = self._loop.run_in_executor(self._io, lambda: self._serially(
+        claiming = self._loop.run_in_executor(self._io, lambda: self._jobs_serially(
             self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
             min(free, CLAIM_BATCH), run_id=self.run.id))
         try:
@@ -444,8 +456,13 @@ class Executor:
                                  error=f"cannot read the inputs of {job.job_id}: {exc}"), None
         now = self.clock()
         force = job.resets > 0
+        key = self._root_keys.pop(job.job_id, None)
         try:
-            claim = step.task_claim(tuple(args), self.owner, now, force=force)
+            if key is not None and not force and getattr(step, "claims_by_key", False):
+                claim = step.task_claim(tuple(args), self.owner, now, key=key)
+                self._checked.add(key)  # looked up when inserted: not done then
+            else:
+                claim = step.task_claim(tuple(args), self.owner, now, force=force)
         except Exception as exc:  # an argument that cannot be keyed
             return self._outcome(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"), \
                 None
@@ -674,10 +691,19 @@ class Executor:
         with self._serial:
             return fn(*args, **kwargs)
 
+    def _jobs_serially(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._jobs_serial:
+            return fn(*args, **kwargs)
+
     def _claim_many(self, claims: list[Any]) -> list[Any]:
         # Kept results are found by a read, which takes no write lock: a rerun whose tasks
         # are all done writes nothing for them. Only the rest are claimed (one transaction).
-        found = self.ledger.lookup_many([c.key for c in claims if not c.force])
+        # Keys looked up when their jobs were inserted are not looked up again: the claim
+        # itself still finds a result done meanwhile (a hit).
+        checked = self._checked
+        found = self.ledger.lookup_many([c.key for c in claims if not c.force
+                                         and c.key not in checked])
+        checked.difference_update(c.key for c in claims)
         answers: list[Any] = [None] * len(claims)
         rest = []
         for i, claim in enumerate(claims):
