@@ -147,6 +147,7 @@ class Executor:
         self._claim_tasks = Batched(loop, self._io, self._claim_many)
         self._read_tasks = Batched(loop, self._io, self._get_many)
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
+        self._read_parents = Batched(loop, self._io, self._get_parents)
         self._inbox = Inbox(loop)
         self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial,
                                         inserts_serial=self._jobs_serial)
@@ -664,24 +665,35 @@ class Executor:
             item = self.spot.codec.decode(job.input)
         outputs = []
         if job.parents:
-            parents = await asyncio.gather(*(self._read_jobs((job.run_id, p))
-                                             for p in job.parents))
-            keys = [parent.output_key for parent in parents]
+            # Each parent job with the kept result its output names: one read of both.
+            if len(job.parents) == 1:  # a chain's step: no gathering
+                found = [await self._read_parents((job.run_id, job.parents[0]))]
+            else:
+                found = await asyncio.gather(*(self._read_parents((job.run_id, p))
+                                               for p in job.parents))
+            keys = [parent.output_key for parent, _ in found]
             self._parent_outputs[job.job_id] = keys
-            outputs = await asyncio.gather(*(self._output(key, node) for key in keys))
+            outputs = [await self._output(key, node, record)
+                       for key, (_, record) in zip(keys, found, strict=True)]
         return node.arguments(item, outputs)
 
-    async def _output(self, key: str | None, node: Any) -> Any:
+    async def _output(self, key: str | None, node: Any, record: Any = None) -> Any:
+        """The value an output key names (``record``: its task, when read already)."""
         if key is None:
             raise HokuroError("a parent job is done but names no output")
         if key.startswith(INPUT_REF):
             source = await self._read_jobs((self.run.id, key[len(INPUT_REF):]))
             return self.spot.codec.decode(source.input)
-        record = await self._read_tasks(key)
+        if record is None:
+            record = await self._read_tasks(key)
         if record is None:
             raise HokuroError(f"the result of task {key[:12]} is gone (forgotten or "
                               "cleared); retry the run to compute it again")
-        found, value = await self._loop.run_in_executor(self._io, _load_any, self.plan, record)
+        if record.blob is None:  # inline: decoding is CPU work, done here (as encoding is)
+            found, value = _load_any(self.plan, record)
+        else:  # a blob is read on an I/O thread
+            found, value = await self._loop.run_in_executor(self._io, _load_any, self.plan,
+                                                            record)
         if not found:
             raise HokuroError(f"the result of task {key[:12]} cannot be read")
         return value
@@ -721,6 +733,16 @@ class Executor:
     def _get_many(self, keys: list[str]) -> list[Any]:
         found = self.ledger.lookup_many(keys)
         return [found.get(key) for key in keys]
+
+    def _get_parents(self, keys: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
+        """Parent jobs, each with the task its output names (None when it names none, or
+        an input passed on, or the task is gone)."""
+        jobs = self._get_jobs(keys)
+        tasks = self.ledger.lookup_many([job.output_key for job in jobs if job is not None
+                                         and job.output_key is not None
+                                         and not job.output_key.startswith(INPUT_REF)])
+        return [(job, None if job is None or job.output_key is None
+                 else tasks.get(job.output_key)) for job in jobs]
 
     def _get_jobs(self, keys: list[tuple[str, str]]) -> list[Any]:
         by_run: dict[str, list[str]] = {}
