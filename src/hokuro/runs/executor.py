@@ -138,6 +138,12 @@ class Executor:
         concurrency = self.options.concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._ahead = concurrency + (concurrency // 4 if concurrency >= 16 else 0)
+        if self._remote and concurrency >= 16:
+            # A remote ledger pays a round trip per batch, whatever its size: claim a whole
+            # concurrency ahead, in batches of at least a quarter of it (fewer, larger
+            # claims, task claims and commits).
+            self._ahead = 2 * concurrency
+            self._min_claim = concurrency // 4
         # One I/O thread for a local ledger (its writes take turns anyway, and fewer threads
         # contend less for the GIL: measured faster), four for a remote one (round trips).
         self._io = ThreadPoolExecutor(max_workers=4 if getattr(self.ledger, "remote", False)
