@@ -464,6 +464,54 @@ def test_counts_wake_times_and_job_listings(ledger):
     assert len(list(ledger.find_jobs("r", limit=700))) == 700
 
 
+def test_node_results_give_each_job_of_a_node_with_the_task_its_output_names(ledger):
+    ledger.insert_jobs("r", [spec(f"{i}/a") for i in range(3)] + [spec("0/b", "0/a")],
+                       now=1.0)
+    jobs = {j.job_id: j for j in claim(ledger)}
+    ledger.claim(Claim(key="task-0/a", fn="mod.step", owner=OWNER, lease_until=99.0, now=10.0))
+    done = (Outcome(status=Status.DONE, finished_at=11.0, result=b"\xa1x", codec="msgpack"))
+    ledger.commit([outcome(jobs["0/a"]),
+                   outcome(jobs["1/a"], output_key="input:1/a", task_key="task-1/a"),
+                   outcome(jobs["2/a"], "failed", error="boom")],
+                  [("task-0/a", OWNER, done)], now=11.0)
+    rows = ledger.node_results("r", "a")
+    assert [row[:5] for row in rows] == [
+        ("0/a", "done", "mod.step", None, "task-0/a"),
+        ("1/a", "done", "mod.step", None, "input:1/a"),
+        ("2/a", "failed", "mod.step", "boom", None)]
+    record = rows[0][5]
+    assert (record.key, record.status, record.result, record.codec, record.fn) == \
+        ("task-0/a", "done", b"\xa1x", "msgpack", "mod.step")
+    assert rows[1][5] is None and rows[2][5] is None
+    assert ledger.node_results("r", "nope") == [] and ledger.node_results("nope", "a") == []
+
+
+def test_a_job_whose_task_is_done_is_inserted_done_and_its_children_go_on(ledger):
+    done = JobSpec(job_id="0/a", node="a", step="mod.step", input=b"x", task_key="task-a",
+                   output_key="task-a")
+    assert ledger.insert_jobs("r", [done, spec("0/b", "0/a"), spec("0/c", "0/a", "0/x"),
+                                     spec("0/x")], now=1.0) == 4
+    assert statuses(ledger) == {"0/a": "done", "0/b": "queued", "0/c": "blocked",
+                                "0/x": "queued"}
+    job = one(ledger, "0/a")
+    assert (job.task_key, job.output_key, job.attempts, job.owner) == \
+        ("task-a", "task-a", 0, None)
+    assert [j.job_id for j in claim(ledger)] == ["0/b", "0/x"]
+
+
+def test_lookup_many_reads_what_reusing_a_result_needs(ledger):
+    ledger.claim(Claim(key="k", fn="mod.f", owner=OWNER, lease_until=99.0, now=10.0,
+                       args=b"\x80"))
+    ledger.finish("k", OWNER, Outcome(status="done", finished_at=12.5, result=b"\xa1x",
+                                      codec="msgpack"))
+    found = ledger.lookup_many(["k", "nope", "k"])
+    assert list(found) == ["k"]
+    record = found["k"]
+    assert (record.status, record.result, record.codec, record.fn, record.started_at,
+            record.finished_at) == ("done", b"\xa1x", "msgpack", "mod.f", 10.0, 12.5)
+    assert ledger.lookup_many([]) == {}
+
+
 def test_a_job_round_trips_every_field(ledger):
     ledger.insert_jobs("r", [JobSpec(job_id="é/0", node="n", step="pkg.mod.step",
                                      parents=("p\x01", "q"), input=b"\x00\xff", scope="s",

@@ -100,6 +100,34 @@ def test_a_second_run_reuses_every_done_task(spot):
     assert again.summary()["reused"] == 20
 
 
+def test_a_rerun_inserts_jobs_whose_task_is_done_as_done_without_claiming_them(spot):
+    calls = []
+
+    @spot.mark
+    def first(x):
+        calls.append(("first", x))
+        return None if x == 0 else x * 10  # a kept None passes the input on
+
+    @spot.mark
+    def second(x):
+        calls.append(("second", x))
+        return x + 1
+
+    spot.map(first, range(5), progress=False)
+    again = spot.run(first | second, over=range(6), progress=False)
+    assert again.results() == [1, 11, 21, 31, 41, 51]
+    # Only the new item's first step and every second step ran; the reused first steps
+    # were never claimed (no attempt, no owner) and their children went on at once.
+    assert sorted(c for c in calls if c[0] == "first") == [("first", x) for x in range(6)]
+    assert again.summary()["reused"] == 5
+    firsts = {j.job_id.partition("/")[0]: j for j in spot.ledger.find_jobs(again.id)
+              if j.step == first.name}
+    reused = [j for j in firsts.values() if j.attempts == 0]
+    assert len(reused) == 5 and all(j.status == "done" and j.owner is None for j in reused)
+    assert firsts["0"].output_key == "input:" + firsts["0"].job_id
+    assert firsts["5"].attempts == 1
+
+
 def test_a_pipe_chains_steps_and_none_passes_the_input_on(spot):
     seen = []
 

@@ -633,11 +633,20 @@ class MarkedFunction:
                 log.warning("hokuro: blob %s stays until hokuro gc: %s", ref, exc)
 
     # -- what the run engine asks of a step: the same claim, context and outcomes ---------
+    #: ``task_claim`` takes ``key=``: the key of these args, computed before (the run
+    #: engine computes root jobs' keys when it inserts them).
+    claims_by_key = True
+
     def task_claim(self, args: tuple[Any, ...], owner: str, now: float, *,
-                   force: bool = False, steal_from: str | None = None) -> Claim:
-        """The claim of the task ``self(*args)`` (its key is ``claim.key``)."""
-        bound, material = self._key_material(args, {})
-        key = task_key(self.name, self.options.version, material)
+                   force: bool = False, steal_from: str | None = None,
+                   key: str | None = None) -> Claim:
+        """The claim of the task ``self(*args)`` (its key is ``claim.key``; ``key``: that
+        key, already computed from the same ``args``)."""
+        if key is None:
+            bound, material = self._key_material(args, {})
+            key = task_key(self.name, self.options.version, material)
+        else:
+            bound = self._bind(args, {})
         return Claim(key=key, fn=self.name, owner=owner, lease_until=now + self.spot.lease,
                      now=now, fn_path=self.fn_path, args=self._encode_args(bound),
                      version=self.options.version, force=force, steal_from=steal_from)

@@ -70,6 +70,10 @@ class JobSpec:
     scope: str = "default"
     priority: int = 0
     run_after: float = 0.0
+    #: Set when the job's task is already done (a rerun's kept result): the job is inserted
+    #: ``done`` with these keys, as if it had been claimed and found its task done.
+    task_key: str | None = None
+    output_key: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,9 +9,13 @@ loop never blocks on the ledger (invariant 8) and a thousand jobs cost a few tra
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
+
+log = logging.getLogger("hokuro")
 
 #: Most questions answered by one call.
 MAX_BATCH = 1000
@@ -62,3 +66,34 @@ def _settle(done: asyncio.Future[Sequence[Any]], futures: list[asyncio.Future[An
     for future, answer in zip(futures, done.result(), strict=True):
         if not future.done():
             future.set_result(answer)
+
+
+class Inbox:
+    """Calls handed to the event loop from other threads, many per wake-up: the first call
+    posted since the last drain wakes the loop (one ``call_soon_threadsafe``), the others
+    join it. Ends of steps and commits arrive in bursts; a wake-up each would cost the loop
+    a self-pipe write and a turn per job."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._calls.append((fn, args))
+            if len(self._calls) > 1:
+                return  # a drain is already on its way
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            calls, self._calls = self._calls, []
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:  # one failed call must not drop the others
+                log.exception("hokuro: a call handed to the event loop failed")

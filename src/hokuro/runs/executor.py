@@ -15,6 +15,7 @@ across processes (invariant 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from ..errors import HokuroError
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobSpec, JobStatus, RunRecord
 from ..model.records import ClaimResult, Status
 from ..model.steering import DEFAULT_MAX_RESETS, Cancel, Pending, Reset, RetryPolicy
-from .batching import Batched
+from .batching import Batched, Inbox
 from .writer import GroupCommitter
 from .writer import Pending as Work
 
@@ -103,6 +104,13 @@ class Executor:
         self._interrupt: BaseException | None = None
         self._parent_outputs: dict[tuple[str, str], list[str]] = {}
         self._tasks_held: set[str] = set()  # tasks claimed here whose outcome is not written
+        # Jobs claimed here whose outcome is not written, (run id, job id): their leases are
+        # renewed until the commit.
+        self._held: set[tuple[str, str]] = set()
+        self._claimed: dict[asyncio.Task[None], tuple[str, str]] = {}  # job tasks running
+        # Outcomes of jobs that ended in this turn of the event loop, handed to the group
+        # committer together (one unit of work, one hand-back to the loop when written).
+        self._outbox: list[tuple[Any, Any, JobOutcome, tuple[str, str, Any] | None]] = []
         self._min_claim = max(1, options.concurrency // 10)
         # This process's writers (claims, task claims, group commits) take turns on a lock of
         # ours. On SQLite, which has one writer at a time, a writer finding the file locked
@@ -110,8 +118,16 @@ class Executor:
         # PostgreSQL, two batches of task claims sharing a key could each wait for the
         # other's insert (a deadlock); taking turns rules it out within a process.
         self._serial: Any = threading.Lock()
+        # On PostgreSQL, claims of jobs (SKIP LOCKED: they never wait for a row) and inserts
+        # of new jobs (rows nobody else holds) cannot take part in a deadlock: they go
+        # alongside the others, not in turn. On SQLite every writer takes turns.
+        self._remote = bool(getattr(self.ledger, "remote", False))
+        self._jobs_serial: Any = contextlib.nullcontext() if self._remote else self._serial
+        # Task keys of root jobs computed when they were inserted and found not done (job
+        # id -> key): their claim reuses the key and skips the second look for a result.
+        self._root_keys: dict[tuple[str, str], str] = {}
+        self._checked: set[str] = set()
         self._result_node = result_node(plan) if plan is not None else None
-        self._claimed: dict[asyncio.Task[None], tuple[str, str]] = {}  # job tasks -> keys
 
     # -- the hooks a worker serving many runs overrides (runs/serving.py) ------------------
     def _plan_of(self, job: Any) -> Any:
@@ -142,6 +158,12 @@ class Executor:
         concurrency = self.options.concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._ahead = concurrency + (concurrency // 4 if concurrency >= 16 else 0)
+        if self._remote and concurrency >= 16:
+            # A remote ledger pays a round trip per batch, whatever its size: claim a whole
+            # concurrency ahead, in batches of at least a quarter of it (fewer, larger
+            # claims, task claims and commits).
+            self._ahead = 2 * concurrency
+            self._min_claim = concurrency // 4
         # One I/O thread for a local ledger (its writes take turns anyway, and fewer threads
         # contend less for the GIL: measured faster), four for a remote one (round trips).
         self._io = ThreadPoolExecutor(max_workers=4 if getattr(self.ledger, "remote", False)
@@ -151,7 +173,10 @@ class Executor:
         self._claim_tasks = Batched(loop, self._io, self._claim_many)
         self._read_tasks = Batched(loop, self._io, self._get_many)
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
-        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial)
+        self._read_parents = Batched(loop, self._io, self._get_parents)
+        self._inbox = Inbox(loop)
+        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial,
+                                        inserts_serial=self._jobs_serial)
         self._jobs: set[asyncio.Task[None]] = set()
         renewing = loop.create_task(self._renew_leases())
         try:
@@ -182,6 +207,9 @@ class Executor:
             for job in list(self._jobs):
                 await asyncio.gather(job, return_exceptions=True)
             renewing.cancel()  # (leases held while the running jobs finish)
+            self._flush_outbox()
+            # The committer's hand-backs of what it wrote run on this loop before this
+            # await returns (they were queued on it first).
             await loop.run_in_executor(self._io, self.committer.close)
             self._steps.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
@@ -229,18 +257,30 @@ class Executor:
             return
         specs: list[JobSpec] = []
         last = None
-        encode = self.spot.codec.encode
+        encode, decode = self.spot.codec.encode, self.spot.codec.decode
+        ready: list[tuple[JobSpec, Any, str]] = []  # jobs whose task may be done already
         for read, (index, item) in enumerate(self.items, 1):
             if index is None:  # a plan run once, without input
-                specs.extend(self.plan.root_jobs(None, None))
+                jobs = self.plan.root_jobs(None, None)
+                value = None
                 last = 0
             else:
-                specs.extend(self.plan.root_jobs(index, encode(item, root=f"input {index}")))
+                data = encode(item, root=f"input {index}")
+                jobs = self.plan.root_jobs(index, data)
+                # The step sees the input as the ledger gives it back (decoded), and so
+                # does its key.
+                value = decode(data)
                 last = index
+            for spec in jobs:
+                if not spec.parents:
+                    ready.extend(self._root_task(spec, value))
+            specs.extend(jobs)
             if read >= room:
                 break
         else:
             self._inputs_done = True
+        if ready:
+            await self._reuse_at_insert(ready)
         if specs:
             done: asyncio.Future[Any] = self._loop.create_future()
             self.committer.submit(Work(inserts=[(self.run.id, specs)],
@@ -253,6 +293,48 @@ class Executor:
         await self._off(lambda: self._serially(
             self.ledger.update_run, self.run.id, cursor=self.run.cursor,
             inputs_done=self._inputs_done, updated_at=self.clock()))
+
+    def _root_task(self, spec: JobSpec, item: Any) -> list[tuple[JobSpec, Any, str]]:
+        """(spec, node, task key) of a job that needs no parent, when its task can be known
+        before it is claimed; none for a fan-out source (its value must be read) or an
+        argument that cannot be keyed (its job fails when it runs, saying why)."""
+        node = self.plan.node(spec.node)
+        if node.fanouts:
+            return []
+        step = node.step
+        args = tuple(node.arguments(item, []))
+        try:
+            # The key alone (a step without key_of gives it through its claim).
+            key_of = getattr(step, "key_of", None)
+            key = key_of(*args) if key_of is not None else \
+                step.task_claim(args, self.owner, 0.0).key
+        except Exception:
+            return []
+        return [(spec, node, key)]
+
+    async def _reuse_at_insert(self, ready: list[tuple[JobSpec, Any, str]]) -> None:
+        """Jobs whose task is done already (a rerun, a resume, work another run shared) are
+        inserted done: no claim, no execution, no commit of their own. One read of the
+        tasks, off the event loop; the rest are claimed and run as usual."""
+        found = await self._off(self.ledger.lookup_many, [key for _, _, key in ready])
+        now = self.clock()
+        if len(self._root_keys) > 4 * self.window:
+            self._root_keys.clear()  # jobs claimed elsewhere (workers): forget their keys
+        for spec, node, key in ready:
+            record = found.get(key)
+            if record is None or not record.is_fresh_result(now):
+                self._root_keys[(self.run.id, spec.job_id)] = key
+                continue
+            spec.task_key = key
+            # A kept None passes the input on, as a step that returns None does.
+            spec.output_key = INPUT_REF + spec.job_id \
+                if record.blob is None and record.result == _NIL else key
+            self.tally.saved += max(0.0, (record.finished_at or 0) - (record.started_at or 0))
+            self.tally.add(node.id, "reused")
+            if self.observer is not None:
+                self.observer(node.id, "reused", 1)
+            if node.id == self._result_node and spec.job_id.count("/") == 1:
+                self._finished_roots += 1
 
     def _window_room(self) -> int:
         """Items that may be read now: the window less the items still open."""
@@ -285,7 +367,7 @@ class Executor:
             if free <= 0:
                 return -1
         now = self.clock()
-        claiming = self._loop.run_in_executor(self._io, lambda: self._serially(
+        claiming = self._loop.run_in_executor(self._io, lambda: self._jobs_serially(
             self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
             min(free, CLAIM_BATCH), **self._claim_where()))
         try:
@@ -301,16 +383,21 @@ class Executor:
             raise
         for job in jobs:
             self._running += 1
+            self._held.add((job.run_id, job.job_id))
             task = self._loop.create_task(self._run_job(job))
             self._jobs.add(task)
             self._claimed[task] = (job.run_id, job.job_id)
             task.add_done_callback(self._forget_job)
         return len(jobs)
 
+    def _forget_job(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        self._claimed.pop(task, None)
+
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.spot.lease / 3)
-            keys = list(self._claimed.values())
+            keys = list(self._held)
             tasks = list(self._tasks_held)
             if keys or tasks:
                 try:
@@ -329,45 +416,54 @@ class Executor:
         if tasks:
             self.ledger.renew(self.owner, tasks, until)
 
-    def _forget_job(self, task: asyncio.Task[None]) -> None:
-        self._jobs.discard(task)
-        self._claimed.pop(task, None)
-
     # -- one job ---------------------------------------------------------------------------
     async def _run_job(self, job: Any) -> None:
-        asyncio.current_task().set_name(job.job_id)  # type: ignore[union-attr]
         node = self._plan_of(job).node(job.node)
         try:
             outcome, task = await self._job_outcome(job, node)
         except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
             self._error = exc
             self._running -= 1
+            self._held.discard((job.run_id, job.job_id))
             self._wake.set()
             raise
-        done: asyncio.Future[Any] = self._loop.create_future()
-        settle = self._settle_from_thread(done)
-        if task is not None:
-            # The task's lease is let go by the committer's thread as soon as its outcome is
-            # written: renewing it after that would find it finished ("lost").
-            def settle(result: Any, key: str = task[0], _settle: Any = settle) -> None:
-                self._tasks_held.discard(key)
-                _settle(result)
-        self.committer.submit(Work(outcomes=[outcome], tasks=[task] if task else [],
-                                   done=settle))
         # The slot is free once the step has ended: its outcome waits for the group commit
-        # (still under the job's lease) while the next job runs.
+        # (still under the job's lease, renewed) while the next job runs.
+        self._outbox.append((job, node, outcome, task))
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush_outbox)
         self._running -= 1
         self._committing += 1
         self._wake.set()
-        try:
-            written = await done
-        finally:
-            self._committing -= 1
-        self._parent_outputs.pop((job.run_id, job.job_id), None)
-        if isinstance(written, BaseException):
+
+    def _flush_outbox(self) -> None:
+        """Hand the outcomes of the jobs that ended in this turn to the committer at once."""
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        tasks = [task for _, _, _, task in batch if task is not None]
+
+        def written(result: Any) -> None:  # on the committer's thread
+            # The tasks' leases are let go as soon as their outcomes are written: renewing
+            # them after that would find them finished ("lost").
+            self._tasks_held.difference_update(task[0] for task in tasks)
+            self._inbox.post(self._committed, batch, result)
+
+        self.committer.submit(Work(outcomes=[outcome for _, _, outcome, _ in batch],
+                                   tasks=tasks, done=written))
+
+    def _committed(self, batch: list[tuple[Any, Any, JobOutcome, Any]], written: Any) -> None:
+        """On the loop: the outcomes of ``batch`` are written (``written[i]``: the job was
+        still ours), or the commit failed (an exception: the run stops)."""
+        failed = isinstance(written, BaseException)
+        if failed:
             self._error = written
-        elif written and written[0]:
-            self._count(job, node, outcome)
+        for i, (job, node, outcome, _) in enumerate(batch):
+            self._committing -= 1
+            self._held.discard((job.run_id, job.job_id))
+            self._parent_outputs.pop((job.run_id, job.job_id), None)
+            if not failed and written[i]:
+                self._count(job, node, outcome)
         self._wake.set()
 
     def _count(self, job: Any, node: Any, outcome: JobOutcome) -> None:
@@ -392,8 +488,13 @@ class Executor:
                                  error=f"cannot read the inputs of {job.job_id}: {exc}"), None
         now = self.clock()
         force = job.resets > 0
+        key = self._root_keys.pop((job.run_id, job.job_id), None)
         try:
-            claim = step.task_claim(tuple(args), self.owner, now, force=force)
+            if key is not None and not force and getattr(step, "claims_by_key", False):
+                claim = step.task_claim(tuple(args), self.owner, now, key=key)
+                self._checked.add(key)  # looked up when inserted: not done then
+            else:
+                claim = step.task_claim(tuple(args), self.owner, now, force=force)
         except Exception as exc:  # an argument that cannot be keyed
             return self._outcome(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"), \
                 None
@@ -508,7 +609,7 @@ class Executor:
                     raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s and "
                                       "was cancelled") from None
                 raise
-        future = self._loop.run_in_executor(self._steps, step.invoke, tuple(args), ctx)
+        future = self._in_thread(step.invoke, tuple(args), ctx)
         if not timeout:
             return await future
         try:
@@ -522,6 +623,23 @@ class Executor:
             raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s; its "
                               "thread could not be stopped and its late result is "
                               "dropped") from None
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``fn(*args)`` on a step thread; its end comes back through the inbox (one wake-up
+        of the loop for the many steps that end together)."""
+        future = self._loop.create_future()
+        inbox = self._inbox
+
+        def call() -> None:
+            try:
+                value = fn(*args)
+            except BaseException as exc:  # handed to the awaiting job, as run_in_executor
+                inbox.post(_fail, future, exc)
+            else:
+                inbox.post(_set, future, value)
+
+        self._steps.submit(call)
+        return future
 
     def _handed_back(self, job: Any, key: str) -> tuple[JobOutcome, tuple[str, str, Any]]:
         """A job claimed ahead that had not started when the run stopped: claimable again at
@@ -580,25 +698,35 @@ class Executor:
             item = self._codec_of(job).decode(job.input)
         outputs = []
         if job.parents:
-            parents = await asyncio.gather(*(self._read_jobs((job.run_id, p))
-                                             for p in job.parents))
-            keys = [parent.output_key for parent in parents]
+            # Each parent job with the kept result its output names: one read of both.
+            if len(job.parents) == 1:  # a chain's step: no gathering
+                found = [await self._read_parents((job.run_id, job.parents[0]))]
+            else:
+                found = await asyncio.gather(*(self._read_parents((job.run_id, p))
+                                               for p in job.parents))
+            keys = [parent.output_key for parent, _ in found]
             self._parent_outputs[(job.run_id, job.job_id)] = keys
-            outputs = await asyncio.gather(*(self._output(key, job) for key in keys))
+            outputs = [await self._output(key, job, record)
+                       for key, (_, record) in zip(keys, found, strict=True)]
         return node.arguments(item, outputs)
 
-    async def _output(self, key: str | None, job: Any) -> Any:
+    async def _output(self, key: str | None, job: Any, record: Any = None) -> Any:
+        """The value an output key names (``record``: its task, when read already)."""
         if key is None:
             raise HokuroError("a parent job is done but names no output")
         if key.startswith(INPUT_REF):
             source = await self._read_jobs((job.run_id, key[len(INPUT_REF):]))
             return self._codec_of(job).decode(source.input)
-        record = await self._read_tasks(key)
+        if record is None:
+            record = await self._read_tasks(key)
         if record is None:
             raise HokuroError(f"the result of task {key[:12]} is gone (forgotten or "
                               "cleared); retry the run to compute it again")
-        found, value = await self._loop.run_in_executor(self._io, _load_any,
-                                                        self._plan_of(job), record)
+        if record.blob is None:  # inline: decoding is CPU work, done here (as encoding is)
+            found, value = _load_any(self._plan_of(job), record)
+        else:  # a blob is read on an I/O thread
+            found, value = await self._loop.run_in_executor(self._io, _load_any,
+                                                            self._plan_of(job), record)
         if not found:
             raise HokuroError(f"the result of task {key[:12]} cannot be read")
         return value
@@ -608,10 +736,19 @@ class Executor:
         with self._serial:
             return fn(*args, **kwargs)
 
+    def _jobs_serially(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._jobs_serial:
+            return fn(*args, **kwargs)
+
     def _claim_many(self, claims: list[Any]) -> list[Any]:
         # Kept results are found by a read, which takes no write lock: a rerun whose tasks
         # are all done writes nothing for them. Only the rest are claimed (one transaction).
-        found = self.ledger.get_many([c.key for c in claims if not c.force])
+        # Keys looked up when their jobs were inserted are not looked up again: the claim
+        # itself still finds a result done meanwhile (a hit).
+        checked = self._checked
+        found = self.ledger.lookup_many([c.key for c in claims if not c.force
+                                         and c.key not in checked])
+        checked.difference_update(c.key for c in claims)
         answers: list[Any] = [None] * len(claims)
         rest = []
         for i, claim in enumerate(claims):
@@ -627,8 +764,18 @@ class Executor:
         return answers
 
     def _get_many(self, keys: list[str]) -> list[Any]:
-        found = self.ledger.get_many(keys)
+        found = self.ledger.lookup_many(keys)
         return [found.get(key) for key in keys]
+
+    def _get_parents(self, keys: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
+        """Parent jobs, each with the task its output names (None when it names none, or
+        an input passed on, or the task is gone)."""
+        jobs = self._get_jobs(keys)
+        tasks = self.ledger.lookup_many([job.output_key for job in jobs if job is not None
+                                         and job.output_key is not None
+                                         and not job.output_key.startswith(INPUT_REF)])
+        return [(job, None if job is None or job.output_key is None
+                 else tasks.get(job.output_key)) for job in jobs]
 
     def _get_jobs(self, keys: list[tuple[str, str]]) -> list[Any]:
         by_run: dict[str, list[str]] = {}
@@ -666,6 +813,11 @@ def _ended(status: str, now: float, error: str | None = None) -> Any:
 def _set(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def result_node(plan: Any) -> str:

@@ -150,30 +150,68 @@ class Run:
 
     def results(self, *, strict: bool = False) -> list[Any]:
         """The result of every item, in input order. An item that did not finish is a
-        :class:`JobFailed` in its place, or raised when ``strict=True``."""
+        :class:`JobFailed` in its place, or raised when ``strict=True``.
+
+        Read in bulk: one query gives every item's last job with the kept result its
+        output names; only inputs passed on are read apart, in pages."""
         ledger = self.spot.ledger
-        heads = self._items()
+        rows = ledger.node_results(self.id, self._result_node)
+        if self.plan.uses_input:
+            ends = {row[0].partition("/")[0]: row for row in rows if row[0].count("/") == 1}
+            heads = sorted(ends, key=lambda head: (len(head), head))
+        else:
+            ends = {"": next(row for row in rows if row[0] == self._result_node)}
+            heads = [""]
+        passed = [ends[h][4] for h in heads if ends[h][1] == JobStatus.DONE
+                  and ends[h][4] is not None and ends[h][4].startswith(INPUT_REF)]
+        inputs = self._inputs_of(passed)
+        steps = self.plan.steps()
         results: list[Any] = []
         failures: dict[str, list[Any]] | None = None
-        for start in range(0, len(heads), _PAGE):
-            page = heads[start:start + _PAGE]
-            jobs = {j.job_id: j for j in ledger.get_jobs(
-                self.id, [self._job_of(h) for h in page])}
-            for head in page:
-                job = jobs[self._job_of(head)]
-                if job.status == JobStatus.DONE:
-                    results.append(self._value(job.output_key))
-                    continue
-                if failures is None:
-                    failures = self._failures_by_item()
-                first = failures.get(head)
-                failed = (JobFailed(first[0].job_id, first[0].step, JobStatus.FAILED,
-                                    first[0].error) if first
-                          else JobFailed(job.job_id, job.step, job.status, job.error))
-                if strict:
-                    raise failed
-                results.append(failed)
+        for head in heads:
+            job_id, status, step_name, error, output_key, record = ends[head]
+            if status == JobStatus.DONE:
+                results.append(self._loaded(output_key, record, inputs, steps))
+                continue
+            if failures is None:
+                failures = self._failures_by_item()
+            first = failures.get(head)
+            failed = (JobFailed(first[0].job_id, first[0].step, JobStatus.FAILED,
+                                first[0].error) if first
+                      else JobFailed(job_id, step_name, status, error))
+            if strict:
+                raise failed
+            results.append(failed)
         return results
+
+    def _inputs_of(self, output_keys: list[str]) -> dict[str, Any]:
+        """The decoded inputs that outputs ``input:<job id>`` pass on, read in pages."""
+        decode = self.spot.codec.decode
+        found: dict[str, Any] = {}
+        for start in range(0, len(output_keys), _PAGE):
+            page = [key[len(INPUT_REF):] for key in output_keys[start:start + _PAGE]]
+            for job in self.spot.ledger.get_jobs(self.id, page):
+                found[INPUT_REF + job.job_id] = decode(job.input)
+        return found
+
+    def _loaded(self, output_key: str | None, record: Any, inputs: dict[str, Any],
+                steps: dict[str, Any]) -> Any:
+        """:meth:`_value` from what ``node_results`` read with the job."""
+        if output_key is None:
+            raise HokuroError("a done job names no output")
+        if output_key.startswith(INPUT_REF):
+            return inputs[output_key]
+        if record is None:
+            raise HokuroError(f"the result of task {output_key[:12]} is gone (forgotten or "
+                              "cleared); run again to compute it")
+        step = steps.get(record.fn)
+        if step is None:
+            raise HokuroError(f"task {output_key[:12]} of {record.fn} is not a step of this "
+                              "plan")
+        found, value = step.load(record)
+        if not found:
+            raise HokuroError(f"the result of task {output_key[:12]} cannot be read")
+        return value
 
     def failures(self) -> list[Failure]:
         """Jobs that failed for good (after their retries), with their item's input."""

@@ -42,9 +42,11 @@ class GroupCommitter:
     """A thread that writes submitted outcomes to the ledger in batches."""
 
     def __init__(self, ledger: Any, clock: Callable[[], float], *, linger: float = 0.002,
-                 serial: Any = None) -> None:
+                 serial: Any = None, inserts_serial: Any = None) -> None:
         self.ledger = ledger
         self.serial = serial if serial is not None else contextlib.nullcontext()
+        # Inserts of new jobs may take another (or no) turn than the commits' (PostgreSQL).
+        self.inserts_serial = inserts_serial if inserts_serial is not None else self.serial
         self.clock = clock
         self.linger = linger
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
@@ -94,11 +96,14 @@ class GroupCommitter:
         inserts = [i for work in batch for i in work.inserts]
         try:
             now = self.clock()
-            with self.serial:
-                for run_id, specs in inserts:
-                    self.ledger.insert_jobs(run_id, specs, now)
-                written = self.ledger.commit(outcomes, tasks, now) if outcomes or tasks \
-                    else []
+            if inserts:
+                with self.inserts_serial:
+                    for run_id, specs in inserts:
+                        self.ledger.insert_jobs(run_id, specs, now)
+            written = []
+            if outcomes or tasks:
+                with self.serial:
+                    written = self.ledger.commit(outcomes, tasks, now)
         except BaseException as exc:  # the executor decides what a failed commit means
             log.warning("hokuro: a group commit of %d job outcomes failed: %s",
                         len(outcomes), exc)

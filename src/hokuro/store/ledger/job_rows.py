@@ -45,6 +45,12 @@ def job_from_row(row: Sequence[Any]) -> Job:
     return job
 
 
+def looked_up(row: Sequence[Any]) -> Record:
+    """A record from a ``lookup_tasks`` row: key, the lookup columns, fn, started_at,
+    finished_at."""
+    return Record(*row[:9], fn=row[9], started_at=row[10], finished_at=row[11])
+
+
 def in_claim_order(jobs: list[Job], scopes: Sequence[str] | None) -> list[Job]:
     """Claimed ``jobs`` in the claim's order (RETURNING gives rows in the order they were
     written): scope position in ``scopes``, priority (highest first), run_after, seq."""
@@ -95,9 +101,18 @@ def outside_parents(specs: Sequence[JobSpec]) -> list[str]:
 
 def start_of(spec: JobSpec, done: set[str]) -> tuple[str, int]:
     """(status, waiting) of a new job: blocked on its distinct parents not done yet, else
-    queued. Parents already done count as done: a resumed insert never blocks forever."""
+    queued. Parents already done count as done: a resumed insert never blocks forever.
+    A spec that names its task (already done) is inserted done."""
+    if spec.task_key is not None:
+        return JobStatus.DONE, 0
     waiting = len(set(spec.parents) - done)
     return (JobStatus.BLOCKED if waiting else JobStatus.QUEUED), waiting
+
+
+def done_at_insert(specs: Iterable[JobSpec]) -> set[str]:
+    """The jobs of ``specs`` inserted done: their children in the same insert count them
+    as done parents."""
+    return {spec.job_id for spec in specs if spec.task_key is not None}
 
 
 def chain_restart(chain: Sequence[tuple[str, str, str, int]]

@@ -34,9 +34,11 @@ from .job_rows import (
     chain_restart,
     check_outcomes,
     decide_claims,
+    done_at_insert,
     encode_parents,
     in_claim_order,
     job_from_row,
+    looked_up,
     outside_parents,
     page_jobs,
     requeue_plan,
@@ -191,6 +193,14 @@ class PostgresJobs:
             found += [job_from_row(row) for row in self._job_rows(J["get_jobs"], params)]
         return found
 
+    def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
+        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        error, output_key, record): ``record`` is the task the output names (its lookup
+        columns and ``fn``), or None (an input passed on, or a task gone)."""
+        return [(*row[:5], None if row[5] is None else Record(*row[5:14], fn=row[14]))
+                for row in self._job_rows(J["node_results"], {"run_id": run_id,
+                                                              "node": node})]
+
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
         return page_jobs(lambda params: self._job_rows(J["find_jobs"], params), run_id,
@@ -222,6 +232,18 @@ class PostgresJobs:
 
         written = self._run(work)
         return [key in written for key, _, _ in finishes]
+
+    def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """:meth:`get_many` reading only what reusing a kept result needs: the lookup
+        columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), PAGE):
+            params = {"keys": keys[start:start + PAGE]}
+            rows = self._run(lambda conn, _, p=params: conn.execute(J["lookup_tasks"], p)
+                             .fetchall())
+            found.update((row[0], looked_up(row)) for row in rows)
+        return found
 
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """Each claim as :meth:`claim` decides it, all in one transaction; a key claimed
@@ -315,10 +337,10 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
     """Insert the new jobs of ``specs`` (inside the caller's transaction); how many."""
     specs = unique_specs(specs)
     outside = outside_parents(specs)
-    done: set[str] = set()
+    done = done_at_insert(specs)
     if outside:
         rows = conn.execute(J["done_among"], {"run_id": run_id, "job_ids": outside})
-        done = {job_id for job_id, status in rows.fetchall() if status == "done"}
+        done |= {job_id for job_id, status in rows.fetchall() if status == "done"}
     starts = [start_of(spec, done) for spec in specs]
     new = {row[0] for row in conn.execute(J["insert_jobs"], {
         "run_id": run_id, "now": now,
@@ -328,7 +350,8 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
         "priorities": [s.priority for s in specs],
         "run_afters": [float(s.run_after) for s in specs],
         "parents": [encode_parents(s.parents) for s in specs],
-        "inputs": [s.input for s in specs]}).fetchall()}
+        "inputs": [s.input for s in specs], "task_keys": [s.task_key for s in specs],
+        "output_keys": [s.output_key for s in specs]}).fetchall()}
     edges = [(parent, spec.job_id) for spec in specs if spec.job_id in new
              for parent in set(spec.parents)]
     if edges:

@@ -30,9 +30,11 @@ from .job_rows import (
     check_outcomes,
     claim_params,
     decide_claims,
+    done_at_insert,
     encode_parents,
     in_claim_order,
     job_from_row,
+    looked_up,
     outside_parents,
     page_jobs,
     requeue_plan,
@@ -175,6 +177,14 @@ class SQLiteJobs:
             found += [job_from_row(row) for row in self._job_rows(J["get_jobs"], params)]
         return found
 
+    def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
+        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        error, output_key, record): ``record`` is the task the output names (its lookup
+        columns and ``fn``), or None (an input passed on, or a task gone)."""
+        return [(*row[:5], None if row[5] is None else Record(*row[5:14], fn=row[14]))
+                for row in self._job_rows(J["node_results"], {"run_id": run_id,
+                                                              "node": node})]
+
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
         return page_jobs(lambda params: self._job_rows(J["find_jobs"], params), run_id,
@@ -196,6 +206,16 @@ class SQLiteJobs:
         with self._pool.connection() as conn, self._write(conn):
             return [conn.execute(Q["finish"], _finish_params(*finish)).rowcount == 1
                     for finish in finishes]
+
+    def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """:meth:`get_many` reading only what reusing a kept result needs: the lookup
+        columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), PAGE):
+            rows = self._rows(J["lookup_tasks"], (json.dumps(keys[start:start + PAGE]),))
+            found.update((row[0], looked_up(row)) for row in rows)
+        return found
 
     def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
         """Each claim as :meth:`claim` decides it, all in one transaction; a key claimed
@@ -267,7 +287,7 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
     """Insert the new jobs of ``specs`` (inside the caller's transaction); how many."""
     specs = unique_specs(specs)
     outside = outside_parents(specs)
-    done: set[str] = set()
+    done = done_at_insert(specs)
     for start in range(0, len(outside), PAGE):
         params = {"run_id": run_id, "job_ids": json.dumps(outside[start:start + PAGE])}
         done.update(row[0] for row in conn.execute(J["done_among"], params))
@@ -278,7 +298,8 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
                      "step": spec.step, "status": str(status), "waiting": waiting,
                      "scope": spec.scope, "priority": spec.priority,
                      "run_after": spec.run_after, "now": now,
-                     "parents": encode_parents(spec.parents), "input": spec.input})
+                     "parents": encode_parents(spec.parents), "input": spec.input,
+                     "task_key": spec.task_key, "output_key": spec.output_key})
     before = conn.total_changes
     conn.executemany(J["insert_job"], rows)
     inserted = conn.total_changes - before
@@ -313,4 +334,5 @@ def _reset_chain(conn: sqlite3.Connection, run_id: str, job_id: str, now: float)
 translate_errors(SQLiteJobs, calls=(
     "create_run", "get_run", "find_unfinished_run", "list_runs", "update_run", "insert_jobs",
     "claim_jobs", "renew_jobs", "release_jobs", "commit", "run_counts", "next_wake",
-    "get_jobs", "get_many", "claim_many", "requeue_failed"), iterators=("find_jobs",))
+    "get_jobs", "node_results", "get_many", "lookup_many", "claim_many", "requeue_failed"),
+    iterators=("find_jobs",))

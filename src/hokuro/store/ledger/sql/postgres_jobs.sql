@@ -47,16 +47,18 @@ ORDER BY job_id FOR SHARE
 -- name: insert_jobs
 -- An existing job is left as it is: a resumed run never duplicates or resets a job.
 -- Rows go in list order, so seq follows it.
+-- A job whose task is already done comes in done, with its task and output keys.
 INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
-                  created_at, updated_at, parents, input)
+                  created_at, updated_at, parents, input, task_key, output_key)
 SELECT %(run_id)s, s.job_id, s.node, s.step, s.status, s.waiting, s.scope, s.priority,
-       s.run_after, %(now)s, %(now)s, s.parents, s.input
+       s.run_after, %(now)s, %(now)s, s.parents, s.input, s.task_key, s.output_key
 FROM unnest(%(job_ids)s::text[], %(nodes)s::text[], %(steps)s::text[],
             %(statuses)s::text[], %(waitings)s::int[], %(scopes)s::text[],
             %(priorities)s::int[], %(run_afters)s::double precision[],
-            %(parents)s::text[], %(inputs)s::bytea[])
+            %(parents)s::text[], %(inputs)s::bytea[], %(task_keys)s::text[],
+            %(output_keys)s::text[])
      WITH ORDINALITY AS s(job_id, node, step, status, waiting, scope, priority, run_after,
-                          parents, input, n)
+                          parents, input, task_key, output_key, n)
 ORDER BY s.n
 ON CONFLICT (run_id, job_id) DO NOTHING
 RETURNING job_id
@@ -342,11 +344,27 @@ SELECT {job_columns} FROM jobs
 WHERE run_id = %(run_id)s AND job_id = ANY(%(job_ids)s::text[])
 ORDER BY seq
 
+-- name: node_results
+-- The jobs of one node of a run with the kept result each one's output names (the task's
+-- lookup columns and its step; NULL when the output is an input passed on, or gone): a
+-- run's results in one pass, reading no more columns than they need.
+SELECT j.job_id, j.status, j.step, j.error, j.output_key,
+       t.key, t.status, t.result, t.blob, t.codec, t.checksum, t.expires_at, t.error_type,
+       t.error, t.fn
+FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
+WHERE j.run_id = %(run_id)s AND j.node = %(node)s
+ORDER BY j.seq
+
 -- name: find_jobs
 SELECT {job_columns} FROM jobs
 WHERE run_id = %(run_id)s AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND seq > %(after)s
 ORDER BY seq LIMIT %(page)s
+
+-- name: lookup_tasks
+-- What the run engine needs to reuse a kept result (the hit path's columns, the step, and
+-- how long it once took), not the whole record: fewer columns read is faster.
+SELECT key, {lookup_columns}, fn, started_at, finished_at FROM tasks WHERE key = ANY(%(keys)s::text[])
 
 -- name: get_tasks
 SELECT {record_columns} FROM tasks WHERE key = ANY(%(keys)s::text[])

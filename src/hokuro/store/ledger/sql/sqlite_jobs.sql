@@ -41,10 +41,11 @@ WHERE run_id = :run_id AND status = 'done'
 
 -- name: insert_job
 -- An existing job is left as it is: a resumed run never duplicates or resets a job.
+-- A job whose task is already done comes in done, with its task and output keys.
 INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
-                  created_at, updated_at, parents, input)
+                  created_at, updated_at, parents, input, task_key, output_key)
 VALUES (:run_id, :job_id, :node, :step, :status, :waiting, :scope, :priority, :run_after,
-        :now, :now, :parents, :input)
+        :now, :now, :parents, :input, :task_key, :output_key)
 ON CONFLICT (run_id, job_id) DO NOTHING
 
 -- name: insert_edge
@@ -205,10 +206,26 @@ SELECT {job_columns} FROM jobs
 WHERE run_id = :run_id AND job_id IN (SELECT value FROM json_each(:job_ids))
 ORDER BY seq
 
+-- name: node_results
+-- The jobs of one node of a run with the kept result each one's output names (the task's
+-- lookup columns and its step; NULL when the output is an input passed on, or gone): a
+-- run's results in one pass, reading no more columns than they need.
+SELECT j.job_id, j.status, j.step, j.error, j.output_key,
+       t.key, t.status, t.result, t.blob, t.codec, t.checksum, t.expires_at, t.error_type,
+       t.error, t.fn
+FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
+WHERE j.run_id = :run_id AND j.node = :node
+ORDER BY j.seq
+
 -- name: find_jobs
 SELECT {job_columns} FROM jobs
 WHERE run_id = :run_id AND (:status IS NULL OR status = :status) AND seq > :after
 ORDER BY seq LIMIT :page
+
+-- name: lookup_tasks
+-- What the run engine needs to reuse a kept result (the hit path's columns, the step, and
+-- how long it once took), not the whole record: fewer columns read is faster.
+SELECT key, {lookup_columns}, fn, started_at, finished_at FROM tasks WHERE key IN (SELECT value FROM json_each(?))
 
 -- name: get_tasks
 SELECT {record_columns} FROM tasks WHERE key IN (SELECT value FROM json_each(?))
