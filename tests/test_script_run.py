@@ -461,3 +461,36 @@ def test_a_run_killed_with_minus_9_resumes_when_run_again(workspace):
         assert len(runs_of[item]) == 1, f"item {item} ran again after the resume"
     assert len(runs_of["3"]) == 2  # the one killed mid-step runs again
     assert set(runs_of) == {str(i) for i in range(6)}
+
+
+# -- a script for workers ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_submitted_script_is_run_by_a_worker(workspace):
+    assert hokuro("example").exit_code == 0
+    submitted = hokuro("submit", "example.bue", "--json")
+    assert submitted.exit_code == 0, submitted.output
+    run_id = json.loads(submitted.output)["run"]
+    with Spot("example") as spot:
+        assert str(spot.ledger.get_run(run_id).status) == "submitted"  # nothing ran here
+    env = {**os.environ, "HOKURO_EXAMPLE_WAIT": "0.2",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH"))
+                                         if p)}
+    # The worker compiles the script's steps from the path its run recorded.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from hokuro.cli import main; main()", "worker", "example",
+         "--concurrency", "8"], cwd=workspace, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        with Spot("example") as spot:
+            while str(spot.ledger.get_run(run_id).status) == "submitted":
+                assert worker.poll() is None, worker.stdout.read()
+                assert time.monotonic() < deadline, "the worker did not finish the run"
+                time.sleep(0.1)
+            assert str(spot.ledger.get_run(run_id).status) == "done"
+            counts = spot.ledger.run_counts(run_id)
+        assert counts[("7.upload", "done")] == 3  # every account uploaded
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

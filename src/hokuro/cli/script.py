@@ -149,7 +149,7 @@ def run_file_cmd(file: str, spot_name: str | None, db: str | None, blobs: str | 
     out = Output(as_json)
     path = Path(file)
     _load(file)  # a script with a mistake stops here, before any Spot is opened
-    spot = Spot(spot_name or _spot_name(path), db=db, blobs=blobs, workspace=workspace)
+    spot = Spot(spot_name or script_spot_name(path), db=db, blobs=blobs, workspace=workspace)
     try:
         compiled = _load(file, spot, postgres)
         run = spot.run(compiled.plan, concurrency=concurrency, run=run_name or compiled.name,
@@ -180,7 +180,7 @@ def run_file_cmd(file: str, spot_name: str | None, db: str | None, blobs: str | 
         stop(1)
 
 
-def _spot_name(path: Path) -> str:
+def script_spot_name(path: Path) -> str:
     name = "".join(c if c.isalnum() or c in "_-." else "_" for c in path.stem)
     return name.lstrip(".-") or "script"
 

@@ -163,7 +163,7 @@ def _worker_json(row: WorkerRow) -> dict[str, Any]:
 # -- hokuro submit ------------------------------------------------------------------------------
 
 @main.command("submit")
-@click.argument("target", metavar="MODULE:PLAN")
+@click.argument("target", metavar="MODULE:PLAN | FILE")
 @click.option("--over", "over_path", metavar="MODULE:ITEMS",
               help="The items: an iterable (or a function returning one) of your code.")
 @click.option("--over-json", type=click.File("r"), metavar="FILE",
@@ -175,14 +175,24 @@ def _worker_json(row: WorkerRow) -> dict[str, Any]:
 @click.option("--timeout", metavar="DURATION", help="Time limit per job, for steps that "
                                                    "set none (e.g. 30s, 5m).")
 @click.option("--follow", "-f", is_flag=True, help="Then show the run until it ends.")
+@click.option("--spot", "spot_name", metavar="NAME",
+              help="A script's Spot.  [default: the script's name, in ./.hokuro]")
+@click.option("--db", metavar="URL", help="A script's Spot's ledger: a file or a "
+                                          "postgresql:// URL.")
+@click.option("--blobs", metavar="URL", help="A script's Spot's blob store.")
+@click.option("--workspace", metavar="FOLDER", type=click.Path(file_okay=False),
+              help="The folder of a script's Spot's files.  [default: ./.hokuro]")
 @json_option
 def submit_cmd(target: str, over_path: str | None, over_json: Any, name: str | None,
-               retries: int | None, timeout: str | None, follow: bool, as_json: bool) -> None:
-    """Record a run of MODULE:PLAN (a hokuro.Plan, a pipe a | b, or a marked function) for
-    workers, and print its id; nothing runs here. Its Spot is its steps' Spot. Workers
-    (hokuro worker SPOT) execute it; hokuro run show SPOT ID --follow watches it."""
+               retries: int | None, timeout: str | None, follow: bool, spot_name: str | None,
+               db: str | None, blobs: str | None, workspace: str | None,
+               as_json: bool) -> None:
+    """Record a run of MODULE:PLAN (a hokuro.Plan, a pipe a | b, or a marked function) or of
+    a script FILE (.bue) for workers, and print its id; nothing runs here. Its Spot is its
+    steps' Spot (a script's: --spot, as hokuro run FILE). Workers (hokuro worker SPOT)
+    execute it, compiling a script's steps from its file (the same path on their machine);
+    hokuro run show SPOT ID --follow watches it."""
     out = Output(as_json)
-    plan = import_object(target, "MODULE:PLAN")
     if over_path is not None and over_json is not None:
         raise click.UsageError("give the items with --over or --over-json, not both")
     over: Any = None
@@ -192,7 +202,33 @@ def submit_cmd(target: str, over_path: str | None, over_json: Any, name: str | N
             over = over()
     elif over_json is not None:
         over = json.load(over_json)
-    spot = _spot_of(plan, target)
+    script = ":" not in target or Path(target).is_file()
+    if script:
+        from ..engine.spot import Spot
+        from ..script import load
+        from .script import script_spot_name  # the Spot hokuro run FILE uses
+
+        path = Path(target)
+        if not path.is_file():
+            raise click.BadParameter(f"{target!r} is neither module:attribute nor a script "
+                                     "file", param_hint="MODULE:PLAN | FILE")
+        load(target)  # a script with a mistake stops here, before any Spot is opened
+        spot = Spot(spot_name or script_spot_name(path), db=db, blobs=blobs,
+                    workspace=workspace)
+        compiled = load(target, spot)
+        plan, name = compiled.plan, name or compiled.name
+    else:
+        plan = import_object(target, "MODULE:PLAN")
+        spot = _spot_of(plan, target)
+    try:
+        _submit(out, spot, plan, over, name, retries, timeout, follow, as_json)
+    finally:
+        if script:
+            spot.close()
+
+
+def _submit(out: Output, spot: Any, plan: Any, over: Any, name: str | None,
+            retries: int | None, timeout: str | None, follow: bool, as_json: bool) -> None:
     run = spot.submit(plan, over=over, name=name, retries=retries, timeout=timeout)
     where = spot.name
     if as_json and not follow:
