@@ -39,6 +39,8 @@ class BatchReport:
     #: Items whose outputs were kept (returned normally or through ``Continue``).
     done: int = 0
     ignored: int = 0
+    #: Identities of the items that raised ``Ignore``.
+    ignored_items: list[str] = field(default_factory=list)
     #: True when an item raised ``Break``; ``unreached`` items were not processed.
     broken: bool = False
     unreached: int = 0
@@ -89,6 +91,7 @@ def run_batch(entry: Registered, items: list[Any], context: Variables, session: 
         except Ignore:
             _undo(savepoint, outputs)
             report.ignored += 1
+            report.ignored_items.append(ident)
             continue
         except Break:
             _undo(savepoint, outputs)

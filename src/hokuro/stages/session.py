@@ -53,7 +53,8 @@ class StageSession:
 
     def __init__(self, db: Any, *, spot: Any = None, debug: bool = False,
                  flush_every: int = DEFAULT_FLUSH_EVERY,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 collector: ErrorCollector | None = None) -> None:
         if not isinstance(flush_every, int) or flush_every < 1:
             raise ConfigurationError("flush_every must be a whole number of rows >= 1")
         self.engine: Engine = open_engine(db)
@@ -64,7 +65,7 @@ class StageSession:
         self.flush_every = flush_every
         self.clock = clock
         self._spot = spot
-        self._collector: ErrorCollector | None = None
+        self._collector = collector
         self._tables = OutputTables()
 
     @property
