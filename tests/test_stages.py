@@ -4,6 +4,7 @@ output databases."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -231,8 +232,19 @@ def test_three_identical_failures_group_and_are_replayed_after_a_fix(out_url, sp
     assert [r.outcome for r in still] == ["failed"] * 3  # not fixed yet: still failing
     assert service.error_groups()[0].count == 3
     monkeypatch.setitem(defs.FIXED, "fragile", True)
-    results = list(service.retry_failed(fingerprint=groups[0].fingerprint))
-    assert [r.outcome for r in results] == ["done"] * 3
+    # The command line: hokuro errors shows the group, hokuro retry --error replays it.
+    from click.testing import CliRunner
+
+    from hokuro.cli.app import main
+
+    shown = CliRunner().invoke(main, ["errors", "stages", "--json"],
+                               catch_exceptions=False)
+    assert groups[0].fingerprint in shown.output and "stage:fragile" in shown.output
+    retried = CliRunner().invoke(main, ["retry", "stages", "--error", groups[0].fingerprint,
+                                        "--json"], catch_exceptions=False)
+    assert retried.exit_code == 0, retried.output
+    results = json.loads(retried.output)["results"]
+    assert [r["outcome"] for r in results] == ["done"] * 3
     assert service.error_groups() == []
     assert sorted(int(n) for _, n, _ in _results(sess.engine, "fragile")) == [1, 3, 4, 6, 7,
                                                                               9]
