@@ -197,6 +197,18 @@ class Fragile(hokuro.Stage):
         return item
 
 
+@hokuro.stage("strict")
+class Strict(hokuro.Stage):
+    """Refuses item 7 with Error (the whole chunk rolls back) until fixed."""
+
+    def process(self):
+        item = super().process()
+        if item == 7 and not FIXED.get("strict"):
+            raise Error(f"refuse {item}")
+        self.save(ResultItem(number=item, tag="strict"))
+        return item
+
+
 # -- a slow stage for the kill -9 test --------------------------------------------------------
 @hokuro.stage("slow_save")
 class SlowSave(hokuro.Stage):

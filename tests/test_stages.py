@@ -264,6 +264,27 @@ def test_a_chunked_run_keeps_context_and_replaces_outputs_on_a_second_run(out_ur
     assert len(rows) == 23 and {tag for _, _, tag in rows} == {"c2"}
 
 
+def test_a_chunk_stopped_by_error_fails_its_job_and_hokuro_retry_run_finishes_it(
+        out_url, spot, monkeypatch):
+    monkeypatch.setitem(defs.FIXED, "strict", False)
+    run = hokuro.run_stage(spot, "strict", range(20), db=out_url, chunk=5, progress=False)
+    summary = run.summary()
+    assert (summary["status"], summary["done"], summary["failed"]) == ("failed", 3, 1)
+    engine = create_engine(out_url)
+    assert sorted(int(n) for _, n, _ in _results(engine)) == [
+        *range(5), *range(10, 20)]  # the chunk 5..9 rolled back whole
+    monkeypatch.setitem(defs.FIXED, "strict", True)
+    from click.testing import CliRunner
+
+    from hokuro.cli.app import main
+
+    retried = CliRunner().invoke(main, ["retry", "stages", "--run", "stage:strict", "--json"],
+                                 catch_exceptions=False)
+    assert retried.exit_code == 0, retried.output
+    assert json.loads(retried.output)["summary"]["status"] == "done"
+    assert sorted(int(n) for _, n, _ in _results(engine)) == list(range(20))
+
+
 @pytest.mark.slow
 def test_a_chunked_run_killed_and_resumed_makes_each_output_exactly_once(out_url, workspace):
     env = {**os.environ, "HOKURO_TEST_STAGE_SLEEP": "0.04",
@@ -305,3 +326,36 @@ def test_a_chunked_run_killed_and_resumed_makes_each_output_exactly_once(out_url
     with hokuro.Spot("stages", workspace=workspace) as spot:
         [resumed_run] = spot.ledger.list_runs()  # the same run, resumed: not a second one
     assert resumed_run.id == killed.id and resumed_run.status == "done"
+
+
+def test_without_a_spot_failures_go_to_the_default_spot_made_on_the_first_failure(
+        out_url, workspace):
+    sess = get_session(db=out_url)
+    sess.run("flow", range(3), context={"tag": "a"})
+    assert not (workspace / ".hokuro").exists()  # nothing failed: no ledger made
+    sess.run("flow", range(3), context={"tag": "b", "signal": "exception", "at": 1})
+    with hokuro.Spot() as spot:
+        assert [g.count for g in MaintenanceService(spot.ledger).error_groups()] == [1]
+    sess.run("flow", range(3), context={"tag": "c"})  # item 1 succeeds now: resolved
+    with hokuro.Spot() as spot:
+        assert MaintenanceService(spot.ledger).error_groups() == []
+
+
+def test_bad_input_gets_a_clear_error(out_url, spot):
+    sess = _session(out_url, spot)
+    with pytest.raises(ConfigurationError, match="no stage named 'nope'"):
+        sess.run("nope", [1])
+    with pytest.raises(ConfigurationError, match="stage name and the items"):
+        sess.run([1], [2])
+    with pytest.raises(ConfigurationError, match="db= takes a SQLAlchemy URL"):
+        get_session(db=42)
+    with pytest.raises(ConfigurationError, match="chunk must be"):
+        hokuro.run_stage(spot, "flow", [1], db=out_url, chunk=0)
+
+    class Unsaved(Stage):
+        def process(self):
+            self.save(object())
+
+    with pytest.raises(ConfigurationError, match="save\\(\\) takes SQLAlchemy ORM objects"):
+        Unsaved.eval(1)
+    assert sess.run("flow", [], context={"tag": "x"}).prepared == 0  # empty: a no-op

@@ -128,6 +128,14 @@ def import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | Unusa
             found = getattr(found, part)
     except Exception as exc:
         return Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
+    mark_for = getattr(found, "__hokuro_mark_for__", None)
+    if not isinstance(found, MarkedFunction) and callable(mark_for):
+        # A step hokuro itself defines for any Spot (a stage's chunk step): marked for a
+        # Spot over this ledger.
+        try:
+            found = mark_for(ledger)
+        except Exception as exc:
+            return Unusable(f"cannot make the step {fn_path} for this ledger: {exc}")
     if not isinstance(found, MarkedFunction):
         return Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
                          "hokuro retry replays functions marked at module level")

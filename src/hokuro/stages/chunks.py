@@ -39,7 +39,7 @@ from .registry import check_names, lookup
 from .session import StageSession
 from .variables import Variables
 
-__all__ = ["run_chunk", "run_stage"]
+__all__ = ["chunk_step", "run_chunk", "run_stage"]
 
 #: The name of the chunk step in runs and records.
 STEP_NAME = "stage-chunk"
@@ -74,12 +74,29 @@ def run_stage(spot: Any, name: str, items: Iterable[Any], *, db: Any, chunk: int
     except Exception as exc:
         raise ConfigurationError(f"the context of a chunked run travels with its jobs, so it "
                                  f"must be plain data hokuro's codec encodes: {exc}") from exc
-    step = spot.mark(run_chunk, name=STEP_NAME, **({"scope": scope} if scope else {}))
+    step = chunk_step(spot, scope=scope)
     token = os.urandom(8).hex()
     payloads = _payloads(name, items, chunk, shared, public_url(engine), spot.name, token,
                          debug, flush_every)
     return spot.map(step, payloads, concurrency=concurrency, run=run or f"stage:{name}",
                     progress=progress)
+
+
+def chunk_step(spot: Any, *, scope: str | None = None) -> Any:
+    """The chunk step as a marked function of ``spot``: what ``run_stage`` runs, and what
+    whoever rebuilds a stage run's plan elsewhere (``hokuro retry --run``, workers) resolves
+    the import path ``hokuro.stages.chunks:run_chunk`` to."""
+    with _spots_lock:
+        _spots.setdefault(spot.name, spot)
+    return spot.mark(run_chunk, name=STEP_NAME, **({"scope": scope} if scope else {}))
+
+
+def _step_for_ledger(ledger: Any) -> Any:
+    """The chunk step of a Spot over ``ledger`` (``hokuro retry --run`` has a ledger, not
+    the Spot that ran the stage)."""
+    from ..engine.spot import Spot
+
+    return chunk_step(Spot(ledger.spot or "default", db=ledger))
 
 
 def _payloads(name: str, items: Iterable[Any], chunk: int, context: dict[str, Any],
@@ -115,6 +132,10 @@ def run_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     summary = _summary(report)
     summary["missing"] = missing
     return summary
+
+
+#: How admin/replay.py turns this import path into a marked step for a given ledger.
+run_chunk.__hokuro_mark_for__ = _step_for_ledger  # type: ignore[attr-defined]
 
 
 def _summary(report: BatchReport) -> dict[str, Any]:

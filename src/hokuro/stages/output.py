@@ -104,6 +104,31 @@ def for_stages(engine: Engine) -> Engine:
     return engine.execution_options(**{_OURS: True})
 
 
+def checked_saves(objects: tuple[Any, ...]
+                  ) -> tuple[list[Any], list[tuple[Table, dict[str, Any]]]]:
+    """The arguments of ``self.save``: ORM objects, or a Core table followed by rows (dicts
+    of column values); anything else is refused with what to give instead."""
+    if not objects:
+        return [], []
+    if isinstance(objects[0], Table):
+        table = objects[0]
+        for row in objects[1:]:
+            if not isinstance(row, dict):
+                raise ConfigurationError(f"save({table.name}, ...) takes rows as dicts of "
+                                         f"column values, not {type(row).__name__}")
+        return [], [(table, row) for row in objects[1:]]
+    for obj in objects:
+        try:
+            mapper = sa_inspect(type(obj))
+        except NoInspectionAvailable:
+            mapper = None
+        if mapper is None or not hasattr(mapper, "local_table"):
+            raise ConfigurationError(
+                f"save() takes SQLAlchemy ORM objects, or a Core table and rows "
+                f"(save(table, {{...}})), not {type(obj).__name__}")
+    return list(objects), []
+
+
 @dataclass(slots=True)
 class ItemOutputs:
     """What one item saved: ORM objects, and Core rows per table."""
@@ -144,28 +169,13 @@ class Outputs:
         if self.current is None:
             raise ConfigurationError("save() belongs in process(): outputs are kept per item "
                                      "(prepare and finish have no item to name them by)")
-        if not objects:
-            return
-        if isinstance(objects[0], Table):
-            table = objects[0]
+        orm, rows = checked_saves(objects)
+        for obj in orm:
+            self.tables.know(sa_inspect(type(obj)).local_table)
+        for table, _ in rows[:1]:
             self.tables.know(table)
-            for row in objects[1:]:
-                if not isinstance(row, dict):
-                    raise ConfigurationError(f"save({table.name}, ...) takes rows as dicts "
-                                             f"of column values, not {type(row).__name__}")
-                self.current.rows.append((table, row))
-            return
-        for obj in objects:
-            try:
-                mapper = sa_inspect(type(obj))
-            except NoInspectionAvailable:
-                mapper = None
-            if mapper is None or not hasattr(mapper, "local_table"):
-                raise ConfigurationError(
-                    f"save() takes SQLAlchemy ORM objects, or a Core table and rows "
-                    f"(save(table, {{...}})), not {type(obj).__name__}")
-            self.tables.know(mapper.local_table)
-            self.current.orm.append(obj)
+        self.current.orm.extend(orm)
+        self.current.rows.extend(rows)
 
     def drop_item(self) -> None:
         self.current = None

@@ -3,7 +3,7 @@ with their ``depends`` first and their ``trigger`` stages after the commit.
 
 ``StageSession(db, spot=None)``: ``db`` is any SQLAlchemy URL or Engine (where outputs and
 lineage go); ``spot`` is the Spot whose ledger collects failures (default: ``Spot()`` in the
-working directory, opened when first needed).
+working directory, opened when a failure is first recorded).
 """
 
 from __future__ import annotations
@@ -133,9 +133,19 @@ class StageSession:
         if report.failures:
             self.collector.record(entry.name, entry.path, report.failures, snapshot,
                                   self.db_url)
-        self.collector.resolve(entry.name, report.kept,
-                               f"processed again at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        if report.kept and self._may_hold_failures():
+            self.collector.resolve(entry.name, report.kept,
+                                   f"processed again at {time.strftime('%Y-%m-%d %H:%M:%S')}")
         return report
+
+    def _may_hold_failures(self) -> bool:
+        """False only when no Spot was given and the default one has no ledger yet: then
+        no failure was ever recorded there, and running a stage creates no ledger file."""
+        if self._spot is not None or self._collector is not None:
+            return True
+        from ..engine.spot import default_workspace
+
+        return (default_workspace() / "default.db").exists()
 
     def close(self) -> None:
         """Nothing to release but what the session opened itself (engines are shared)."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
+from .output import checked_saves
 from .registry import Registered, names_of, register
 from .variables import Variables
 
@@ -85,7 +86,9 @@ class Stage:
         outputs = self.__dict__.get("_outputs")
         if outputs is not None:
             outputs.save(objects)
-        elif "_outputs" not in self.__dict__:
+        elif "_outputs" in self.__dict__:  # Stage.eval without a database: checked, dropped
+            checked_saves(objects)
+        else:
             raise ConfigurationError(
                 "this stage object was not made by a run; run it with a session "
                 "(StageSession(db).run(name, items)) or Stage.eval(item)")
