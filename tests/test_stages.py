@@ -359,3 +359,15 @@ def test_bad_input_gets_a_clear_error(out_url, spot):
     with pytest.raises(ConfigurationError, match="save\\(\\) takes SQLAlchemy ORM objects"):
         Unsaved.eval(1)
     assert sess.run("flow", [], context={"tag": "x"}).prepared == 0  # empty: a no-op
+
+
+def test_run_in_celery_runs_orm_items_in_chunks_on_the_run_engine(out_url, spot):
+    sess = _session(out_url, spot)
+    items = _sources(sess.engine, [1, 2, 3, 4])
+    run = sess.run_in_celery(items, "discount_sum", celery_chunksize=2)
+    assert run.summary()["status"] == "done" and run.summary()["jobs"] == 2
+    # Each chunk is a batch: prepare starts the total again (as datapipe's Celery chunks did).
+    assert sorted(round(n, 6) for _, n, _ in _results(sess.engine)) == [1.0, 2.99, 3.0, 6.97]
+    sess.run_in_celery("discount_sum", items, celery_chunksize=4)  # either order
+    assert sorted(round(n, 6) for _, n, _ in _results(sess.engine)) == [1.0, 2.99, 5.9601,
+                                                                        9.900499]

@@ -24,6 +24,8 @@ from ..model.keys import canonical
 
 __all__ = ["identity", "item_of_ref", "ref_of", "row_identity", "row_key"]
 
+#: The longest identity the lineage table keeps (its ``item`` column).
+IDENTITY_LIMIT = 512
 #: How an ORM item is written into a job's input or a failure record.
 REF = "__hokuro_row__"
 
@@ -57,7 +59,12 @@ def _orm_identity(item: Any) -> str | None:
 def identity(item: Any, key: Callable[[Any], Any] | None = None) -> str:
     """The identity of ``item`` (see the module's docstring)."""
     if key is not None:
-        return f"key:{key(item)}"
+        found = f"key:{key(item)}"
+        if len(found) > IDENTITY_LIMIT:
+            raise ConfigurationError(
+                f"the key= of item {item!r} is {len(found)} characters; lineage keeps up to "
+                f"{IDENTITY_LIMIT}: return a shorter id (or a hash of a long one)")
+        return found
     found = _orm_identity(item)
     if found is not None:
         return found
