@@ -14,7 +14,19 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, delete, insert, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    MetaData,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+)
 from sqlalchemy.schema import sort_tables
 
 from ..errors import ConfigurationError
@@ -52,6 +64,24 @@ def _chunks(values: list[Any]) -> Iterator[list[Any]]:
         yield values[start:start + CHUNK]
 
 
+def _parts(conn: Any, values: list[Any]) -> Iterator[list[Any]]:
+    """PostgreSQL takes any number of values in one array parameter; others get IN lists
+    of at most CHUNK values."""
+    if conn.dialect.name == "postgresql":
+        if values:
+            yield values
+        return
+    yield from _chunks(values)
+
+
+def member_of(conn: Any, column: Any, values: list[Any]) -> Any:
+    """``column IN values``: on PostgreSQL ``column = ANY(:array)`` — one parameter, where a
+    long IN list costs psycopg a parse of a statement with thousands of placeholders."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def outputs_of(conn: Any, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
     """Lineage rows ``(stage, item, target, row_key)`` of those (stage, item) pairs."""
     by_stage: dict[str, list[str]] = {}
@@ -59,10 +89,10 @@ def outputs_of(conn: Any, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, s
         by_stage.setdefault(stage, []).append(item)
     found: list[tuple[str, str, str, str]] = []
     for stage, items in by_stage.items():
-        for part in _chunks(sorted(set(items))):
+        for part in _parts(conn, sorted(set(items))):
             query = select(LINEAGE.c.stage, LINEAGE.c.item, LINEAGE.c.target,
                            LINEAGE.c.row_key).where(LINEAGE.c.stage == stage,
-                                                    LINEAGE.c.item.in_(part))
+                                                    member_of(conn, LINEAGE.c.item, part))
             found.extend(tuple(row) for row in conn.execute(query))
     return found
 
@@ -73,14 +103,24 @@ def forget_items(conn: Any, pairs: Iterable[tuple[str, str]]) -> None:
     for stage, item in pairs:
         by_stage.setdefault(stage, []).append(item)
     for stage, items in by_stage.items():
-        for part in _chunks(sorted(set(items))):
+        for part in _parts(conn, sorted(set(items))):
             conn.execute(delete(LINEAGE).where(LINEAGE.c.stage == stage,
-                                               LINEAGE.c.item.in_(part)))
+                                               member_of(conn, LINEAGE.c.item, part)))
 
 
 def record_outputs(conn: Any, rows: list[dict[str, str]]) -> None:
-    if rows:
-        conn.execute(insert(LINEAGE), rows)
+    """Insert lineage rows: with psycopg by COPY (no statement to build and parse), else in
+    multi-row INSERTs."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cursor, cursor.copy(
+                "COPY hokuro_lineage (stage, item, target, row_key) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((row["stage"], row["item"], row["target"], row["row_key"]))
+        return
+    conn.execute(insert(LINEAGE), rows)
 
 
 class OutputTables:
@@ -116,9 +156,11 @@ class OutputTables:
         for table in order:
             keys = [json.loads(k) for k in by_target[table.fullname]]
             columns = list(table.primary_key.columns)
-            for part in _chunks(keys):
+            # One array parameter for a one-column key on PostgreSQL; a composite key goes
+            # in IN lists of tuples, CHUNK at a time (PostgreSQL allows 65,535 parameters).
+            for part in _parts(conn, keys) if len(columns) == 1 else _chunks(keys):
                 if len(columns) == 1:
-                    where = columns[0].in_([k[0] for k in part])
+                    where = member_of(conn, columns[0], [k[0] for k in part])
                 else:
                     where = tuple_(*columns).in_([tuple(k) for k in part])
                 conn.execute(delete(table).where(where))
