@@ -45,6 +45,12 @@ class NewsTag(Base):
     tag: Mapped[str] = mapped_column(String(40))
 
 
+class Code(Base):
+    __tablename__ = "code"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+
+
 core = MetaData()
 #: A Core table: rows saved with self.save(AUDIT, {...}).
 AUDIT = Table("audit", core, Column("id", Integer, primary_key=True),
@@ -206,6 +212,17 @@ class Strict(hokuro.Stage):
         if item == 7 and not FIXED.get("strict"):
             raise Error(f"refuse {item}")
         self.save(ResultItem(number=item, tag="strict"))
+        return item
+
+
+@hokuro.stage("codes")
+class Codes(hokuro.Stage):
+    """Saves Code(code=context.codes[item]): two items with one code break the unique
+    constraint when their rows are written."""
+
+    def process(self):
+        item = super().process()
+        self.save(Code(code=self.context.codes[str(item)]))
         return item
 
 

@@ -166,6 +166,21 @@ def test_debug_raises_at_the_first_error_and_keeps_nothing(out_url, spot):
     assert MaintenanceService(spot.ledger).error_groups() == []
 
 
+def test_rows_the_database_refuses_fail_only_their_item(out_url, spot):
+    sess = _session(out_url, spot)
+    sess.run("codes", range(5), context={"codes": {str(i): f"old{i}" for i in range(5)}})
+    codes = {str(i): f"new{i}" for i in range(5)}
+    codes["4"] = "new3"  # item 4's row collides with item 3's when they are written
+    report = sess.run("codes", range(5), context={"codes": codes})
+    assert report.done == 4 and [f.index for f in report.failures] == [4]
+    assert "IntegrityError" in type(report.failures[0].error).__name__
+    with Session(sess.engine) as s:
+        kept = sorted(s.scalars(select(defs.Code.code)))
+    assert kept == ["new0", "new1", "new2", "new3", "old4"]  # item 4 keeps its old output
+    groups = MaintenanceService(spot.ledger).error_groups("stage:codes")
+    assert [g.count for g in groups] == [1]
+
+
 # -- depends and trigger -----------------------------------------------------------------------
 def test_depends_run_first_and_share_the_context_readme_example(out_url, spot):
     sess = _session(out_url, spot)
