@@ -226,6 +226,16 @@ class Codes(hokuro.Stage):
         return item
 
 
+@hokuro.stage("by_id", key=lambda item: item["id"])
+class ById(hokuro.Stage):
+    """Items are dicts whose content changes between runs; key= names them by their id."""
+
+    def process(self):
+        item = super().process()
+        self.save(ResultItem(number=item["value"], tag=f"id{item['id']}"))
+        return item
+
+
 # -- a slow stage for the kill -9 test --------------------------------------------------------
 @hokuro.stage("slow_save")
 class SlowSave(hokuro.Stage):

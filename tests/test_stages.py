@@ -105,6 +105,17 @@ def test_a_second_run_replaces_each_items_outputs(out_url, spot):
     assert _lineage_count(sess.engine, "discount_sum") == 4
 
 
+def test_key_names_items_whose_content_changes(out_url, spot):
+    sess = _session(out_url, spot)
+    sess.run("by_id", [{"id": 1, "value": 10}, {"id": 2, "value": 20}])
+    sess.run("by_id", [{"id": 1, "value": 11}])  # the same item, edited: replaced
+    assert sorted((tag, n) for _, n, tag in _results(sess.engine)) == [("id1", 11.0),
+                                                                       ("id2", 20.0)]
+    with sess.engine.connect() as conn:
+        assert sorted(conn.execute(text("SELECT item FROM hokuro_lineage WHERE stage = "
+                                        "'by_id'")).scalars()) == ["key:1", "key:2"]
+
+
 def test_eval_runs_one_item_without_a_database():
     assert defs.Depends.eval(5) == 5
     with pytest.raises(AttributeError):  # Main needs what its depends put in the context
