@@ -399,3 +399,18 @@ def test_run_in_celery_runs_orm_items_in_chunks_on_the_run_engine(out_url, spot)
     sess.run_in_celery("discount_sum", items, celery_chunksize=4)  # either order
     assert sorted(round(n, 6) for _, n, _ in _results(sess.engine)) == [1.0, 2.99, 5.9601,
                                                                         9.900499]
+
+
+def test_a_replay_never_creates_a_missing_sqlite_output(tmp_path, spot, monkeypatch):
+    monkeypatch.setitem(defs.FIXED, "fragile", False)
+    out = tmp_path / "gone.db"
+    engine = create_engine(f"sqlite:///{out}")
+    defs.create_tables(engine)
+    engine.dispose()
+    assert _session(f"sqlite:///{out}", spot).run("fragile", [3]).failed == 1
+    out.unlink()
+    monkeypatch.setitem(defs.FIXED, "fragile", True)
+    results = list(MaintenanceService(spot.ledger).retry_failed())
+    assert [(r.outcome, r.detail) for r in results] == [
+        ("not_replayable", f"its output database {out} does not exist")]
+    assert not out.exists()

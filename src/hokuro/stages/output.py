@@ -10,6 +10,7 @@ deleted (through lineage), in the same transaction, so a re-run replaces them.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,8 +26,8 @@ from ..errors import ConfigurationError
 from .items import row_key
 from .lineage import OutputTables, cascade, ensure_lineage, forget_items, record_outputs
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "Outputs", "for_stages", "open_engine", "public_url",
-           "remember_engine"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "Outputs", "for_stages", "missing_file", "open_engine",
+           "public_url", "remember_engine"]
 
 #: Output rows buffered before they are written (``flush_every=``).
 DEFAULT_FLUSH_EVERY = 1000
@@ -41,7 +42,23 @@ def public_url(engine: Engine) -> str:
     """The engine's URL without its password: what records and chunk jobs keep. A process
     that opens it again takes the password from the driver's own sources (PostgreSQL:
     ``PGPASSWORD`` or ``~/.pgpass``)."""
-    return engine.url.set(password=None).render_as_string(hide_password=False)
+    url = engine.url.set(password=None)
+    database = url.database
+    if (url.get_backend_name() == "sqlite" and database and database != ":memory:"
+            and not database.startswith("file:") and not os.path.isabs(database)):
+        url = url.set(database=os.path.abspath(database))  # replayed from another folder
+    return url.render_as_string(hide_password=False)
+
+
+def missing_file(url: str) -> str | None:
+    """The path of a SQLite output database that does not exist (a replay must not create
+    an empty one), or None."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
+            and not database.startswith("file:") and not os.path.exists(database)):
+        return database
+    return None
 
 
 def open_engine(db: str | URL | Engine) -> Engine:

@@ -21,7 +21,7 @@ from ..model.codec import Codec
 from ..model.records import Record
 from .collector import COLLECTION, ErrorCollector
 from .items import item_of_ref
-from .output import open_engine
+from .output import missing_file, open_engine
 from .registry import Registered, check_names, lookup
 from .session import StageSession
 from .variables import Variables
@@ -98,6 +98,12 @@ def _entry(record: Record, entries: dict[str, Registered]) -> Registered | str:
 def _replay_group(entry: Registered, db: str, context: dict[str, Any],
                   members: list[tuple[Record, Any]], collector: ErrorCollector
                   ) -> Iterator[ReplayOutcome]:
+    gone = missing_file(db)
+    if gone is not None:
+        for record, _ in members:
+            yield ReplayOutcome(record, "not_replayable",
+                                f"its output database {gone} does not exist")
+        return
     try:
         session = StageSession(open_engine(db), collector=collector)
     except Exception as exc:
