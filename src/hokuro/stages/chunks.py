@@ -66,8 +66,6 @@ def run_stage(spot: Any, name: str, items: Iterable[Any], *, db: Any, chunk: int
     lookup(name)
     engine = open_engine(db)
     remember_engine(engine)
-    with _spots_lock:
-        _spots[spot.name] = spot
     shared = dict(context or {})
     try:
         spot.codec.encode(shared)
@@ -87,7 +85,10 @@ def chunk_step(spot: Any, *, scope: str | None = None) -> Any:
     whoever rebuilds a stage run's plan elsewhere (``hokuro retry --run``, workers) resolves
     the import path ``hokuro.stages.chunks:run_chunk`` to."""
     with _spots_lock:
-        _spots.setdefault(spot.name, spot)
+        # Chunk jobs find their Spot by name (their input is plain data): the Spot that
+        # made the step last. Two Spots of one name but different ledgers running stage
+        # chunks at once in one process would share it.
+        _spots[spot.name] = spot
     return spot.mark(run_chunk, name=STEP_NAME, **({"scope": scope} if scope else {}))
 
 
