@@ -255,7 +255,7 @@ def test_three_identical_failures_group_and_are_replayed_after_a_fix(out_url, sp
         f.identity for f in report.failures)
     assert all("failed on item" in r.log and "check_number" in r.error for r in failed)
     dry = list(service.retry_failed(fingerprint=groups[0].fingerprint, dry_run=True))
-    assert [r.outcome for r in dry] == ["would_retry"] * 3
+    assert [(r.outcome, r.detail) for r in dry] == [("would_retry", None)] * 3
     still = list(service.retry_failed(fingerprint=groups[0].fingerprint))
     assert [r.outcome for r in still] == ["failed"] * 3  # not fixed yet: still failing
     assert service.error_groups()[0].count == 3

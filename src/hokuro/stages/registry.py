@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 
-__all__ = ["Registered", "check_names", "lookup", "register", "triggered_by", "unregister"]
+__all__ = ["Registered", "check_names", "find", "lookup", "register", "triggered_by", "unregister"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,12 @@ def lookup(name: str) -> Registered:
         raise ConfigurationError(f"no stage named {name!r}{_hint(name)}; register it with "
                                  f"@hokuro.stage({name!r}) or stage_name = {name!r}, and "
                                  "import its module before running it") from None
+
+
+def find(name: str) -> Registered | None:
+    """The stage registered as ``name``, or None (no check of names)."""
+    with _lock:
+        return _stages.get(name)
 
 
 def triggered_by(name: str) -> list[Registered]:

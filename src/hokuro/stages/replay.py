@@ -22,7 +22,7 @@ from ..model.records import Record
 from .collector import COLLECTION, ErrorCollector
 from .items import item_of_ref
 from .output import missing_file, open_engine
-from .registry import Registered, check_names, lookup
+from .registry import Registered, check_names, find, lookup
 from .session import StageSession
 from .variables import Variables
 
@@ -82,6 +82,10 @@ def _entry(record: Record, entries: dict[str, Registered]) -> Registered | str:
     if name in entries:
         return entries[name]
     module = path.partition(":")[0]
+    known = find(name)
+    if known is not None:  # registered in this process already: no import needed
+        entries[name] = known
+        return known
     if module == "__main__":
         return (f"stage {name!r} was defined in a script run directly (python script.py); "
                 "move it into a module to replay its failures")
