@@ -34,7 +34,13 @@ from sqlalchemy.orm import Session
 from ..errors import ConfigurationError
 from .batch import BatchReport
 from .items import item_of_ref, ref_of
-from .output import DEFAULT_FLUSH_EVERY, open_engine, public_url, remember_engine
+from .output import (
+    DEFAULT_FLUSH_EVERY,
+    known_engine,
+    open_engine,
+    public_url,
+    remember_engine,
+)
 from .registry import check_names, lookup
 from .session import StageSession
 from .variables import Variables
@@ -45,6 +51,7 @@ __all__ = ["chunk_step", "run_chunk", "run_stage"]
 STEP_NAME = "stage-chunk"
 _spots: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _spots_lock = threading.Lock()
+_worker_engines: dict[str, Any] = {}
 
 
 def run_stage(spot: Any, name: str, items: Iterable[Any], *, db: Any, chunk: int = 10,
@@ -119,7 +126,12 @@ def run_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     check_names()
     entry = lookup(chunk["stage"])
     spot = _spot_named(chunk["spot"])
-    session = StageSession(open_engine(chunk["db"]), spot=spot, debug=chunk.get("debug", False),
+    engine = known_engine(chunk["db"])  # the caller's, when run_stage runs in this process
+    if engine is None:  # a worker's own engine for this URL, kept for its next chunks
+        engine = open_engine(chunk["db"])
+        with _spots_lock:
+            _worker_engines.setdefault(chunk["db"], engine)
+    session = StageSession(engine, spot=spot, debug=chunk.get("debug", False),
                            flush_every=chunk.get("flush_every", DEFAULT_FLUSH_EVERY))
     missing = 0
     with Session(session.engine, expire_on_commit=False) as loader:

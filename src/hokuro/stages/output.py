@@ -26,12 +26,14 @@ from ..errors import ConfigurationError
 from .items import row_key
 from .lineage import OutputTables, cascade, ensure_lineage, forget_items, record_outputs
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "Outputs", "for_stages", "missing_file", "open_engine",
-           "public_url", "remember_engine"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "Outputs", "for_stages", "known_engine", "missing_file",
+           "open_engine", "public_url", "remember_engine"]
 
 #: Output rows buffered before they are written (``flush_every=``).
 DEFAULT_FLUSH_EVERY = 1000
-_engines: dict[str, Engine] = {}
+#: Engines by URL (with and without password), while someone holds them: a session, or a
+#: run_stage call (so its chunk jobs find the caller's Engine by the URL in their input).
+_engines: weakref.WeakValueDictionary[str, Engine] = weakref.WeakValueDictionary()
 _engines_lock = threading.Lock()
 _sqlite_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
 #: The execution option that marks hokuro's own connections.
@@ -89,6 +91,13 @@ def open_engine(db: str | URL | Engine) -> Engine:
     if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
         _fix_sqlite(engine)
     return engine
+
+
+def known_engine(url: str) -> Engine | None:
+    """The engine of this process for ``url`` (as :func:`public_url` writes it), if one is
+    alive."""
+    with _engines_lock:
+        return _engines.get(url)
 
 
 def remember_engine(engine: Engine) -> None:

@@ -58,6 +58,7 @@ class StageSession:
         if not isinstance(flush_every, int) or flush_every < 1:
             raise ConfigurationError("flush_every must be a whole number of rows >= 1")
         self.engine: Engine = open_engine(db)
+        self._owns_engine = not isinstance(db, Engine)
         remember_engine(self.engine)
         self.db_url = public_url(self.engine)
         self._bind = for_stages(self.engine)
@@ -148,8 +149,11 @@ class StageSession:
         return (default_workspace() / "default.db").exists()
 
     def close(self) -> None:
-        """Nothing to release but what the session opened itself (engines are shared)."""
+        """Close the pooled connections of an engine the session opened from a URL (an
+        Engine you gave stays as it is)."""
         self._collector = None
+        if self._owns_engine:
+            self.engine.dispose()
 
     def __enter__(self) -> StageSession:
         return self
