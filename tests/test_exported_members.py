@@ -8,7 +8,8 @@ def test_public_names_are_exactly_the_exported_ones():
     modules = {name for name in public if type(getattr(hokuro, name)).__name__ == "module"}
     # Resolved on first use: limiters import asyncio; plans and steering results are the
     # run engine's.
-    lazy = {"Limiter", "Plan", "Pipe", "Pending", "Reset", "Cancel", "Run", "JobFailed"}
+    lazy = {"Limiter", "Plan", "Pipe", "Pending", "Reset", "Cancel", "Run", "JobFailed",
+            "Stage", "stage", "run_stage"}
     assert (public - modules) | lazy == set(hokuro.__all__) - {"__version__"}
 
 
@@ -18,7 +19,8 @@ def test_importing_hokuro_leaves_asyncio_and_the_limiters_unloaded():
 
     probe = ("import sys, hokuro; print(sorted(m for m in ('asyncio', 'hokuro.store.limits', "
              "'pickle', 'lzma', 'importlib.resources', 'hokuro.model.plans', "
-             "'hokuro.model.steering', 'hokuro.runs') if m in sys.modules))")
+             "'hokuro.model.steering', 'hokuro.runs', 'hokuro.stages', 'sqlalchemy') "
+             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -364,6 +364,11 @@ def test_steps_by_path_by_hook_and_the_reasons_of_those_not_found(served_sqlite,
     assert "not a marked function" in resolve("p", "os.path:join").reason
     assert "no hook" in resolve("q", "sql-step-17").reason
     assert "script run directly" in resolve("m", "__main__:not_here").reason
+    # A stage's chunk step is hokuro's own, marked for a Spot over the served ledger.
+    chunk = resolve("chunks", "hokuro.stages.chunks:run_chunk")
+    assert not isinstance(chunk, Unimportable), chunk
+    assert chunk.fn_path == "hokuro.stages.chunks:run_chunk"
+    assert chunk.spot.ledger.describe() == spot.ledger.describe()
     # A marked function of another Spot records elsewhere: refused, saying where.
     import hokuro
 

@@ -45,6 +45,11 @@ def __getattr__(name: str) -> object:
         from .runs import run
 
         return getattr(run, name)
+    # Stages need SQLAlchemy (the stages extra): loaded when a program uses them.
+    if name in ("Stage", "stage", "run_stage"):
+        from . import stages
+
+        return getattr(stages, name)
     raise AttributeError(f"module 'hokuro' has no attribute {name!r}")
 
 __all__ = [
@@ -69,6 +74,7 @@ __all__ = [
     "Run",
     "SerializationError",
     "Spot",
+    "Stage",
     "Status",
     "Task",
     "TaskDB",
@@ -77,4 +83,6 @@ __all__ = [
     "TaskFailed",
     "UnkeyableArgument",
     "__version__",
+    "run_stage",
+    "stage",
 ]

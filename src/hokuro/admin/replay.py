@@ -12,6 +12,9 @@ Why these choices:
   where the failures are not.
 - Arguments stored with pickle are decoded only for a function that chose
   ``codec="pickle"`` itself (invariant 7).
+- The items a stage failed on are failed tasks too (collection ``stage:<name>``, import
+  path ``stage:<module>:<class>``): they are gathered and replayed through their stage, a
+  batch per stage and output database (``hokuro.stages.replay``), after the other tasks.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from ..engine.marking import MarkedFunction
 from ..model.records import Record, args_not_kept_reason
 from ..model.redact import mask_secrets
 from ..store.ledger import TaskDB
+
+#: The import path of a stage's failure records begins with this (see hokuro.stages).
+STAGE_PREFIX = "stage:"
 
 __all__ = ["RetryResult", "Unusable", "args_codec", "import_marked", "importable_from",
            "replay_failed"]
@@ -70,8 +76,12 @@ def replay_failed(ledger: TaskDB, records: Iterable[Record], *,
     With ``dry_run`` the functions are imported and the arguments decoded, but nothing is
     called."""
     imported: dict[str | None, MarkedFunction | Unusable] = {}
+    stage_records: list[Record] = []
     with importable_from(Path(search_path) if search_path else Path.cwd()):
         for record in records:
+            if record.fn_path and record.fn_path.startswith(STAGE_PREFIX):
+                stage_records.append(record)
+                continue
             if record.fn_path not in imported:
                 imported[record.fn_path] = import_marked(record.fn_path, ledger)
             found = imported[record.fn_path]
@@ -80,6 +90,24 @@ def replay_failed(ledger: TaskDB, records: Iterable[Record], *,
                                   found.reason)
                 continue
             yield _replay(found, record, dry_run)
+        if stage_records:
+            yield from _replay_stages(ledger, stage_records, dry_run)
+
+
+def _replay_stages(ledger: TaskDB, records: list[Record], dry_run: bool
+                   ) -> Iterator[RetryResult]:
+    """The failure records of stages, replayed through their stages (loaded only when some
+    are to be replayed: they need SQLAlchemy)."""
+    try:
+        from ..stages.replay import replay_stage_failures
+    except ImportError as exc:
+        for record in records:
+            yield RetryResult(record.key, record.fn, record.fn_path, "not_importable",
+                              f"stages need SQLAlchemy: {exc}")
+        return
+    for done in replay_stage_failures(ledger, records, dry_run=dry_run):
+        yield RetryResult(done.record.key, done.record.fn, done.record.fn_path,
+                          done.outcome, done.detail)
 
 
 def import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | Unusable:
@@ -100,6 +128,14 @@ def import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | Unusa
             found = getattr(found, part)
     except Exception as exc:
         return Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
+    mark_for = getattr(found, "__hokuro_mark_for__", None)
+    if not isinstance(found, MarkedFunction) and callable(mark_for):
+        # A step hokuro itself defines for any Spot (a stage's chunk step): marked for a
+        # Spot over this ledger.
+        try:
+            found = mark_for(ledger)
+        except Exception as exc:
+            return Unusable(f"cannot make the step {fn_path} for this ledger: {exc}")
     if not isinstance(found, MarkedFunction):
         return Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
                          "hokuro retry replays functions marked at module level")

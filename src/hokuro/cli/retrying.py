@@ -41,8 +41,10 @@ def retry(spot: str, workspace: str | None, blobs: str | None, fn: str | None,
     import path in its record (module:function), with the current folder first on the
     import path, and called again. A function that cannot be imported is reported by name
     and its tasks skipped; the others are still retried. A task whose arguments were not
-    kept (args_limit, store_args=False) is skipped with that reason. Exits with 1 when
-    nothing was retried or any task still fails.
+    kept (args_limit, store_args=False) is skipped with that reason. The items a stage
+    failed on (collections stage:NAME) are run again through their stage, a batch per
+    stage, and marked done when they pass. Exits with 1 when nothing was retried or any
+    task still fails.
 
     With --run, the failed jobs of that run are queued again from the step that failed
     (with the jobs their failures cancelled), the run's steps are imported by the import

@@ -105,6 +105,17 @@ class StepResolver:
                 f"{type(exc).__name__}: {exc}; this worker's sys.path is "
                 f"{_search_path()} (run the worker from your code's folder, or give "
                 "--import / PYTHONPATH)"))
+        mark_for = getattr(found, "__hokuro_mark_for__", None)
+        if not is_step(found) and callable(mark_for):
+            # A step hokuro defines for any Spot (a stage's chunk step): marked for a Spot
+            # over the ledger this worker serves.
+            ledger = self.ledger if self.ledger is not None else \
+                getattr(self.spot, "ledger", None)
+            try:
+                found = mark_for(ledger)
+            except Exception as exc:
+                return Unimportable(name, fn_path, f"cannot make the step {fn_path} for "
+                                    f"this ledger: {type(exc).__name__}: {exc}")
         if not is_step(found):
             return Unimportable(name, fn_path, f"{fn_path} is a {type(found).__name__}, "
                                 "not a marked function")
