@@ -494,3 +494,37 @@ def test_a_submitted_script_is_run_by_a_worker(workspace):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_hokuro_retry_run_compiles_a_script_runs_steps_from_its_file(workspace):
+    write(workspace, "steps.py", """
+        import os
+
+        def items():
+            return [1, 2, 3]
+
+        def check(x):
+            if x == 2 and not os.path.exists("FIXED"):
+                raise ValueError("two is not ready")
+            return x * 10
+        """)
+    write(workspace, "flow.bue", """
+        items:
+            python
+            items
+            steps.py
+        check:
+            python
+            check
+            steps.py
+
+        for x in items():
+            check(x)
+        """)
+    ran = hokuro("run", "flow.bue", "--json")
+    assert ran.exit_code == 1 and json.loads(ran.output)["failed"] == 1
+    (workspace / "FIXED").write_text("")
+    retried = hokuro("retry", "flow", "--run", "flow.bue", "--json")
+    assert retried.exit_code == 0, retried.output
+    with Spot("flow") as spot:
+        assert sorted(t.result for t in spot.find("flow.check", status="done")) == [10, 20, 30]

@@ -323,8 +323,15 @@ def _plan_of(ledger: Any, record: RunRecord, search_path: str | os.PathLike[str]
                           "read, so its steps cannot be imported; run its code again")
     steps: dict[str, Any] = {}
     problems: list[str] = []
+    script_spot: list[Any] = []
 
     def resolve(name: str, fn_path: str) -> Any:
+        if fn_path.startswith("script:"):  # a step of a .bue script: compiled from its file
+            found = _script_step(name, fn_path, ledger, script_spot, problems)
+            if found is not None:
+                steps[fn_path] = found
+                return found
+            return _Missing(name, fn_path)
         found = import_marked(fn_path, ledger)
         if isinstance(found, Unusable):
             problems.append(f"step {name}: {found.reason}")
@@ -347,6 +354,22 @@ def _plan_of(ledger: Any, record: RunRecord, search_path: str | os.PathLike[str]
                           + "; ".join(problems))
     spot = next(iter(steps.values())).spot
     return plan, spot, sorted(steps)
+
+
+def _script_step(name: str, fn_path: str, ledger: Any, spot: list[Any],
+                 problems: list[str]) -> Any:
+    """The script step ``fn_path`` for a Spot over ``ledger`` (one per retry), or None with
+    the problem noted."""
+    from ..engine.spot import Spot
+    from ..script import resolve_step
+
+    try:
+        if not spot:
+            spot.append(Spot(ledger.spot or "default", db=ledger))
+        return resolve_step(fn_path, spot[0])
+    except HokuroError as exc:
+        problems.append(f"step {name}: {exc}")
+        return None
 
 
 class _Missing:
