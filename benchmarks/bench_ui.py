@@ -78,43 +78,6 @@ def pages(client: TestClient, books: Books) -> dict[str, str]:
     }
 
 
-#: The index the errors page would want (not in the schema: ledger schema changes belong to
-#: the workers branch): failed tasks by fingerprint and collection, with what error_stats
-#: reads, so that its GROUP BY reads the index alone.
-FAILURE_INDEX = {
-    "sqlite": "CREATE INDEX bench_failures ON tasks (error_fingerprint, fn, error_type, "
-              "finished_at, updated_at, expires_at) WHERE status = 'failed'",
-    "postgresql": "CREATE INDEX bench_failures ON {schema}.tasks (error_fingerprint, fn) "
-                  "INCLUDE (error_type, finished_at, updated_at, expires_at) "
-                  "WHERE status = 'failed'",
-}
-
-
-def failure_index(target: str, spot: str | None, *, drop: bool) -> None:
-    if target.startswith("postgresql://"):
-        import psycopg
-
-        from hokuro.store.ledger.postgres import PostgresLedger
-
-        ledger = PostgresLedger(target, spot=spot, read_only=True)
-        schema = ledger.schema
-        ledger.close()
-        with psycopg.connect(target, autocommit=True) as conn:
-            if drop:
-                conn.execute(f"DROP INDEX {schema}.bench_failures")
-            else:
-                conn.execute(FAILURE_INDEX["postgresql"].format(schema=schema))
-                conn.execute(f"VACUUM ANALYZE {schema}.tasks")
-        return
-    import sqlite3
-
-    conn = sqlite3.connect(target)
-    try:
-        conn.execute("DROP INDEX bench_failures" if drop else FAILURE_INDEX["sqlite"])
-    finally:
-        conn.close()
-
-
 def measure(label: str, target: str, times: int, spot: str | None = None,
             only: tuple[str, ...] | None = None) -> None:
     books = Books(target, spot=spot)
@@ -143,18 +106,6 @@ def measure(label: str, target: str, times: int, spot: str | None = None,
         books.close()
 
 
-def with_index(label: str, target: str, times: int, spot: str | None) -> None:
-    """The errors page again with :data:`FAILURE_INDEX` (then the index is dropped)."""
-    started = time.perf_counter()
-    failure_index(target, spot, drop=False)
-    print(f"\n(index on failures built in {time.perf_counter() - started:.1f} s)")
-    try:
-        measure(f"{label}, with the index on failures", target, times, spot,
-                only=("errors",))
-    finally:
-        failure_index(target, spot, drop=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -172,7 +123,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  SQLite ledger built in {build(ledger, options.records):.1f} s "
                   "(put_many, one transaction)", flush=True)
         measure(f"SQLite, {options.records:,} records", str(ledger), options.times)
-        with_index(f"SQLite, {options.records:,} records", str(ledger), options.times, None)
 
     if not options.no_postgres:
         import psycopg
@@ -187,8 +137,6 @@ def main(argv: list[str] | None = None) -> None:
                   "(COPY, then VACUUM ANALYZE)", flush=True)
             measure(f"PostgreSQL, {options.records:,} records", url, options.times,
                     spot="bench")
-            with_index(f"PostgreSQL, {options.records:,} records", url, options.times,
-                       "bench")
         finally:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -55,7 +55,7 @@ def test_a_ledger_file_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fre
     assert sqlite_schema(old) == before  # the reader created nothing
     writer = open_ledger(old, spot="old")
     try:
-        assert writer.schema_version() == 4 and writer.get("k").status == "done"
+        assert writer.schema_version() == 5 and writer.get("k").status == "done"
         writer.create_run(run("r"))
     finally:
         writer.close()
@@ -80,6 +80,7 @@ def test_a_spot_of_schema_2_reads_as_no_runs_then_migrates_to_match_a_fresh_one(
         conn.execute("DROP TABLE hokuro_s.runs, hokuro_s.jobs, hokuro_s.job_edges, "
                      "hokuro_s.workers")
         conn.execute("DROP FUNCTION hokuro_s.jobs_notify_ready()")
+        conn.execute("DROP INDEX hokuro_s.tasks_failures")
         conn.execute("UPDATE hokuro_s.hokuro_meta SET value = '2' "
                      "WHERE name = 'schema_version'")
     before = catalog(pg_url, "hokuro_s")

@@ -453,3 +453,38 @@ def test_finish_many_writes_the_finishes_whose_owner_still_holds_the_lease(ledge
     assert ledger.get("c").result == b"\xa1y"
     assert ledger.finish_many([("a", me, done())]) == [False]  # finished already
     assert ledger.finish_many([]) == []
+
+
+def test_failures_are_grouped_from_their_own_index(location: str):
+    """hokuro errors and the dashboard's errors page group failures by fingerprint: the
+    query reads the partial index of failed tasks, never the whole table."""
+    from hokuro.store.ledger.queries import load_queries
+
+    db = open_ledger(location)
+    try:
+        db.put_many(Record(key=f"{i:06x}", fn=f"f{i % 3}", status=Status.FAILED if i % 10 == 0
+                           else Status.DONE, error_fingerprint="fp" if i % 10 == 0 else None,
+                           created_at=float(i), updated_at=float(i)) for i in range(5000))
+        assert {e.count for e in db.error_stats(now=0.0)} == {166, 167}
+        schema = getattr(db, "schema", None)
+    finally:
+        db.close()
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        sql = load_queries("postgres")["error_stats"]
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            conn.execute("ANALYZE")
+            conn.execute("SET enable_seqscan = off")  # a small table: ask what it can use
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN " + sql, {"now": 0.0, "fn": None}).fetchall())
+        assert "tasks_failures" in plan, plan
+    else:
+        import sqlite3
+
+        sql = load_queries("sqlite")["error_stats"]
+        with sqlite3.connect(location) as conn:
+            plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql,
+                                                           {"now": 0.0, "fn": None}))
+        assert "INDEX tasks_failures" in plan, plan  # the partial index, not the table

@@ -67,7 +67,7 @@ def test_eight_processes_opening_a_fresh_database_at_once_all_succeed(pg_url):
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        assert out.strip() == "4"
+        assert out.strip() == "5"
     # The Spot's tables in its schema; in the default one, only the layout's marker.
     assert _tables(pg_url) == ["hokuro_default.hokuro_meta", "hokuro_default.job_edges",
                                "hokuro_default.jobs", "hokuro_default.runs",
@@ -87,7 +87,7 @@ def test_eight_threads_opening_a_fresh_database_at_once_all_succeed(pg_url):
             db.close()
 
     with ThreadPoolExecutor(8) as pool:
-        assert list(pool.map(open_it, range(8))) == [4] * 8
+        assert list(pool.map(open_it, range(8))) == [5] * 8
 
 
 def test_the_schema_has_the_record_columns_and_the_sqlite_indexes(pg_url, tmp_path):

@@ -29,7 +29,7 @@ from .queries import load_queries
 if TYPE_CHECKING:
     from psycopg import Connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The schema of Spot ``name`` is ``hokuro_<name>`` (see :func:`schema_of`).
 SCHEMA_PREFIX = "hokuro_"
 #: The Spot a ledger opened without a name creates in an empty database (``Spot()``'s).

@@ -44,7 +44,7 @@ from .sqlite_errors import ledger_error, translate_errors
 from .sqlite_jobs import RUNS_SCHEMA, SQLiteJobs
 from .worker_rows import WORKERS_SCHEMA, WorkerRows
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Q = load_queries("sqlite")
 _PAGE = 500
 _PRAGMAS = (

@@ -362,3 +362,9 @@ CREATE TRIGGER jobs_ready_inserted AFTER INSERT ON jobs
 CREATE TRIGGER jobs_ready_updated AFTER UPDATE ON jobs
     REFERENCING NEW TABLE AS ready_rows
     FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_ready()
+
+-- name: migration_5
+-- Failures by fingerprint (hokuro errors, the dashboard's errors page): the GROUP BY of
+-- error_stats reads this partial index alone (an index-only scan), not the whole table.
+CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn)
+    INCLUDE (error_type, finished_at, updated_at, expires_at) WHERE status = 'failed'

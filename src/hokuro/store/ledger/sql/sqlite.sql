@@ -228,3 +228,9 @@ CREATE TABLE workers (
     every REAL NOT NULL
 );
 CREATE INDEX workers_started ON workers (started_at)
+
+-- name: migration_5
+-- Failures by fingerprint (hokuro errors, the dashboard's errors page): the GROUP BY of
+-- error_stats reads this partial index alone, not the whole table.
+CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn, error_type, finished_at,
+                                      updated_at, expires_at) WHERE status = 'failed'
