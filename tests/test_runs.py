@@ -414,12 +414,15 @@ def test_ctrl_c_stops_claiming_commits_what_ran_and_says_how_to_resume(make_spot
     make_spot("procs").close()
     db, blobs = make_spot.urls("procs")
     log = workspace / "executions.log"
-    child = _child("batch_run", str(make_spot.home), str(log), "400", "0.02", db, blobs)
+    # 1,000 items of 20 ms, 8 at a time: 2.5 s at best, so that a loaded machine's test
+    # process still sends its Ctrl-C while the run goes on.
+    child = _child("batch_run", str(make_spot.home), str(log), "1000", "0.02", db, blobs)
     deadline = time.monotonic() + 60
     while not log.exists() or len(log.read_text().split()) < 40:
         assert child.poll() is None, child.communicate()[1]
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    assert child.poll() is None, "the run ended before the test could interrupt it"
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode != 0
@@ -430,13 +433,13 @@ def test_ctrl_c_stops_claiming_commits_what_ran_and_says_how_to_resume(make_spot
     assert record.status == "interrupted"
     done = spot.ledger.run_counts(record.id)
     assert not any(status == "running" for (_, status) in done), (done, err[-800:])
-    again = _child("batch_run", str(make_spot.home), str(log), "400", "0", db, blobs)
+    again = _child("batch_run", str(make_spot.home), str(log), "1000", "0", db, blobs)
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
-    assert out.split() == ["done", "400"]
+    assert out.split() == ["done", "1000"]
     executions = [int(x) for x in log.read_text().split()]
-    assert sorted(set(executions)) == list(range(400))
-    assert len(executions) - 400 <= 8  # a clean stop commits what ran: at most the in-flight
+    assert sorted(set(executions)) == list(range(1000))
+    assert len(executions) - 1000 <= 8  # a clean stop commits what ran: at most the in-flight
     assert len(ran) >= 40
 
 
