@@ -178,5 +178,11 @@ def batch_run(workspace: str, log: str, count: str, sleep: str, db: str = "",
 
 
 if __name__ == "__main__":  # python procs.py FUNCTION ARGS...
+    import signal
+
+    # Tests send Ctrl-C (SIGINT) to these processes. A test run started in the background
+    # (`make test &`, nohup) ignores SIGINT, and its children inherit that: restore Python's
+    # own handling, as a process started from a terminal has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name, *args = sys.argv[1:]
     print(globals()[name](*args))
