@@ -414,3 +414,29 @@ def test_a_replay_never_creates_a_missing_sqlite_output(tmp_path, spot, monkeypa
     assert [(r.outcome, r.detail) for r in results] == [
         ("not_replayable", f"its output database {out} does not exist")]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_submitted_stage_run_is_run_by_a_worker(out_url, workspace):
+    engine = create_engine(out_url)
+    with hokuro.Spot("stages") as spot:
+        run = hokuro.run_stage(spot, "flow", range(12), db=out_url, chunk=5,
+                               context={"tag": "w"}, submit=True)
+        assert str(run.record.status) == "submitted" and _results(engine) == []
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+        # The worker imports the module that registers the stage; the chunk step itself is
+        # hokuro's, made for the ledger the worker serves.
+        worker = subprocess.Popen(
+            [sys.executable, "-c", "from hokuro.cli import main; main()", "worker", "stages",
+             "--import", "stage_defs", "--concurrency", "4"], cwd=workspace, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            run.wait(timeout=60)
+        finally:
+            worker.terminate()
+            said = worker.communicate(timeout=30)[0]
+        assert str(run.refresh().status) == "done", said
+        assert sum(r["done"] for r in run.results()) == 12
+    rows = _results(engine)
+    assert sorted(n for _, n, _ in rows) == list(range(12)) and {t for _, _, t in rows} == {"w"}

@@ -57,13 +57,18 @@ _worker_engines: dict[str, Any] = {}
 def run_stage(spot: Any, name: str, items: Iterable[Any], *, db: Any, chunk: int = 10,
               context: dict[str, Any] | None = None, concurrency: int = 4,
               run: str | None = None, progress: bool | None = None, debug: bool = False,
-              flush_every: int = DEFAULT_FLUSH_EVERY, scope: str | None = None) -> Any:
+              flush_every: int = DEFAULT_FLUSH_EVERY, scope: str | None = None,
+              submit: bool = False) -> Any:
     """Run stage ``name`` over ``items`` in chunks of ``chunk`` items, each chunk a job of a
     run of ``spot`` (``concurrency`` chunks at a time); returns the
     :class:`~hokuro.runs.run.Run` (each chunk's result is a summary: done, ignored, failed,
     broken, missing). Started again with the same ``run`` name after a crash, the run
     resumes: finished chunks stay finished. ``context`` (plain data) is each chunk's
-    starting context."""
+    starting context.
+
+    With ``submit=True`` nothing runs here: the run is recorded for workers (``hokuro
+    worker SPOT --import <the module that registers the stage>``), which run its chunks;
+    ``run.wait()`` waits for them."""
     if not isinstance(chunk, int) or chunk < 1:
         raise ConfigurationError("chunk must be a whole number of items >= 1")
     if isinstance(items, str | bytes | dict) or not isinstance(items, Iterable):
@@ -83,6 +88,8 @@ def run_stage(spot: Any, name: str, items: Iterable[Any], *, db: Any, chunk: int
     token = os.urandom(8).hex()
     payloads = _payloads(name, items, chunk, shared, public_url(engine), spot.name, token,
                          debug, flush_every)
+    if submit:
+        return spot.submit(step, over=payloads, name=run or f"stage:{name}")
     return spot.map(step, payloads, concurrency=concurrency, run=run or f"stage:{name}",
                     progress=progress)
 
