@@ -440,3 +440,55 @@ def test_a_submitted_stage_run_is_run_by_a_worker(out_url, workspace):
         assert sum(r["done"] for r in run.results()) == 12
     rows = _results(engine)
     assert sorted(n for _, n, _ in rows) == list(range(12)) and {t for _, _, t in rows} == {"w"}
+
+
+@pytest.mark.slow
+def test_run_in_celery_sends_the_chunks_to_celery_workers(out_url, workspace):
+    import socket
+    import uuid
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1.0).close()
+    except OSError:
+        from conftest import _missing
+
+        _missing("RabbitMQ", "nothing listens on 127.0.0.1:5672 (.ci/run starts it)")
+    # A virtual host of this test's own, so no other test's worker takes its messages.
+    vhost = f"hokuro-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    broker = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    env = {**os.environ, "HOKURO_TEST_BROKER": broker,
+           "HOKURO_TEST_STAGES_HOME": str(workspace / ".hokuro"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                          os.environ.get("PYTHONPATH", "")])}
+    os.environ.update({k: env[k] for k in ("HOKURO_TEST_BROKER", "HOKURO_TEST_STAGES_HOME")})
+    sys.modules.pop("celery_stages", None)
+    import celery_stages
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_stages", "worker", "-Q",
+         "hokuro.stages", "-c", "2", "--pool", "prefork", "--without-gossip",
+         "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    engine = create_engine(out_url)
+    try:
+        session = get_session(db=out_url, spot=celery_stages.spot)
+        run = session.run_in_celery(list(range(9)), "flow", celery_chunksize=4,
+                                    queue="stages", bridge=celery_stages.bridge,
+                                    context={"tag": "celery"})
+        assert celery_stages.bridge.sent == 3  # 9 items in chunks of 4, sent at once
+        run.wait(timeout=90)
+        assert str(run.refresh().status) == "done", [f.error for f in run.failures()]
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        celery_stages.app.close()
+        celery_stages.spot.close()
+        sys.modules.pop("celery_stages", None)
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+    rows = _results(engine)
+    assert sorted(n for _, n, _ in rows) == list(range(9))
+    assert {t for _, _, t in rows} == {"celery"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..stages import Break as PipeBreak
 from ..stages import Continue as PipeContinue
 from ..stages import Error as PipeError
@@ -40,17 +41,34 @@ class PipelineSession(StageSession):
 
     def run_in_celery(self, items: Iterable[Any] | str, name: Any = None, *,
                       celery_chunksize: int = 10, queue: str | None = None,
-                      concurrency: int = 4, context: dict[str, Any] | None = None,
+                      bridge: Any = None, concurrency: int = 4,
+                      context: dict[str, Any] | None = None,
                       progress: bool | None = False) -> Any:
-        """Run the stage over ``items`` in chunks of ``celery_chunksize``, in parallel.
+        """Run the stage over ``items`` in chunks of ``celery_chunksize``, in parallel; the
+        chunks are jobs of a run on hokuro's run engine, with ``queue`` as their scope.
 
-        The chunks are jobs of a run on hokuro's run engine, executed by this process
-        (``concurrency`` at a time) in the session's Spot, with ``queue`` as the jobs'
-        scope; they are not yet handed to hokuro's Celery bridge
-        (:mod:`hokuro.integrations.celery`, which serves submitted runs). Returns the run
-        (``run.summary()``, ``run.results()``)."""
+        With ``bridge`` (a :class:`hokuro.integrations.celery.CeleryBridge` over the
+        session's Spot, serving that scope) the run is submitted and its chunks sent to
+        Celery at once, as datapipe did; the call returns the run without waiting
+        (``run.wait()`` does). Without it, this process runs the chunks (``concurrency`` at a
+        time) and returns the finished run (``run.summary()``, ``run.results()``)."""
         if isinstance(items, str) and not isinstance(name, str):
             items, name = name, items
+        if bridge is not None:
+            if bridge.spot is not self.spot:
+                raise ConfigurationError("the Celery bridge must serve the session's Spot: "
+                                         "make the session with get_session(..., spot="
+                                         "bridge.spot)")
+            scope = queue or "default"
+            if scope not in bridge.scopes:
+                raise ConfigurationError(f"the Celery bridge serves the scopes "
+                                         f"{bridge.scopes}, not {scope!r}: give queue= one "
+                                         "of them, or make the bridge with scopes=[...]")
+            run = run_stage(self.spot, name, items, db=self.engine, chunk=celery_chunksize,
+                            context=context, debug=self.debug, flush_every=self.flush_every,
+                            scope=scope, submit=True)
+            bridge.dispatch_once()  # every chunk is ready: all of them go now
+            return run
         return run_stage(self.spot, name, items, db=self.engine, chunk=celery_chunksize,
                          context=context, concurrency=concurrency, progress=progress,
                          debug=self.debug, flush_every=self.flush_every, scope=queue)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.schema import sort_tables
@@ -55,7 +56,13 @@ def ensure_lineage(engine: Any) -> None:
     with _ready_lock:
         if engine.pool in _ready:
             return
-        _metadata.create_all(engine, checkfirst=True)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Processes starting at once (workers, Celery workers) would race in
+                # CREATE TABLE IF NOT EXISTS (a duplicate key in pg_type): one at a time, for
+                # the rest of this transaction.
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('hokuro_lineage'))"))
+            _metadata.create_all(conn, checkfirst=True)
         _ready.add(engine.pool)
 
 
