@@ -102,22 +102,6 @@ def _drive_sync(flow: _Flow, call: Callable[[Context | None], Any]) -> Any:
         return stop.value
 
 
-def _drive_inline(flow: _Flow) -> Any:
-    """Drive a flow whose only requests are I/O, answering each at once (a sync caller's
-    check for a kept result)."""
-    try:
-        request = next(flow)
-        while True:
-            try:
-                value = request.fn(request.arg)
-            except BaseException as exc:
-                request = flow.throw(exc)
-            else:
-                request = flow.send(value)
-    except StopIteration as stop:
-        return stop.value
-
-
 async def _drive_async(flow: _Flow, call: Callable[[Context | None], Any],
                        timeout: float | None = None, name: str = "",
                        io: IoThread | None = None) -> Any:

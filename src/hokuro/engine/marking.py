@@ -45,7 +45,6 @@ from .drivers import (
     _TAKE,
     _Await,
     _drive_async,
-    _drive_inline,
     _drive_sync,
     _Flow,
     _Invoke,
@@ -264,7 +263,8 @@ class MarkedFunction:
         the mark caches errors; (False, None) when the task must be claimed, or (False,
         record) when it must because that record's result cannot be read (already warned
         about)."""
-        return _drive_inline(self._judge(self.spot.ledger.lookup(key), args, kwargs))
+        # (the judging flow asks only for I/O, which the sync driver answers at once)
+        return _drive_sync(self._judge(self.spot.ledger.lookup(key), args, kwargs), None)
 
     def _judge(self, record: Record | None, args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> _Flow:

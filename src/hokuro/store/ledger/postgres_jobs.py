@@ -39,6 +39,7 @@ from .job_rows import (
     in_claim_order,
     job_from_row,
     looked_up,
+    node_rows,
     outside_parents,
     page_jobs,
     requeue_plan,
@@ -197,9 +198,7 @@ class PostgresJobs:
         """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
         error, output_key, record): ``record`` is the task the output names (its lookup
         columns and ``fn``), or None (an input passed on, or a task gone)."""
-        return [(*row[:5], None if row[5] is None else Record(*row[5:14], fn=row[14]))
-                for row in self._job_rows(J["node_results"], {"run_id": run_id,
-                                                              "node": node})]
+        return node_rows(self._job_rows(J["node_results"], {"run_id": run_id, "node": node}))
 
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
