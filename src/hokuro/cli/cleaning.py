@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..admin.maintenance import WORKSPACE_DIR, MaintenanceService, Removal
+from ..model.readable import size
 from .app import main
 from .options import (
     change_options,
@@ -24,7 +25,7 @@ from .options import (
     stop,
     target_options,
 )
-from .output import Output, size, when
+from .output import Output, when
 
 
 def _removal_json(removal: Removal) -> dict[str, Any]:

@@ -128,26 +128,6 @@ def when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def relative(epoch: float | None, now: float) -> str:
-    """How far ``epoch`` is from ``now``, for people: "in 12s", "in 3m 05s", "4s ago"."""
-    if epoch is None:
-        return "-"
-    delta = epoch - now
-    span = abs(delta)
-    if span < 1:
-        return "now"
-    whole = int(span)
-    if whole < 60:
-        text = f"{whole}s"
-    elif whole < 3600:
-        text = f"{whole // 60}m {whole % 60:02d}s"
-    elif whole < 86400:
-        text = f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    else:
-        text = f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
-    return f"in {text}" if delta > 0 else f"{text} ago"
-
-
 def iso(epoch: float | None) -> str | None:
     """ISO 8601 in UTC, for scripts."""
     if epoch is None:
@@ -162,15 +142,6 @@ def stamps(**epochs: float | None) -> dict[str, Any]:
         out[name] = epoch
         out[f"{name}_iso"] = iso(epoch)
     return out
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n < 1024:
-        return f"{n} B"
-    exponent = min(int(math.log(n, 1024)), 4)
-    return f"{n / 1024 ** exponent:.1f} {'BKMGT'[exponent]}{'iB' if exponent else ''}"
 
 
 def seconds(value: float | None) -> str:

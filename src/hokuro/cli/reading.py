@@ -19,11 +19,12 @@ from ..admin.maintenance import (
     TaskDetail,
 )
 from ..engine.tasks import Task
+from ..model.readable import size
 from ..model.records import READ_STATUSES, Record, error_line
 from ..model.redact import mask_secrets
 from .app import main
 from .options import json_option, open_target, resolve_key, stop, target_options
-from .output import Output, jsonable, seconds, size, stamps, truncate, when
+from .output import Output, jsonable, seconds, stamps, truncate, when
 
 _LISTED_STATUSES = [s for s in READ_STATUSES if s != "missing"]
 #: Blobs larger than this are not loaded to show a preview.

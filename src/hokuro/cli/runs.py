@@ -27,9 +27,10 @@ from ..admin.runs import (
 )
 from ..errors import AmbiguousRun, RunNotFound
 from ..model.jobs import RunRecord, RunStatus
+from ..model.readable import relative
 from .app import main
 from .options import confirm, json_option, open_target, stop, target_options
-from .output import Output, relative, stamps, when
+from .output import Output, stamps, when
 from .run_group import RunGroup
 
 _RUN_STATUSES = [str(s) for s in RunStatus]

@@ -17,10 +17,11 @@ import click
 from ..admin.replay import importable_from
 from ..admin.workers import WorkerRow, list_workers
 from ..errors import ConfigurationError
+from ..model.readable import relative
 from ..runs.worker import GRACE, Worker
 from .app import main
 from .options import json_option, open_target, stop, target_options
-from .output import Output, relative, stamps, when
+from .output import Output, stamps, when
 
 
 def import_object(path: str, what: str) -> Any:

@@ -7,11 +7,11 @@ anywhere, and a page without its script still reads right in UTC.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from ..model.readable import relative, size
 from ..model.redact import mask_secrets
 
 
@@ -22,34 +22,6 @@ def when(epoch: float | None) -> Markup:
     utc = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
     return Markup(f'<time datetime="{moment.isoformat()}" title="{escape(utc)}">'
                   f"{escape(utc)}</time>")
-
-
-def relative(epoch: float | None, now: float) -> str:
-    """"in 12s", "3m 05s ago"."""
-    if epoch is None:
-        return "-"
-    delta = epoch - now
-    span = abs(delta)
-    if span < 1:
-        return "now"
-    if span < 60:
-        text = f"{span:.0f}s"
-    elif span < 3600:
-        text = f"{int(span // 60)}m {int(span % 60):02d}s"
-    elif span < 86400:
-        text = f"{int(span // 3600)}h {int(span % 3600 // 60):02d}m"
-    else:
-        text = f"{int(span // 86400)}d {int(span % 86400 // 3600)}h"
-    return f"in {text}" if delta > 0 else f"{text} ago"
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n < 1024:
-        return f"{n} B"
-    exponent = min(int(math.log(n, 1024)), 4)
-    return f"{n / 1024 ** exponent:.1f} {'BKMGT'[exponent]}iB"
 
 
 def seconds(value: float | None) -> str:
