@@ -33,6 +33,7 @@ from typing import Any
 from ..engine.marking import MarkedFunction
 from ..model.records import Record, args_not_kept_reason
 from ..model.redact import mask_secrets
+from ..runs.resolving import import_object, made_for, same_books
 from ..store.ledger import TaskDB
 
 #: The import path of a stage's failure records begins with this (see hokuro.stages).
@@ -123,30 +124,21 @@ def import_marked(fn_path: str | None, ledger: TaskDB) -> MarkedFunction | Unusa
         return Unusable(f"{fn_path} is defined inside a function, so it cannot be "
                          "imported")
     try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
+        found: Any = import_object(fn_path)
     except Exception as exc:
         return Unusable(f"cannot import {fn_path}: {type(exc).__name__}: {exc}")
-    mark_for = getattr(found, "__hokuro_mark_for__", None)
-    if not isinstance(found, MarkedFunction) and callable(mark_for):
-        # A step hokuro itself defines for any Spot (a stage's chunk step): marked for a
-        # Spot over this ledger.
-        try:
-            found = mark_for(ledger)
-        except Exception as exc:
-            return Unusable(f"cannot make the step {fn_path} for this ledger: {exc}")
+    try:
+        found = made_for(found, ledger)
+    except Exception as exc:
+        return Unusable(f"cannot make the step {fn_path} for this ledger: {exc}")
     if not isinstance(found, MarkedFunction):
         return Unusable(f"{fn_path} is a {type(found).__name__}, not a marked function; "
                          "hokuro retry replays functions marked at module level")
-    theirs, ours = _place(found.spot.ledger), _place(ledger)
-    # Spots of one database share its URL: the Spot names them apart (unknown: trust it).
-    same_spot = None in (found.spot.ledger.spot, ledger.spot) \
-        or found.spot.ledger.spot == ledger.spot
-    if _same_place(found.spot.ledger.describe(), ledger.describe()) and same_spot:
+    if same_books(found.spot.ledger, ledger):
         return found
-    return Unusable(f"{fn_path} records into {theirs}, not {ours}; run hokuro retry "
-                     "from the folder your code runs in", "other_ledger")
+    return Unusable(f"{fn_path} records into {_place(found.spot.ledger)}, not "
+                     f"{_place(ledger)}; run hokuro retry from the folder your code runs in",
+                     "other_ledger")
 
 
 def _replay(marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResult:
@@ -196,15 +188,6 @@ def _replay(marked: MarkedFunction, record: Record, dry_run: bool) -> RetryResul
 def _place(ledger: TaskDB) -> str:
     where = mask_secrets(ledger.describe())
     return where if ledger.spot is None else f"{where} (Spot {ledger.spot!r})"
-
-
-def _same_place(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:
-        return os.path.realpath(a) == os.path.realpath(b)
-    except (OSError, ValueError):
-        return False
 
 
 def args_codec(data: bytes) -> str:

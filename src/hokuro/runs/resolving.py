@@ -91,9 +91,7 @@ class StepResolver:
                                 "a function, so no other process can import it; move it to "
                                 "module level of an importable module")
         try:
-            found: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                found = getattr(found, part)
+            found: Any = import_object(fn_path)
         except Exception as exc:
             if module == "__main__":  # (a forked process has its parent's __main__)
                 return Unimportable(name, fn_path, (
@@ -105,17 +103,12 @@ class StepResolver:
                 f"{type(exc).__name__}: {exc}; this worker's sys.path is "
                 f"{_search_path()} (run the worker from your code's folder, or give "
                 "--import / PYTHONPATH)"))
-        mark_for = getattr(found, "__hokuro_mark_for__", None)
-        if not is_step(found) and callable(mark_for):
-            # A step hokuro defines for any Spot (a stage's chunk step): marked for a Spot
-            # over the ledger this worker serves.
-            ledger = self.ledger if self.ledger is not None else \
-                getattr(self.spot, "ledger", None)
-            try:
-                found = mark_for(ledger)
-            except Exception as exc:
-                return Unimportable(name, fn_path, f"cannot make the step {fn_path} for "
-                                    f"this ledger: {type(exc).__name__}: {exc}")
+        try:
+            found = made_for(found, self.ledger if self.ledger is not None
+                             else getattr(self.spot, "ledger", None))
+        except Exception as exc:
+            return Unimportable(name, fn_path, f"cannot make the step {fn_path} for "
+                                f"this ledger: {type(exc).__name__}: {exc}")
         if not is_step(found):
             return Unimportable(name, fn_path, f"{fn_path} is a {type(found).__name__}, "
                                 "not a marked function")
@@ -126,15 +119,36 @@ class StepResolver:
 
     def _other_ledger(self, step: Any) -> str | None:
         theirs = getattr(getattr(step, "spot", None), "ledger", None)
-        if self.ledger is None or theirs is None:
-            return None
-        same_place = _same_place(theirs.describe(), self.ledger.describe())
-        same_spot = None in (theirs.spot, self.ledger.spot) or theirs.spot == self.ledger.spot
-        if same_place and same_spot:
+        if self.ledger is None or theirs is None or same_books(theirs, self.ledger):
             return None
         return (f"step {step.name} ({step.fn_path}) records into {theirs.describe()} (Spot "
                 f"{theirs.spot!r}), not into the ledger this worker serves, "
                 f"{self.ledger.describe()} (Spot {self.ledger.spot!r})")
+
+
+def import_object(fn_path: str) -> Any:
+    """The object at ``module:qualname`` (raises whatever importing it raises)."""
+    module, _, qualname = fn_path.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def made_for(found: Any, ledger: Any) -> Any:
+    """``found``, or, for a step hokuro defines for any Spot (``__hokuro_mark_for__``: a
+    stage's chunk step), that step marked for a Spot over ``ledger``."""
+    mark_for = getattr(found, "__hokuro_mark_for__", None)
+    if not is_step(found) and callable(mark_for):
+        return mark_for(ledger)
+    return found
+
+
+def same_books(a: Any, b: Any) -> bool:
+    """Whether ledgers ``a`` and ``b`` keep the same Spot's records: the same file or
+    database (Spots of one database share its URL) and the same Spot (unknown: trusted)."""
+    same_spot = None in (a.spot, b.spot) or a.spot == b.spot
+    return same_spot and _same_place(a.describe(), b.describe())
 
 
 def _same_place(a: str, b: str) -> bool:
