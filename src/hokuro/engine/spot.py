@@ -23,8 +23,9 @@ from ..store.blobs.names import files_ref
 from ..store.ledger import TaskDB, open_ledger
 from .flight import FlightTable
 from .io_thread import IoThread
+from .keeping import is_recorded_failure
 from .leases import LeaseKeeper
-from .marking import MarkedFunction, is_recorded_failure
+from .marking import MarkedFunction
 from .options import MarkOptions
 from .owners import current_owner, owner_is_dead
 from .tasks import Task, is_abandoned, read_status
