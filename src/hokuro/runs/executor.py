@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,30 +26,17 @@ from typing import Any
 
 from ..errors import HokuroError
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobSpec, JobStatus, RunRecord
-from ..model.records import ClaimResult, Status
-from ..model.steering import DEFAULT_MAX_RESETS, Cancel, Pending, Reset, RetryPolicy
+from ..model.records import ClaimResult
+from ..model.steering import DEFAULT_MAX_RESETS
 from .batching import Batched, Inbox
+from .stepping import _NIL, INPUT_REF, Stepping, resolve_future
 from .writer import GroupCommitter
 from .writer import Pending as Work
 
 log = logging.getLogger("hokuro")
 
-#: A job whose task another owner is computing looks again after this many seconds.
-BUSY_POLL = 0.25
 #: Jobs claimed per statement, at most.
 CLAIM_BATCH = 500
-#: An output that is the input of a job, not a task's result: "input:<job id>".
-INPUT_REF = "input:"
-#: msgpack's None: a kept result that passes its input on.
-_NIL = b"\xc0"
-#: Stands for a kept result that was not read (nothing here needs its value).
-_KEPT = object()
-#: The outcome that restarts an item's chain from its first step (never a stored status).
-RESET = "reset"
-
-
-class StepTimeout(HokuroError, TimeoutError):
-    """A step ran past its timeout."""
 
 
 @dataclass(slots=True)
@@ -76,7 +62,7 @@ class Options:
     window: int = 0  # root items inserted ahead of completion (0: from the concurrency)
 
 
-class Executor:
+class Executor(Stepping):
     """Runs the jobs of one run in this process until none is left to run."""
 
     def __init__(self, spot: Any, plan: Any, run: RunRecord, options: Options, *,
@@ -342,7 +328,7 @@ class Executor:
 
     def _settle_from_thread(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
         def settle(result: Any) -> None:
-            self._loop.call_soon_threadsafe(_set, future, result)
+            self._loop.call_soon_threadsafe(resolve_future, future, result)
         return settle
 
     # -- claiming --------------------------------------------------------------------------
@@ -477,260 +463,6 @@ class Executor:
                 and job.job_id.count("/") == 1:
             self._finished_roots += 1
 
-    async def _job_outcome(self, job: Any, node: Any
-                           ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
-        """Execute ``job``: its outcome, and the task finish to commit with it."""
-        step = node.step
-        try:
-            args = await self._arguments(job, node)
-        except Exception as exc:
-            return self._outcome(job, JobStatus.FAILED,
-                                 error=f"cannot read the inputs of {job.job_id}: {exc}"), None
-        now = self.clock()
-        force = job.resets > 0
-        key = self._root_keys.pop((job.run_id, job.job_id), None)
-        try:
-            if key is not None and not force and getattr(step, "claims_by_key", False):
-                claim = step.task_claim(tuple(args), self.owner, now, key=key)
-                self._checked.add(key)  # looked up when inserted: not done then
-            else:
-                claim = step.task_claim(tuple(args), self.owner, now, force=force)
-        except Exception as exc:  # an argument that cannot be keyed
-            return self._outcome(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"), \
-                None
-        answer = await self._claim_tasks(claim)
-        if answer.outcome == "busy":
-            record = answer.record
-            if self.spot.owner_is_dead(record.owner):
-                claim.steal_from = record.owner
-                answer = await self._claim_tasks(claim)
-            if answer.outcome == "busy":
-                return self._outcome(job, JobStatus.WAITING, run_after=now + BUSY_POLL), None
-        if answer.outcome == "hit":
-            record = answer.record
-            if record.status == Status.DONE:
-                # A kept result is read only when its value matters here (a fan-out over
-                # it); otherwise the job points at the task, and a reader loads it.
-                if node.fanouts:
-                    found, value = await self._loop.run_in_executor(self._io, step.load,
-                                                                    record)
-                else:
-                    found = True
-                    value = None if record.blob is None and record.result == _NIL else _KEPT
-                if found:
-                    self.tally.saved += max(0.0, (record.finished_at or 0)
-                                            - (record.started_at or 0))
-                    self.tally.add(node.id, "reused")
-                    if self.observer is not None:
-                        self.observer(node.id, "reused", 1)
-                    return self._done(job, node, claim.key, value, args), None
-            claim.force = True  # a damaged kept result: compute it again
-            answer = await self._claim_tasks(claim)
-            if answer.outcome != "claimed":
-                return self._outcome(job, JobStatus.WAITING, run_after=now + BUSY_POLL), None
-        return await self._execute(job, node, claim.key, answer.attempt, args)
-
-    async def _execute(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]
-                       ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
-        step = node.step
-        self._tasks_held.add(key)
-        if self._stop:
-            return self._handed_back(job, key)
-        ctx = step.task_context(key, attempt)
-        timeout = step.options.timeout if step.options.timeout is not None \
-            else self._options_of(job).timeout
-        limit = step.options.concurrency
-        started = time.perf_counter()
-        try:
-            async with self._slots:
-                if self._stop:
-                    return self._handed_back(job, key)
-                started = time.perf_counter()
-                if limit:
-                    slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
-                    async with slots:
-                        value = await self._invoke(step, args, ctx, timeout)
-                else:
-                    value = await self._invoke(step, args, ctx, timeout)
-        except Exception as exc:
-            self.tally.spent += time.perf_counter() - started
-            return self._failed(job, step, key, exc, ctx)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            # A step that stops the program stops the run: its task is recorded cancelled,
-            # its job handed back, the others finish, then the interrupt goes on up.
-            self._interrupt = exc
-            self.stop()
-            now = self.clock()
-            return (self._outcome(job, JobStatus.WAITING, run_after=now),
-                    (key, self.owner, step.error_outcome(key, exc, ctx)))
-        self.tally.spent += time.perf_counter() - started
-        if isinstance(value, Pending):
-            after = value.delay(step.options.poll)
-            task = (key, self.owner, _ended(Status.WAITING, self.clock()))
-            return self._outcome(job, JobStatus.WAITING, run_after=self.clock() + after), task
-        if isinstance(value, Reset):
-            error = f"reset by {step.name}" + (f": {value.reason}" if value.reason else "")
-            task = (key, self.owner, _ended(Status.CANCELLED, self.clock(), error))
-            max_resets = self._options_of(job).max_resets
-            if job.resets >= max_resets:
-                return self._outcome(job, JobStatus.CANCELLED, error=(
-                    f"{error}; the chain was reset {job.resets} times already (the cap, "
-                    f"max_resets={max_resets}), so it is cancelled")), task
-            return self._outcome(job, RESET, error=error), task
-        if isinstance(value, Cancel):
-            error = f"cancelled by {step.name}" + (f": {value.reason}" if value.reason else "")
-            task = (key, self.owner, _ended(Status.CANCELLED, self.clock(), error))
-            return self._outcome(job, JobStatus.CANCELLED, error=error), task
-        try:
-            done = self._done(job, node, key, value, args)
-            # Encoding is CPU work, done here; only a blob upload (a large result or log)
-            # goes to an I/O thread.
-            data = step.encode_result(value)
-            if step.needs_io(data, ctx):
-                outcome = await self._loop.run_in_executor(self._io, step.result_outcome, key,
-                                                           data, ctx)
-            else:
-                outcome = step.result_outcome(key, data, ctx)
-        except Exception as exc:  # the value cannot be kept or fanned out: the task fails
-            return self._failed(job, step, key, exc, ctx)
-        return done, (key, self.owner, outcome)
-
-    async def _invoke(self, step: Any, args: list[Any], ctx: Any, timeout: float | None
-                      ) -> Any:
-        if step.is_async:
-            call = step.invoke(tuple(args), ctx)
-            if not timeout:
-                return await call
-            try:
-                async with asyncio.timeout(timeout) as window:
-                    return await call
-            except TimeoutError:
-                if window.expired():
-                    raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s and "
-                                      "was cancelled") from None
-                raise
-        future = self._in_thread(step.invoke, tuple(args), ctx)
-        if not timeout:
-            return await future
-        try:
-            # A thread cannot be stopped: past its timeout the job fails, and whatever the
-            # thread returns later is dropped (it is no longer this job's).
-            async with asyncio.timeout(timeout) as window:
-                return await asyncio.shield(future)
-        except TimeoutError:
-            if not window.expired():
-                raise
-            raise StepTimeout(f"{step.name} ran past its timeout of {timeout:g} s; its "
-                              "thread could not be stopped and its late result is "
-                              "dropped") from None
-
-    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """``fn(*args)`` on a step thread; its end comes back through the inbox (one wake-up
-        of the loop for the many steps that end together)."""
-        future = self._loop.create_future()
-        inbox = self._inbox
-
-        def call() -> None:
-            try:
-                value = fn(*args)
-            except BaseException as exc:  # handed to the awaiting job, as run_in_executor
-                inbox.post(_fail, future, exc)
-            else:
-                inbox.post(_set, future, value)
-
-        self._steps.submit(call)
-        return future
-
-    def _handed_back(self, job: Any, key: str) -> tuple[JobOutcome, tuple[str, str, Any]]:
-        """A job claimed ahead that had not started when the run stopped: claimable again at
-        once, its attempt given back, its task left for whoever runs it next."""
-        now = self.clock()
-        return (self._outcome(job, JobStatus.WAITING, run_after=now),
-                (key, self.owner, _ended(Status.WAITING, now)))
-
-    def _failed(self, job: Any, step: Any, key: str, exc: BaseException, ctx: Any
-                ) -> tuple[JobOutcome, tuple[str, str, Any]]:
-        task = (key, self.owner, step.error_outcome(key, exc, ctx))
-        policy: RetryPolicy = step.options.retry_policy
-        retries = self._options_of(job).retries
-        if step.options.retries is None and retries is not None:
-            policy = policy.over(retries=retries)  # the run's default
-        error = f"{type(exc).__name__}: {exc}"
-        if policy.should_retry(exc, job.attempts):
-            return self._outcome(job, JobStatus.QUEUED, error=error,
-                                 run_after=self.clock() + policy.delay(job.attempts, exc)), task
-        return self._outcome(job, JobStatus.FAILED, error=error), task
-
-    def _done(self, job: Any, node: Any, key: str, value: Any, args: list[Any]
-              ) -> JobOutcome:
-        output = key
-        if value is None:
-            # A step that returns None passes its (first) input on.
-            output = self._passed_on(job, node)
-        children: list[JobSpec] = []
-        for each_id in node.fanouts:
-            children.extend(self._children(job, each_id, value if value is not None
-                                           else (args[0] if args else None)))
-        return self._outcome(job, JobStatus.DONE, task_key=key, output_key=output,
-                             children=children)
-
-    def _children(self, job: Any, each_id: str, value: Any) -> list[JobSpec]:
-        if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
-            raise _NotIterable(job.job_id, value)
-        encode = self._codec_of(job).encode
-        elements = [encode(e, root=f"element {k} of {job.job_id}") for k, e in enumerate(value)]
-        return self._plan_of(job).body_jobs(each_id, job.job_id, elements)
-
-    def _passed_on(self, job: Any, node: Any) -> str:
-        first = node.parents[0] if node.parents else None
-        if first is None or first == "input":
-            return INPUT_REF + job.job_id
-        return self._parent_outputs[(job.run_id, job.job_id)][0]
-
-    def _outcome(self, job: Any, status: str, **fields: Any) -> JobOutcome:
-        return JobOutcome(run_id=job.run_id, job_id=job.job_id, owner=self.owner,
-                          attempt=job.attempts, status=status, **fields)
-
-    # -- arguments ---------------------------------------------------------------------------
-    async def _arguments(self, job: Any, node: Any) -> list[Any]:
-        item = None
-        if node.uses_input:
-            item = self._codec_of(job).decode(job.input)
-        outputs = []
-        if job.parents:
-            # Each parent job with the kept result its output names: one read of both.
-            if len(job.parents) == 1:  # a chain's step: no gathering
-                found = [await self._read_parents((job.run_id, job.parents[0]))]
-            else:
-                found = await asyncio.gather(*(self._read_parents((job.run_id, p))
-                                               for p in job.parents))
-            keys = [parent.output_key for parent, _ in found]
-            self._parent_outputs[(job.run_id, job.job_id)] = keys
-            outputs = [await self._output(key, job, record)
-                       for key, (_, record) in zip(keys, found, strict=True)]
-        return node.arguments(item, outputs)
-
-    async def _output(self, key: str | None, job: Any, record: Any = None) -> Any:
-        """The value an output key names (``record``: its task, when read already)."""
-        if key is None:
-            raise HokuroError("a parent job is done but names no output")
-        if key.startswith(INPUT_REF):
-            source = await self._read_jobs((job.run_id, key[len(INPUT_REF):]))
-            return self._codec_of(job).decode(source.input)
-        if record is None:
-            record = await self._read_tasks(key)
-        if record is None:
-            raise HokuroError(f"the result of task {key[:12]} is gone (forgotten or "
-                              "cleared); retry the run to compute it again")
-        if record.blob is None:  # inline: decoding is CPU work, done here (as encoding is)
-            found, value = _load_any(self._plan_of(job), record)
-        else:  # a blob is read on an I/O thread
-            found, value = await self._loop.run_in_executor(self._io, _load_any,
-                                                            self._plan_of(job), record)
-        if not found:
-            raise HokuroError(f"the result of task {key[:12]} cannot be read")
-        return value
-
     # -- batched ledger calls (on I/O threads) -----------------------------------------------
     def _serially(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self._serial:
@@ -787,37 +519,6 @@ class Executor:
                 found[(job.run_id, job.job_id)] = job
         return [found.get(key) for key in keys]
 
-
-
-class _NotIterable(HokuroError, TypeError):
-    def __init__(self, job_id: str, value: Any) -> None:
-        super().__init__(f"the fan-out source {job_id} returned {type(value).__name__}, not a "
-                         "list of elements: a fan-out needs a list (or another iterable that "
-                         "is not text, bytes or a dict) to start one body per element")
-
-
-def _load_any(plan: Any, record: Any) -> tuple[bool, Any]:
-    step = plan.steps().get(record.fn)
-    if step is None:
-        raise HokuroError(f"task {record.key[:12]} of {record.fn} is not a step of this plan")
-    return step.load(record)
-
-
-def _ended(status: str, now: float, error: str | None = None) -> Any:
-    from ..model.records import Outcome
-
-    return Outcome(status=status, finished_at=now, error=error,
-                   error_type=None if error is None else "Steered")
-
-
-def _set(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
 
 
 def result_node(plan: Any) -> str:

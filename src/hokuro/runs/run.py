@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import HokuroError
 from ..model.jobs import FINAL_JOB_STATUSES, JobStatus, RunRecord, RunStatus
-from .executor import INPUT_REF, Tally, result_node
+from .executor import Tally, result_node
+from .stepping import INPUT_REF
 
 #: Jobs read per query when walking a run.
 _PAGE = 500
