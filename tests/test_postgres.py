@@ -22,6 +22,7 @@ pytestmark = pytest.mark.postgres
 
 psycopg = pytest.importorskip("psycopg")
 from hokuro.store.ledger.postgres import PostgresLedger, Q  # noqa: E402
+from hokuro.store.ledger.spot_schemas import SCHEMA_VERSION  # noqa: E402
 
 
 def claim(key="k1", owner="h|1|1.00|a", now=100.0, lease=30.0) -> Claim:
@@ -67,11 +68,12 @@ def test_eight_processes_opening_a_fresh_database_at_once_all_succeed(pg_url):
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        assert out.strip() == "5"
+        assert out.strip() == str(SCHEMA_VERSION)
     # The Spot's tables in its schema; in the default one, only the layout's marker.
     assert _tables(pg_url) == ["hokuro_default.hokuro_meta", "hokuro_default.job_edges",
                                "hokuro_default.jobs", "hokuro_default.runs",
-                               "hokuro_default.tasks", "hokuro_default.workers",
+                               "hokuro_default.tasks", "hokuro_default.tasks_tally",
+                               "hokuro_default.workers",
                                "public.hokuro_meta"]
 
 
@@ -87,7 +89,7 @@ def test_eight_threads_opening_a_fresh_database_at_once_all_succeed(pg_url):
             db.close()
 
     with ThreadPoolExecutor(8) as pool:
-        assert list(pool.map(open_it, range(8))) == [5] * 8
+        assert list(pool.map(open_it, range(8))) == [SCHEMA_VERSION] * 8
 
 
 def test_the_schema_has_the_record_columns_and_the_sqlite_indexes(pg_url, tmp_path):

@@ -15,6 +15,8 @@ from hokuro.cli import main
 from hokuro.errors import SchemaError
 from hokuro.model.records import Record, Status
 from hokuro.store.ledger import open_ledger
+from hokuro.store.ledger.spot_schemas import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from hokuro.store.ledger.sqlite import SCHEMA_VERSION
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -195,7 +197,7 @@ def test_a_schema_1_database_is_adopted_by_the_first_spot_and_keeps_its_records(
     keys = make_schema_1(pg_url)
     with Spot("first", db=pg_url) as first:
         assert [first.ledger.get(k).status for k in keys] == [Status.DONE] * 3
-        assert first.ledger.schema_version() == 5
+        assert first.ledger.schema_version() == PG_SCHEMA_VERSION
     assert schemas(pg_url) == ["hokuro_first", "public"]
     with Spot("second", db=pg_url) as second:
         assert second.ledger.get(keys[0]) is None  # the records stayed with the first
@@ -263,7 +265,7 @@ def test_an_older_hokuro_is_told_to_upgrade_by_the_marker_of_schema_2(pg_url, wo
     with psycopg.connect(pg_url, autocommit=True) as conn:
         # What hokuro 0.1 reads first: the version in the default schema's hokuro_meta.
         assert conn.execute("SELECT value FROM hokuro_meta WHERE name = 'schema_version'"
-                            ).fetchone() == ("5",)
+                            ).fetchone() == (str(PG_SCHEMA_VERSION),)
         assert conn.execute("SELECT to_regclass('tasks')").fetchone() == (None,)
 
 
@@ -398,7 +400,7 @@ def test_a_schema_1_ledger_file_is_read_as_it_is_then_migrated_by_its_spot(works
     assert stats["counts"]["total"] == 1 and stats["size"] == 10  # no arguments counted
     assert sqlite_schema(old) == before  # the reader migrated nothing
     with Spot("old", db=old) as spot:
-        assert spot.ledger.schema_version() == 5 and spot.ledger.spot == "old"
+        assert spot.ledger.schema_version() == SCHEMA_VERSION and spot.ledger.spot == "old"
         assert spot.stats()["size"] == 110  # the result and now the arguments
     Spot("old", db=fresh).close()
     assert sqlite_schema(old) == sqlite_schema(fresh)

@@ -11,8 +11,10 @@ import pytest
 
 from hokuro.model.workers import WorkerRecord
 from hokuro.store.ledger import open_ledger
+from hokuro.store.ledger.sqlite import SCHEMA_VERSION
 from test_jobs_conformance import spec
 from test_spot_namespace import catalog, sqlite_schema
+from test_tally import undo_tally
 
 
 def worker(id: str = "w1", **fields) -> WorkerRecord:
@@ -49,7 +51,7 @@ def test_a_ledger_file_of_schema_3_lists_no_workers_then_migrates_to_match_a_fre
     assert sqlite_schema(old) == before
     writer = open_ledger(old, spot="old")
     try:
-        assert writer.schema_version() == 5
+        assert writer.schema_version() == SCHEMA_VERSION
         writer.register_worker(worker())
         assert writer.beat_worker("w1", time.time(), running=2, done=5)
         assert not writer.beat_worker("nobody", time.time(), running=0, done=0)
@@ -91,6 +93,7 @@ def test_a_spot_of_schema_3_lists_no_workers_then_migrates_to_match_a_fresh_one(
         conn.execute("DROP TABLE hokuro_s.workers")
         conn.execute("DROP FUNCTION hokuro_s.jobs_notify_ready() CASCADE")
         conn.execute("DROP INDEX hokuro_s.tasks_failures")  # (schema 5)
+        undo_tally(conn, "hokuro_s")  # (schema 6)
         conn.execute("UPDATE hokuro_s.hokuro_meta SET value = '3' "
                      "WHERE name = 'schema_version'")
     before = catalog(pg_url, "hokuro_s")
@@ -114,7 +117,7 @@ def test_a_spot_of_schema_3_lists_no_workers_then_migrates_to_match_a_fresh_one(
         open_ledger(fresh, spot="s").close()
         assert catalog(pg_url, "hokuro_s") == catalog(fresh, "hokuro_s")
         assert _triggers(pg_url, "hokuro_s") == _triggers(fresh, "hokuro_s")
-        assert len(_triggers(fresh, "hokuro_s")) == 2
+        assert len(_triggers(fresh, "hokuro_s")) == 2 + 4  # jobs ready; the tally (schema 6)
     finally:
         pg_admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                          "WHERE datname = %s", (name,))

@@ -71,7 +71,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from .postgres_jobs import RUNS_SCHEMA, PostgresJobs
 from .postgres_jobs import text as _text
 from .readings import LedgerReadings
-from .spot_schemas import Directory, named, read_version
+from .spot_schemas import TALLY_SCHEMA, Directory, named, read_version
 from .worker_rows import WORKERS_SCHEMA, WorkerRows
 
 if TYPE_CHECKING:
@@ -338,6 +338,8 @@ class PostgresLedger(PostgresJobs, WorkerRows, LedgerReadings, TaskDB):
             self.spot, self.schema = found.spot, found.schema
             if found.version < 2:
                 self._stats = Q["stats_1"]
+            elif found.version < TALLY_SCHEMA:
+                self._stats = Q["stats_scan"]
             # An older Spot is read where it is: without runs tables it reads as no runs.
             self._has_runs = found.version >= RUNS_SCHEMA
             self._has_workers = found.version >= WORKERS_SCHEMA

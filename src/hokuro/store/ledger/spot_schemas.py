@@ -29,7 +29,9 @@ from .queries import load_queries
 if TYPE_CHECKING:
     from psycopg import Connection
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+#: The first schema with the tally (stats read it instead of counting every record).
+TALLY_SCHEMA = 6
 #: The schema of Spot ``name`` is ``hokuro_<name>`` (see :func:`schema_of`).
 SCHEMA_PREFIX = "hokuro_"
 #: The Spot a ledger opened without a name creates in an empty database (``Spot()``'s).
@@ -187,7 +189,7 @@ class Directory:
         conn.execute(named("use_schema_here", schema=schema))
         conn.execute(Q["create_meta"])
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            conn.execute(Q[f"migration_{step}"])
+            conn.execute(named(f"migration_{step}", schema=schema))
             conn.execute(Q["set_schema_version"], {"version": str(step)})
         conn.execute(Q["set_meta"], {"name": "spot", "value": spot})
 

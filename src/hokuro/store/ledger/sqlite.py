@@ -44,7 +44,9 @@ from .sqlite_errors import ledger_error, translate_errors
 from .sqlite_jobs import RUNS_SCHEMA, SQLiteJobs
 from .worker_rows import WORKERS_SCHEMA, WorkerRows
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+#: The first schema with the tally (stats read it instead of counting every record).
+TALLY_SCHEMA = 6
 Q = load_queries("sqlite")
 _PAGE = 500
 _PRAGMAS = (
@@ -54,6 +56,19 @@ _PRAGMAS = (
     "PRAGMA temp_store = MEMORY",
     "PRAGMA mmap_size = 268435456",
 )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` one by one: cut at a semicolon only where a statement is
+    complete, so that a trigger's body (semicolons between BEGIN and END) stays whole."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement
 
 
 def _one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> tuple[Any, ...] | None:
@@ -82,7 +97,7 @@ class SQLiteLedger(SQLiteJobs, WorkerRows, LedgerReadings, TaskDB):
         self._pool = ConnectionPool(self._connect)
         # Bound once: the hit path takes and gives a connection on every call.
         self._take, self._give = self._pool.take, self._pool.give
-        # Schema 1 has no args_size; a reader does not migrate it, so it asks the old way.
+        # A reader does not migrate: an older file is counted the way its schema allows.
         self._stats = Q["stats"]
         try:
             self._open(spot, create)
@@ -104,6 +119,8 @@ class SQLiteLedger(SQLiteJobs, WorkerRows, LedgerReadings, TaskDB):
                 )
             if version < 2:
                 self._stats = Q["stats_1"]
+            elif version < TALLY_SCHEMA:
+                self._stats = Q["stats_scan"]
             # An older file is read where it is: without runs tables it reads as no runs.
             self._has_runs = version >= RUNS_SCHEMA
             self._has_workers = version >= WORKERS_SCHEMA
@@ -204,9 +221,8 @@ class SQLiteLedger(SQLiteJobs, WorkerRows, LedgerReadings, TaskDB):
                     f"({SCHEMA_VERSION}); upgrade hokuro"
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in Q[f"migration_{step}"].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(Q[f"migration_{step}"]):
+                    conn.execute(statement)
                 conn.execute(Q["set_schema_version"], (str(step),))
             row = _one(conn, Q["get_meta"], ("spot",))
             owner = None if row is None else row[0]

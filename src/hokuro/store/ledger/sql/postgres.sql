@@ -227,7 +227,33 @@ ON CONFLICT (key) DO UPDATE SET
     run_after = excluded.run_after, parents = excluded.parents
 
 -- name: stats
--- The size counts the stored arguments too: they take room as results do.
+-- From the tally (migration_6), which writes keep: a sum over a few rows per collection,
+-- however many records there are. What depends on the clock is counted here: records past
+-- their retention (an index range over expires_at, which holds fn and status) and running
+-- records past their lease (an index seek per collection that has any running).
+WITH tally AS (
+    SELECT fn, status, SUM(count) AS count, SUM(size) AS size,
+           MAX(last_activity) AS last_activity
+    FROM tasks_tally WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
+    GROUP BY fn, status HAVING SUM(count) > 0),
+late AS (
+    SELECT fn, status, COUNT(*) AS n FROM tasks
+    WHERE expires_at IS NOT NULL AND expires_at <= %(now)s AND status <> 'running'
+      AND (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
+    GROUP BY fn, status
+    UNION ALL
+    SELECT fn, status, COUNT(*) FROM tasks
+    WHERE fn IN (SELECT fn FROM tally WHERE status = 'running') AND status = 'running'
+      AND (lease_until IS NULL OR lease_until <= %(now)s)
+    GROUP BY fn, status)
+SELECT t.fn, t.status, t.count::BIGINT, t.size::BIGINT, COALESCE(late.n, 0), t.last_activity
+FROM tally t LEFT JOIN late ON late.fn = t.fn AND late.status = t.status
+ORDER BY t.fn COLLATE "C", t.status COLLATE "C"
+
+-- name: stats_scan
+-- Counted from the records themselves: Spots of schemas 2 to 5 read where they are
+-- (readers never migrate), and the check of the tally. The size counts the stored
+-- arguments too: they take room as results do.
 SELECT fn, status, COUNT(*),
        (COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0))::BIGINT,
        COUNT(*) FILTER (WHERE CASE WHEN status = 'running'
@@ -368,3 +394,97 @@ CREATE TRIGGER jobs_ready_updated AFTER UPDATE ON jobs
 -- error_stats reads this partial index alone (an index-only scan), not the whole table.
 CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn)
     INCLUDE (error_type, finished_at, updated_at, expires_at) WHERE status = 'failed'
+
+-- name: migration_6
+-- The tally: records and bytes per collection and status, kept by statement-level triggers
+-- in the same transaction as every write, so that stats (the dashboard's collections page,
+-- hokuro stats) reads a few rows instead of an index of every record (215 ms on
+-- 1,000,000). Writers only ever INSERT into it: a delta row per (collection, status) that a
+-- statement changed, so concurrent writers never wait on one counter row. Every 64th
+-- statement folds the deltas into one row per (collection, status) under a try-lock, in
+-- its own transaction's snapshot: rows other transactions add meanwhile are left for the
+-- next fold. Readers sum what is there. {schema} names this Spot's schema, so the triggers
+-- write into it whatever the writer's search_path.
+-- And tasks_expires now holds fn and status, so that counting the expired records reads
+-- that index alone.
+CREATE TABLE tasks_tally (
+    fn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    last_activity DOUBLE PRECISION
+);
+CREATE SEQUENCE tasks_tally_turns;
+INSERT INTO tasks_tally (fn, status, count, size, last_activity)
+SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
+       MAX(updated_at)
+FROM tasks GROUP BY fn, status;
+CREATE FUNCTION tasks_tally_settle() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('{schema}.tasks_tally_turns') % 64 = 0
+       AND pg_try_advisory_xact_lock(1752462924, hashtext('{schema}')) THEN
+        WITH gone AS (DELETE FROM {schema}.tasks_tally RETURNING *)
+        INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
+        SELECT fn, status, SUM(count), SUM(size), MAX(last_activity) FROM gone
+        GROUP BY fn, status HAVING SUM(count) <> 0 OR SUM(size) <> 0;
+    END IF;
+END
+$$;
+CREATE FUNCTION tasks_tally_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
+    SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
+           MAX(updated_at)
+    FROM added GROUP BY fn, status;
+    PERFORM {schema}.tasks_tally_settle();
+    RETURN NULL;
+END
+$$;
+CREATE FUNCTION tasks_tally_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
+    SELECT fn, status, -COUNT(*), -(COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0)),
+           NULL
+    FROM removed GROUP BY fn, status;
+    PERFORM {schema}.tasks_tally_settle();
+    RETURN NULL;
+END
+$$;
+-- A renewed lease (lease_until alone) adds no row: nothing it counts moved.
+CREATE FUNCTION tasks_tally_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
+    SELECT fn, status, SUM(n), SUM(bytes), MAX(at) FROM (
+        SELECT fn, status, -1 AS n, -(COALESCE(size, 0) + COALESCE(args_size, 0)) AS bytes,
+               NULL::DOUBLE PRECISION AS at, updated_at AS was
+        FROM old_rows
+        UNION ALL
+        SELECT fn, status, 1, COALESCE(size, 0) + COALESCE(args_size, 0), updated_at, NULL
+        FROM new_rows) moved
+    GROUP BY fn, status
+    HAVING SUM(n) <> 0 OR SUM(bytes) <> 0 OR MAX(at) > MAX(was);
+    PERFORM {schema}.tasks_tally_settle();
+    RETURN NULL;
+END
+$$;
+-- TRUNCATE fires no row or statement trigger of its own kind: it empties the tally here.
+CREATE FUNCTION tasks_tally_emptied() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {schema}.tasks_tally;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tasks_tally_emptied AFTER TRUNCATE ON tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_tally_emptied();
+CREATE TRIGGER tasks_tally_added AFTER INSERT ON tasks
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_tally_added();
+CREATE TRIGGER tasks_tally_removed AFTER DELETE ON tasks
+    REFERENCING OLD TABLE AS removed
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_tally_removed();
+CREATE TRIGGER tasks_tally_changed AFTER UPDATE ON tasks
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_tally_changed();
+DROP INDEX tasks_expires;
+CREATE INDEX tasks_expires ON tasks (expires_at) INCLUDE (fn, status)
+    WHERE expires_at IS NOT NULL

@@ -111,7 +111,9 @@ DELETE FROM tasks WHERE key = ?
 RETURNING {record_columns}
 
 -- name: put
-INSERT OR REPLACE INTO tasks (
+-- An upsert, not INSERT OR REPLACE: the delete of a replace fires no trigger, and the
+-- tally (migration_6) would go on counting the row it replaced.
+INSERT INTO tasks (
     key, fn, status, fn_path, ident, args, version, result, blob, codec, content_type, size,
     checksum, error_type, error, error_fingerprint, log, log_blob, attempts, owner,
     lease_until, created_at, started_at, finished_at, updated_at, expires_at, run_id,
@@ -121,9 +123,44 @@ VALUES (
     :content_type, :size, :checksum, :error_type, :error, :error_fingerprint, :log,
     :log_blob, :attempts, :owner, :lease_until, :created_at, :started_at, :finished_at,
     :updated_at, :expires_at, :run_id, :scope, :priority, :run_after, :parents)
+ON CONFLICT (key) DO UPDATE SET
+    fn = excluded.fn, status = excluded.status, fn_path = excluded.fn_path,
+    ident = excluded.ident, args = excluded.args, version = excluded.version,
+    result = excluded.result, blob = excluded.blob, codec = excluded.codec,
+    content_type = excluded.content_type, size = excluded.size, checksum = excluded.checksum,
+    error_type = excluded.error_type, error = excluded.error, error_fingerprint = excluded.error_fingerprint,
+    log = excluded.log, log_blob = excluded.log_blob, attempts = excluded.attempts,
+    owner = excluded.owner, lease_until = excluded.lease_until, created_at = excluded.created_at,
+    started_at = excluded.started_at, finished_at = excluded.finished_at, updated_at = excluded.updated_at,
+    expires_at = excluded.expires_at, run_id = excluded.run_id, scope = excluded.scope,
+    priority = excluded.priority, run_after = excluded.run_after, parents = excluded.parents
 
 -- name: stats
--- The size counts the stored arguments too: they take room as results do.
+-- From the tally (migration_6), which writes keep: a read of a few rows per collection,
+-- however many records there are. What depends on the clock is counted here: records past
+-- their retention (an index range over expires_at, which holds fn and status) and running
+-- records past their lease (an index seek per collection that has any running).
+WITH late AS (
+    SELECT fn, status, COUNT(*) AS n FROM tasks
+    -- (IS NOT NULL tells the planner that the partial index tasks_expires serves.)
+    WHERE expires_at IS NOT NULL AND expires_at <= :now AND status <> 'running'
+      AND (:fn IS NULL OR fn = :fn)
+    GROUP BY fn, status
+    UNION ALL
+    SELECT fn, status, COUNT(*) FROM tasks
+    WHERE fn IN (SELECT fn FROM tasks_tally
+                 WHERE status = 'running' AND count > 0 AND (:fn IS NULL OR fn = :fn))
+      AND status = 'running' AND (lease_until IS NULL OR lease_until <= :now)
+    GROUP BY fn, status)
+SELECT t.fn, t.status, t.count, t.size, COALESCE(late.n, 0), t.last_activity
+FROM tasks_tally t LEFT JOIN late ON late.fn = t.fn AND late.status = t.status
+WHERE t.count > 0 AND (:fn IS NULL OR t.fn = :fn)
+ORDER BY t.fn, t.status
+
+-- name: stats_scan
+-- Counted from the records themselves: ledgers of schemas 2 to 5 read where they are
+-- (readers never migrate), and the check of the tally. The size counts the stored
+-- arguments too: they take room as results do.
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
        SUM(CASE WHEN status = 'running' THEN lease_until IS NULL OR lease_until <= :now
                 ELSE expires_at IS NOT NULL AND expires_at <= :now END),
@@ -234,3 +271,55 @@ CREATE INDEX workers_started ON workers (started_at)
 -- error_stats reads this partial index alone, not the whole table.
 CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn, error_type, finished_at,
                                       updated_at, expires_at) WHERE status = 'failed'
+
+-- name: migration_6
+-- The tally: records and bytes per collection and status, kept by triggers in the same
+-- transaction as every write, so that stats (the dashboard's collections page, hokuro
+-- stats) reads a few rows instead of an index of every record (295 ms on 1,000,000). A row
+-- whose count falls to 0 stays (stats skips it). last_activity is the latest updated_at
+-- that entered the row. And tasks_expires now holds fn and status, so that counting the
+-- expired records reads that index alone.
+CREATE TABLE tasks_tally (
+    fn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    last_activity REAL,
+    PRIMARY KEY (fn, status)
+) WITHOUT ROWID;
+INSERT INTO tasks_tally (fn, status, count, size, last_activity)
+SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
+       MAX(updated_at)
+FROM tasks GROUP BY fn, status;
+CREATE TRIGGER tasks_tally_added AFTER INSERT ON tasks BEGIN
+    INSERT INTO tasks_tally (fn, status, count, size, last_activity)
+    VALUES (new.fn, new.status, 1, COALESCE(new.size, 0) + COALESCE(new.args_size, 0),
+            new.updated_at)
+    ON CONFLICT (fn, status) DO UPDATE SET
+        count = count + 1, size = size + excluded.size,
+        last_activity = MAX(COALESCE(last_activity, excluded.last_activity),
+                            excluded.last_activity);
+END;
+CREATE TRIGGER tasks_tally_removed AFTER DELETE ON tasks BEGIN
+    UPDATE tasks_tally
+    SET count = count - 1, size = size - COALESCE(old.size, 0) - COALESCE(old.args_size, 0)
+    WHERE fn = old.fn AND status = old.status;
+END;
+-- A renewed lease (lease_until alone) fires nothing.
+CREATE TRIGGER tasks_tally_changed AFTER UPDATE OF fn, status, size, args, updated_at ON tasks
+WHEN old.fn IS NOT new.fn OR old.status IS NOT new.status OR old.size IS NOT new.size
+     OR old.args_size IS NOT new.args_size OR old.updated_at IS NOT new.updated_at
+BEGIN
+    UPDATE tasks_tally
+    SET count = count - 1, size = size - COALESCE(old.size, 0) - COALESCE(old.args_size, 0)
+    WHERE fn = old.fn AND status = old.status;
+    INSERT INTO tasks_tally (fn, status, count, size, last_activity)
+    VALUES (new.fn, new.status, 1, COALESCE(new.size, 0) + COALESCE(new.args_size, 0),
+            new.updated_at)
+    ON CONFLICT (fn, status) DO UPDATE SET
+        count = count + 1, size = size + excluded.size,
+        last_activity = MAX(COALESCE(last_activity, excluded.last_activity),
+                            excluded.last_activity);
+END;
+DROP INDEX tasks_expires;
+CREATE INDEX tasks_expires ON tasks (expires_at, fn, status) WHERE expires_at IS NOT NULL
