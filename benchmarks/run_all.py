@@ -9,7 +9,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = ["bench_core.py", "bench_blob_threshold.py", "bench_args_limit.py", "bench_limits.py",
          "bench_limit_waiting.py", "bench_stats.py", "bench_shared.py", "bench_memo.py",
-         "bench_async_calls.py", "bench_jobs_store.py", "bench_runs.py", "bench_script.py"]
+         "bench_tally.py", "bench_ui.py", "bench_async_calls.py", "bench_jobs_store.py",
+         "bench_runs.py", "bench_script.py", "bench_workers.py", "bench_stages.py"]
 
 
 def main() -> int:

@@ -174,6 +174,8 @@ class StatRow:
     size: int
     #: Of ``count``: records past their retention, or for ``running``, past their lease.
     expired: int = 0
+    #: The latest ``updated_at`` of a record that entered this (collection, status), from
+    #: the tally (schema 6); an older ledger read where it is gives its newest record's.
     last_activity: float | None = None
 
 
