@@ -27,7 +27,9 @@ from typing import Any
 import hokuro
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-TRIGGERS = ("tasks_tally_added", "tasks_tally_removed", "tasks_tally_changed")
+TRIGGERS = {"sqlite": ("tasks_tally_added", "tasks_tally_removed", "tasks_tally_left",
+                       "tasks_tally_entered"),
+            "postgres": ("tasks_tally_added", "tasks_tally_removed", "tasks_tally_changed")}
 
 
 def open_spot(kind: str, folder: Path, tally: bool) -> hokuro.Spot:
@@ -36,7 +38,7 @@ def open_spot(kind: str, folder: Path, tally: bool) -> hokuro.Spot:
     if not tally:
         if kind == "sqlite":
             conn = sqlite3.connect(spot.ledger.path)
-            for trigger in TRIGGERS:
+            for trigger in TRIGGERS[kind]:
                 conn.execute(f"DROP TRIGGER {trigger}")
             conn.commit()
             conn.close()
@@ -44,7 +46,7 @@ def open_spot(kind: str, folder: Path, tally: bool) -> hokuro.Spot:
             import psycopg
 
             with psycopg.connect(PG, autocommit=True) as conn:
-                for trigger in TRIGGERS:
+                for trigger in TRIGGERS[kind]:
                     conn.execute(f"DROP TRIGGER {trigger} ON {spot.ledger.schema}.tasks")
     return spot
 

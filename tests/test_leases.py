@@ -60,7 +60,7 @@ def test_the_hit_path_and_stats_read_through_their_indexes(workspace):
         return not [row for row in program if row[1] == "Column" and row[2] in cursors]
 
     # The tally's stats, and the count of every record (ledgers of schemas 2 to 5).
-    for query, index in (("stats", "tasks_tally"), ("stats_scan", "INDEX tasks_fn_status")):
+    for query, index in (("stats", "SCAN tally"), ("stats_scan", "INDEX tasks_fn_status")):
         plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + Q[query],
                                                          {"fn": None, "now": 0.0}))
         assert index in plan and reads_indexes_alone(query), (query, plan)

@@ -227,28 +227,41 @@ ON CONFLICT (key) DO UPDATE SET
     run_after = excluded.run_after, parents = excluded.parents
 
 -- name: stats
--- From the tally (migration_6), which writes keep: a sum over a few rows per collection,
--- however many records there are. What depends on the clock is counted here: records past
+-- Settled records (every status but running) from the tally (migration_6): a sum over a
+-- few rows per collection, however many records there are. Counted here: running
+-- records, per collection (names found by a loose index scan, then a seek each: running
+-- records are as many as are running now), and what depends on the clock, records past
 -- their retention (an index range over expires_at, which holds fn and status) and running
--- records past their lease (an index seek per collection that has any running).
-WITH tally AS (
+-- records past their lease.
+WITH RECURSIVE names(fn) AS (
+    SELECT CASE WHEN %(fn)s::TEXT IS NULL
+                THEN (SELECT t.fn FROM tasks AS t ORDER BY t.fn LIMIT 1)
+                ELSE %(fn)s::TEXT END
+    UNION ALL
+    SELECT (SELECT t.fn FROM tasks AS t WHERE t.fn > names.fn ORDER BY t.fn LIMIT 1)
+    FROM names WHERE names.fn IS NOT NULL AND %(fn)s::TEXT IS NULL),
+tally AS (
     SELECT fn, status, SUM(count) AS count, SUM(size) AS size,
            MAX(last_activity) AS last_activity
     FROM tasks_tally WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
     GROUP BY fn, status HAVING SUM(count) > 0),
-late AS (
+expired AS (
     SELECT fn, status, COUNT(*) AS n FROM tasks
     WHERE expires_at IS NOT NULL AND expires_at <= %(now)s AND status <> 'running'
       AND (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
-    GROUP BY fn, status
-    UNION ALL
-    SELECT fn, status, COUNT(*) FROM tasks
-    WHERE fn IN (SELECT fn FROM tally WHERE status = 'running') AND status = 'running'
-      AND (lease_until IS NULL OR lease_until <= %(now)s)
     GROUP BY fn, status)
-SELECT t.fn, t.status, t.count::BIGINT, t.size::BIGINT, COALESCE(late.n, 0), t.last_activity
-FROM tally t LEFT JOIN late ON late.fn = t.fn AND late.status = t.status
-ORDER BY t.fn COLLATE "C", t.status COLLATE "C"
+SELECT * FROM (
+    SELECT t.fn, t.status, t.count::BIGINT, t.size::BIGINT, COALESCE(e.n, 0),
+           t.last_activity
+    FROM tally t LEFT JOIN expired e ON e.fn = t.fn AND e.status = t.status
+    UNION ALL
+    SELECT fn, status, COUNT(*),
+           (COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0))::BIGINT,
+           COUNT(*) FILTER (WHERE lease_until IS NULL OR lease_until <= %(now)s),
+           MAX(updated_at)
+    FROM tasks WHERE fn IN (SELECT fn FROM names) AND status = 'running'
+    GROUP BY fn, status) AS counted
+ORDER BY fn COLLATE "C", status COLLATE "C"
 
 -- name: stats_scan
 -- Counted from the records themselves: Spots of schemas 2 to 5 read where they are
@@ -399,7 +412,8 @@ CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn)
 -- The tally: records and bytes per collection and status, kept by statement-level triggers
 -- in the same transaction as every write, so that stats (the dashboard's collections page,
 -- hokuro stats) reads a few rows instead of an index of every record (215 ms on
--- 1,000,000). Writers only ever INSERT into it: a delta row per (collection, status) that a
+-- 1,000,000). Running records are left out: they are few (as many as run now) and stats
+-- counts them when read, so a claim adds nothing here. Writers only ever INSERT into it: a delta row per (collection, status) that a
 -- statement changed, so concurrent writers never wait on one counter row. Every 64th
 -- statement folds the deltas into one row per (collection, status) under a try-lock, in
 -- its own transaction's snapshot: rows other transactions add meanwhile are left for the
@@ -418,7 +432,7 @@ CREATE SEQUENCE tasks_tally_turns;
 INSERT INTO tasks_tally (fn, status, count, size, last_activity)
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
        MAX(updated_at)
-FROM tasks GROUP BY fn, status;
+FROM tasks WHERE status <> 'running' GROUP BY fn, status;
 CREATE FUNCTION tasks_tally_settle() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF nextval('{schema}.tasks_tally_turns') % 64 = 0
@@ -435,7 +449,7 @@ BEGIN
     INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
     SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
            MAX(updated_at)
-    FROM added GROUP BY fn, status;
+    FROM added WHERE status <> 'running' GROUP BY fn, status;
     PERFORM {schema}.tasks_tally_settle();
     RETURN NULL;
 END
@@ -445,7 +459,7 @@ BEGIN
     INSERT INTO {schema}.tasks_tally (fn, status, count, size, last_activity)
     SELECT fn, status, -COUNT(*), -(COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0)),
            NULL
-    FROM removed GROUP BY fn, status;
+    FROM removed WHERE status <> 'running' GROUP BY fn, status;
     PERFORM {schema}.tasks_tally_settle();
     RETURN NULL;
 END
@@ -457,10 +471,10 @@ BEGIN
     SELECT fn, status, SUM(n), SUM(bytes), MAX(at) FROM (
         SELECT fn, status, -1 AS n, -(COALESCE(size, 0) + COALESCE(args_size, 0)) AS bytes,
                NULL::DOUBLE PRECISION AS at, updated_at AS was
-        FROM old_rows
+        FROM old_rows WHERE status <> 'running'
         UNION ALL
         SELECT fn, status, 1, COALESCE(size, 0) + COALESCE(args_size, 0), updated_at, NULL
-        FROM new_rows) moved
+        FROM new_rows WHERE status <> 'running') moved
     GROUP BY fn, status
     HAVING SUM(n) <> 0 OR SUM(bytes) <> 0 OR MAX(at) > MAX(was);
     PERFORM {schema}.tasks_tally_settle();

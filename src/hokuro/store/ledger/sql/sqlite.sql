@@ -136,26 +136,35 @@ ON CONFLICT (key) DO UPDATE SET
     priority = excluded.priority, run_after = excluded.run_after, parents = excluded.parents
 
 -- name: stats
--- From the tally (migration_6), which writes keep: a read of a few rows per collection,
--- however many records there are. What depends on the clock is counted here: records past
--- their retention (an index range over expires_at, which holds fn and status) and running
--- records past their lease (an index seek per collection that has any running).
-WITH late AS (
-    SELECT fn, status, COUNT(*) AS n FROM tasks
+-- Settled records (every status but running) from the tally (migration_6): a few rows per
+-- collection, however many records there are. Counted here: running records, per
+-- collection (names found by a loose index scan, then a seek each: running records are as
+-- many as are running now), and what depends on the clock, records past their retention
+-- (an index range over expires_at, which holds fn and status) and running records past
+-- their lease.
+WITH RECURSIVE names(fn) AS (
+    SELECT CASE WHEN :fn IS NULL THEN (SELECT MIN(fn) FROM tasks) ELSE :fn END
+    UNION ALL
+    SELECT (SELECT MIN(fn) FROM tasks WHERE fn > names.fn) FROM names
+    WHERE names.fn IS NOT NULL AND :fn IS NULL),
+running AS (
+    SELECT fn, status, COUNT(*) AS count,
+           COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0) AS size,
+           SUM(lease_until IS NULL OR lease_until <= :now) AS late, MAX(updated_at) AS last
+    FROM tasks WHERE fn IN (SELECT fn FROM names) AND status = 'running'
+    GROUP BY fn),
+expired AS (
     -- (IS NOT NULL tells the planner that the partial index tasks_expires serves.)
+    SELECT fn, status, COUNT(*) AS n FROM tasks
     WHERE expires_at IS NOT NULL AND expires_at <= :now AND status <> 'running'
       AND (:fn IS NULL OR fn = :fn)
-    GROUP BY fn, status
-    UNION ALL
-    SELECT fn, status, COUNT(*) FROM tasks
-    WHERE fn IN (SELECT fn FROM tasks_tally
-                 WHERE status = 'running' AND count > 0 AND (:fn IS NULL OR fn = :fn))
-      AND status = 'running' AND (lease_until IS NULL OR lease_until <= :now)
     GROUP BY fn, status)
-SELECT t.fn, t.status, t.count, t.size, COALESCE(late.n, 0), t.last_activity
-FROM tasks_tally t LEFT JOIN late ON late.fn = t.fn AND late.status = t.status
-WHERE t.count > 0 AND (:fn IS NULL OR t.fn = :fn)
-ORDER BY t.fn, t.status
+SELECT tally.fn, tally.status, tally.count, tally.size, COALESCE(e.n, 0), tally.last_activity
+FROM tasks_tally AS tally LEFT JOIN expired e ON e.fn = tally.fn AND e.status = tally.status
+WHERE tally.count > 0 AND (:fn IS NULL OR tally.fn = :fn)
+UNION ALL
+SELECT fn, status, count, size, late, last FROM running
+ORDER BY 1, 2
 
 -- name: stats_scan
 -- Counted from the records themselves: ledgers of schemas 2 to 5 read where they are
@@ -275,9 +284,11 @@ CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn, error_type, finishe
 -- name: migration_6
 -- The tally: records and bytes per collection and status, kept by triggers in the same
 -- transaction as every write, so that stats (the dashboard's collections page, hokuro
--- stats) reads a few rows instead of an index of every record (295 ms on 1,000,000). A row
--- whose count falls to 0 stays (stats skips it). last_activity is the latest updated_at
--- that entered the row. And tasks_expires now holds fn and status, so that counting the
+-- stats) reads a few rows instead of an index of every record (295 ms on 1,000,000).
+-- Running records are left out: they are few (as many as run now) and stats counts them
+-- when read, so a task's claim writes nothing here and its finish one row. A row whose
+-- count falls to 0 stays (stats skips it). last_activity is the latest updated_at that
+-- entered the row. And tasks_expires now holds fn and status, so that counting the
 -- expired records reads that index alone.
 CREATE TABLE tasks_tally (
     fn TEXT NOT NULL,
@@ -290,8 +301,9 @@ CREATE TABLE tasks_tally (
 INSERT INTO tasks_tally (fn, status, count, size, last_activity)
 SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0) + COALESCE(SUM(args_size), 0),
        MAX(updated_at)
-FROM tasks GROUP BY fn, status;
-CREATE TRIGGER tasks_tally_added AFTER INSERT ON tasks BEGIN
+FROM tasks WHERE status <> 'running' GROUP BY fn, status;
+CREATE TRIGGER tasks_tally_added AFTER INSERT ON tasks WHEN new.status <> 'running'
+BEGIN
     INSERT INTO tasks_tally (fn, status, count, size, last_activity)
     VALUES (new.fn, new.status, 1, COALESCE(new.size, 0) + COALESCE(new.args_size, 0),
             new.updated_at)
@@ -300,19 +312,28 @@ CREATE TRIGGER tasks_tally_added AFTER INSERT ON tasks BEGIN
         last_activity = MAX(COALESCE(last_activity, excluded.last_activity),
                             excluded.last_activity);
 END;
-CREATE TRIGGER tasks_tally_removed AFTER DELETE ON tasks BEGIN
-    UPDATE tasks_tally
-    SET count = count - 1, size = size - COALESCE(old.size, 0) - COALESCE(old.args_size, 0)
-    WHERE fn = old.fn AND status = old.status;
-END;
--- A renewed lease (lease_until alone) fires nothing.
-CREATE TRIGGER tasks_tally_changed AFTER UPDATE OF fn, status, size, args, updated_at ON tasks
-WHEN old.fn IS NOT new.fn OR old.status IS NOT new.status OR old.size IS NOT new.size
-     OR old.args_size IS NOT new.args_size OR old.updated_at IS NOT new.updated_at
+CREATE TRIGGER tasks_tally_removed AFTER DELETE ON tasks WHEN old.status <> 'running'
 BEGIN
     UPDATE tasks_tally
     SET count = count - 1, size = size - COALESCE(old.size, 0) - COALESCE(old.args_size, 0)
     WHERE fn = old.fn AND status = old.status;
+END;
+-- An update moves a record out of its (collection, status) and into the new one, each
+-- side only when it is not running. A renewed lease (lease_until alone) fires nothing.
+CREATE TRIGGER tasks_tally_left AFTER UPDATE OF fn, status, size, args, updated_at ON tasks
+WHEN old.status <> 'running'
+     AND (old.fn IS NOT new.fn OR old.status IS NOT new.status OR old.size IS NOT new.size
+          OR old.args_size IS NOT new.args_size OR old.updated_at IS NOT new.updated_at)
+BEGIN
+    UPDATE tasks_tally
+    SET count = count - 1, size = size - COALESCE(old.size, 0) - COALESCE(old.args_size, 0)
+    WHERE fn = old.fn AND status = old.status;
+END;
+CREATE TRIGGER tasks_tally_entered AFTER UPDATE OF fn, status, size, args, updated_at ON tasks
+WHEN new.status <> 'running'
+     AND (old.fn IS NOT new.fn OR old.status IS NOT new.status OR old.size IS NOT new.size
+          OR old.args_size IS NOT new.args_size OR old.updated_at IS NOT new.updated_at)
+BEGIN
     INSERT INTO tasks_tally (fn, status, count, size, last_activity)
     VALUES (new.fn, new.status, 1, COALESCE(new.size, 0) + COALESCE(new.args_size, 0),
             new.updated_at)
