@@ -1,12 +1,13 @@
 """Admin operations over a Spot's records and blobs: history, one task's details, error
-groups and replaying failed calls, deletion and garbage collection.
+groups, replaying failed calls, deletion and garbage collection; and the Spots of a whole
+workspace or database.
 
 The command line and the dashboard are thin layers over :class:`MaintenanceService`. It
 works through the ledger and blob store protocols only, so every backend is served alike.
-Removing tasks and garbage is its own module, :mod:`hokuro.admin.removing`, whose mixin
-:class:`~hokuro.admin.removing.Removing` the service inherits. Replaying failed calls is its
-own module, :mod:`hokuro.admin.replay`; the service hands it the ledger and the failed
-records.
+Two parts of it are modules of their own, mixins the service inherits: removing tasks and
+garbage (:mod:`hokuro.admin.removing`) and the Spots of a whole workspace or database
+(:mod:`hokuro.admin.spots`). Replaying failed calls is its own module,
+:mod:`hokuro.admin.replay`; the service hands it the ledger and the failed records.
 
 Why these choices:
 - Nothing is unpickled unless the caller asks (``allow_pickle``) or, for replays, the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +48,7 @@ from ..store.blobs import BlobStorageBase, open_blobs
 from ..store.ledger import TaskDB, open_ledger
 from .removing import CleanReport, Removal, Removing
 from .replay import RetryResult, args_codec, replay_failed
+from .spots import WORKSPACE_DIR, Spots, SpotSummary
 from .unknown_blobs import _UnknownBlobs
 
 __all__ = [
@@ -60,8 +61,6 @@ __all__ = [
     "TaskDetail",
 ]
 
-#: The folder of a project that holds its Spots: ``<name>.db`` and ``blobs/<name>/``.
-WORKSPACE_DIR = ".hokuro"
 #: Whole records read first when one example is wanted.
 _FEW = 8
 #: The fingerprint given to tasks whose owner died while running them.
@@ -120,28 +119,9 @@ class ErrorGroup:
     example_traceback: str | None
 
 
-@dataclass(slots=True)
-class SpotSummary:
-    """One Spot of a workspace, as ``hokuro spots`` lists it."""
-
-    name: str
-    #: The ledger file, or the database URL (password masked) of a Spot in PostgreSQL.
-    ledger: Path | str
-    #: Its blob folder, or the blob store its ledger records (for a Spot in PostgreSQL).
-    blobs: Path | str | None
-    #: Bytes of the ledger file (with its write-ahead log); None for a database.
-    ledger_size: int | None
-    records: int | None = None
-    failed: int | None = None
-    size: int | None = None
-    last_activity: float | None = None
-    #: Why the ledger could not be read, when it could not.
-    problem: str | None = None
-
-
 # -- the service -----------------------------------------------------------------------------
 
-class MaintenanceService(Removing):
+class MaintenanceService(Removing, Spots):
     """Admin operations over one ledger and its blob store.
 
     Build it with :meth:`from_path` (a SQLite file), :meth:`from_spot` (an open Spot) or
@@ -536,94 +516,6 @@ class MaintenanceService(Removing):
         yield from replay_failed(self.ledger, self.failed_tasks(fn, fingerprint),
                                  search_path=search_path, dry_run=dry_run)
 
-    # -- whole projects -------------------------------------------------------------------
-    @staticmethod
-    def scan_spots(workspace_dir: str | os.PathLike[str]) -> list[SpotSummary]:
-        """The Spots of a workspace (``.hokuro`` or the project folder holding it), each
-        read through a read-only ledger: nothing is created, migrated or written."""
-        workspace = MaintenanceService.workspace_folder(workspace_dir)
-        spots = []
-        for db in sorted(workspace.glob("*.db")):
-            if not db.is_file():
-                continue
-            blobs = workspace / "blobs" / db.stem
-            wal = db.with_name(db.name + "-wal")
-            ledger_size = db.stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
-            entry = SpotSummary(db.stem, db.absolute(),
-                                blobs.absolute() if blobs.is_dir() else None, ledger_size)
-            try:
-                with MaintenanceService.from_path(db, blobs, read_only=True) as service:
-                    summary = service.summary()
-            except HokuroError as exc:
-                entry.problem = str(exc)
-            else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
-            spots.append(entry)
-        return spots
-
-    @staticmethod
-    def scan_database(url: str) -> list[SpotSummary]:
-        """The Spots of a PostgreSQL database, each read through a read-only ledger: nothing
-        is created, migrated or written. A ledger of schema 1 that no Spot adopted yet is
-        listed with the name ``(schema 1)``."""
-        from ..store.ledger.postgres import PostgresLedger
-
-        where = mask_secrets(url)
-        spots = []
-        for name in PostgresLedger.spots_in(url):
-            entry = SpotSummary(name or "(schema 1)", where, None, None)
-            try:
-                with MaintenanceService.from_target(url, spot=name, read_only=True) as service:
-                    summary = service.summary()
-                    entry.blobs = service.blobs.describe() if service.blobs_known else None
-            except HokuroError as exc:
-                entry.problem = str(exc)
-            else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
-            spots.append(entry)
-        return spots
-
-    @staticmethod
-    def workspace_folder(path: str | os.PathLike[str]) -> Path:
-        """The workspace at ``path`` (a ``.hokuro`` folder or the project folder that holds
-        one); an error that says what to give when there is none."""
-        workspace = _workspace_folder(Path(path))
-        if not workspace.is_dir():
-            raise LedgerError(
-                f"no hokuro workspace at {workspace.absolute()}; run this in your project "
-                f"folder (the one that holds {WORKSPACE_DIR}) or give the folder that holds "
-                "the Spots")
-        return workspace
-
-    @staticmethod
-    def scan_orphan_projects(workspace_dir: str | os.PathLike[str]) -> list[Path]:
-        """Blob folders ``<workspace>/blobs/<name>`` with no ledger ``<workspace>/<name>.db``
-        ("zombie" Spots). ``workspace_dir`` is the ``.hokuro`` folder or the project folder
-        that holds it. Reads only."""
-        workspace = _workspace_folder(Path(workspace_dir))
-        root = workspace / "blobs"
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.iterdir()
-                      if p.is_dir() and not p.is_symlink()
-                      and not (workspace / f"{p.name}.db").exists())
-
-    @staticmethod
-    def delete_project_storage(path: str | os.PathLike[str]) -> None:
-        """Remove a Spot's blob folder and everything in it. Refused while the Spot's
-        ledger still exists beside it (remove its records with ``clear`` instead)."""
-        folder = Path(path)
-        if folder.is_symlink() or not folder.is_dir():
-            raise ConfigurationError(f"{folder} is not a blob folder")
-        ledger = folder.parent.parent / f"{folder.name}.db"
-        if folder.parent.name == "blobs" and ledger.exists():
-            raise ConfigurationError(
-                f"{folder} belongs to the ledger {ledger}; use hokuro clear to remove its "
-                "tasks")
-        shutil.rmtree(folder)
-
 
 # -- small pieces ----------------------------------------------------------------------------
 
@@ -643,10 +535,4 @@ def _spot_name(name: str | None) -> str:
     # The internal Spot only needs a valid name (it names task folders of remote stores).
     usable = name and _SPOT_NAME.match(name) and not name.endswith(".db")
     return name if usable else "maintenance"
-
-
-def _workspace_folder(path: Path) -> Path:
-    if not (path / "blobs").is_dir() and (path / WORKSPACE_DIR).is_dir():
-        return path / WORKSPACE_DIR
-    return path
 
