@@ -1,20 +1,15 @@
-"""Admin operations over a Spot's records and blobs: history, one task's details, deletion,
-garbage collection, error groups and replaying failed calls.
+"""Admin operations over a Spot's records and blobs: history, one task's details, error
+groups, replaying failed calls, deletion and garbage collection; and the Spots of a whole
+workspace or database.
 
 The command line and the dashboard are thin layers over :class:`MaintenanceService`. It
 works through the ledger and blob store protocols only, so every backend is served alike.
-Replaying failed calls is its own module, :mod:`hokuro.admin.replay`; the service hands it the
-ledger and the failed records.
+Two parts of it are modules of their own, mixins the service inherits: removing tasks and
+garbage (:mod:`hokuro.admin.removing`) and the Spots of a whole workspace or database
+(:mod:`hokuro.admin.spots`). Replaying failed calls is its own module,
+:mod:`hokuro.admin.replay`; the service hands it the ledger and the failed records.
 
 Why these choices:
-- Deleting removes the records first, then their blobs. A reader can never be served a
-  record whose blob is gone, and a blob that cannot be removed (a network fault) is left
-  as garbage that :meth:`MaintenanceService.scan_garbage` finds later. The other order
-  would lose track of a blob whenever the record delete failed after it.
-- Deletion goes in chunks of keys, so clearing a million records keeps memory bounded and
-  never holds one huge write transaction.
-- Running tasks whose owner is alive are never removed by ``prune``/``clear``/expiry: the
-  owner would finish into a missing record and its result would be dropped.
 - Nothing is unpickled unless the caller asks (``allow_pickle``) or, for replays, the
   function itself chose pickle (invariant 7); a value this process cannot decode is shown
   as a placeholder, never raised.
@@ -22,13 +17,10 @@ Why these choices:
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +35,6 @@ from ..errors import (
     LedgerError,
 )
 from ..model.codec import Codec, PickleCodec
-from ..model.durations import parse_duration
 from ..model.records import (
     ABANDONED,
     READ_STATUSES,
@@ -53,11 +44,12 @@ from ..model.records import (
     error_line,
 )
 from ..model.redact import mask_secrets
-from ..store.blobs import BlobInfo, BlobStorageBase, open_blobs
-from ..store.blobs.local import TEMP_SUFFIX, LocalBlobs
-from ..store.blobs.names import is_safe_ref
+from ..store.blobs import BlobStorageBase, open_blobs
 from ..store.ledger import TaskDB, open_ledger
+from .removing import CleanReport, Removal, Removing
 from .replay import RetryResult, args_codec, replay_failed
+from .spots import WORKSPACE_DIR, Spots, SpotSummary
+from .unknown_blobs import _UnknownBlobs
 
 __all__ = [
     "CleanReport",
@@ -69,21 +61,11 @@ __all__ = [
     "TaskDetail",
 ]
 
-log = logging.getLogger("hokuro")
-
-#: The folder of a project that holds its Spots: ``<name>.db`` and ``blobs/<name>/``.
-WORKSPACE_DIR = ".hokuro"
-#: Keys removed per ledger call: bounded memory and short write transactions.
-DELETE_CHUNK = 500
 #: Whole records read first when one example is wanted.
 _FEW = 8
 #: The fingerprint given to tasks whose owner died while running them.
 ABANDONED_FINGERPRINT = "abandoned"
-#: Statuses of tasks that ended; only these (and abandoned running ones) are ever removed.
-_ENDED = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
 _SPOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_FAN = re.compile(r"^[0-9a-f]{2}$")
-_KEY = re.compile(r"^[0-9a-f]{32}$")
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -122,41 +104,6 @@ class TaskDetail:
 
 
 @dataclass(slots=True)
-class Removal:
-    """What a removal did (or, with ``dry_run``, would do)."""
-
-    records: int = 0
-    blobs: int = 0
-    #: Blobs that could not be removed; they are garbage for ``clean`` now.
-    blob_failures: int = 0
-    #: Bytes of results the removed records held (inline and in blobs).
-    size: int = 0
-    #: Tasks left alone because their owner is still running them (or they wait in a run).
-    kept: int = 0
-    dry_run: bool = False
-
-
-class CleanReport(tuple[int, int]):
-    """``(expired tasks removed, orphans removed)`` as beautyspot returned it, plus
-    :attr:`temp`, the stale temporary files removed (None when unknown in a dry run)."""
-
-    temp: int | None
-
-    def __new__(cls, expired: int, orphans: int, temp: int | None) -> CleanReport:
-        report = super().__new__(cls, (expired, orphans))
-        report.temp = temp
-        return report
-
-    @property
-    def expired(self) -> int:
-        return self[0]
-
-    @property
-    def orphans(self) -> int:
-        return self[1]
-
-
-@dataclass(slots=True)
 class ErrorGroup:
     """Failed tasks that ended with the same error (same type and the same frames)."""
 
@@ -172,52 +119,9 @@ class ErrorGroup:
     example_traceback: str | None
 
 
-@dataclass(slots=True)
-class SpotSummary:
-    """One Spot of a workspace, as ``hokuro spots`` lists it."""
-
-    name: str
-    #: The ledger file, or the database URL (password masked) of a Spot in PostgreSQL.
-    ledger: Path | str
-    #: Its blob folder, or the blob store its ledger records (for a Spot in PostgreSQL).
-    blobs: Path | str | None
-    #: Bytes of the ledger file (with its write-ahead log); None for a database.
-    ledger_size: int | None
-    records: int | None = None
-    failed: int | None = None
-    size: int | None = None
-    last_activity: float | None = None
-    #: Why the ledger could not be read, when it could not.
-    problem: str | None = None
-
-
-class _UnknownBlobs(BlobStorageBase):
-    """Stands for a blob store nobody named (a database URL given without ``blobs=``)."""
-
-    kind = "unknown"
-    _WHY = ("the blob store of this ledger is not known (its Spot has not recorded it: "
-            "open the Spot once with this hokuro version); give it as blobs= "
-            "(on the command line: --blobs URL or the HOKURO_BLOBS variable)")
-
-    def save(self, ref: str, data: bytes) -> str:
-        raise BlobError(self._WHY)
-
-    def load(self, ref: str) -> bytes:
-        raise BlobError(self._WHY)
-
-    def delete(self, ref: str) -> bool:
-        raise BlobError(self._WHY)
-
-    def list_blobs(self) -> Iterator[BlobInfo]:
-        raise BlobError(self._WHY)
-
-    def describe(self) -> str:
-        return "(unknown blob store)"
-
-
 # -- the service -----------------------------------------------------------------------------
 
-class MaintenanceService:
+class MaintenanceService(Removing, Spots):
     """Admin operations over one ledger and its blob store.
 
     Build it with :meth:`from_path` (a SQLite file), :meth:`from_spot` (an open Spot) or
@@ -612,316 +516,6 @@ class MaintenanceService:
         yield from replay_failed(self.ledger, self.failed_tasks(fn, fingerprint),
                                  search_path=search_path, dry_run=dry_run)
 
-    # -- removing -------------------------------------------------------------------------
-    def delete_task(self, key: str) -> bool:
-        """Remove task ``key``: its record, then its blobs and files. True if it existed.
-
-        Tolerant: a blob already gone is fine, and one that cannot be removed is left as
-        garbage for :meth:`clean_garbage`; the record is removed in any case.
-        """
-        self._check_blobs_for_removal()
-        return self._remove(iter([key])).records == 1
-
-    def delete_expired_tasks(self, *, dry_run: bool = False) -> int:
-        """Remove the tasks past their retention (``@spot.mark(retention=...)``); return
-        how many were (or, with ``dry_run``, would be) removed."""
-        now = self._now()
-        found = (r for r in self.ledger.find(expired_at=now) if r.status in _ENDED)
-        if dry_run:
-            return sum(1 for _ in found)
-        self._check_blobs_for_removal()
-        return self._remove(r.key for r in found).records
-
-    def prune(self, older_than: float | str, fn: str | None = None, *,
-              dry_run: bool = False) -> Removal:
-        """Remove tasks not updated for ``older_than`` (seconds, or text like ``"30d"``),
-        of collection ``fn`` or all. Tasks still running are kept."""
-        seconds = parse_duration(older_than, what="older_than")
-        if seconds is None:
-            raise ConfigurationError("older_than needs a duration, such as 30 * 86400 or '30d'")
-        now = self._now()
-        return self._remove_ended(self.ledger.find(fn=fn, until=now - seconds), now, dry_run)
-
-    def clear(self, fn: str | None = None, *, dry_run: bool = False) -> Removal:
-        """Remove every task of collection ``fn`` (or of every collection). Tasks still
-        running are kept; run it again once they finish."""
-        now = self._now()
-        return self._remove_ended(self.ledger.find(fn=fn), now, dry_run)
-
-    def _remove_ended(self, records: Iterable[Record], now: float, dry_run: bool) -> Removal:
-        kept = 0
-        counted = Removal(dry_run=dry_run)
-
-        def removable() -> Iterator[str]:
-            nonlocal kept
-            for record in records:
-                if record.status in _ENDED or is_abandoned(record, now):
-                    if dry_run:
-                        counted.records += 1
-                        counted.size += record.size or 0
-                        counted.blobs += (record.blob is not None) + (record.log_blob is not None)
-                    yield record.key
-                else:
-                    kept += 1
-
-        if dry_run:
-            for _ in removable():
-                pass
-            counted.kept = kept
-            return counted
-        self._check_blobs_for_removal()
-        removal = self._remove(removable())
-        removal.kept = kept
-        return removal
-
-    def _check_blobs_for_removal(self) -> None:
-        # Removing records whose blobs nobody can reach would orphan those blobs for good.
-        if self.blobs_known:
-            return
-        refs = self.ledger.blob_refs()
-        try:
-            named = next(iter(refs), None) is not None
-        finally:
-            close = getattr(refs, "close", None)
-            if close is not None:
-                close()  # do not leave a half-read cursor open on the ledger
-        if named:
-            raise ConfigurationError(
-                "records of this ledger name blobs in a store that was not given; give it "
-                "(--blobs URL or HOKURO_BLOBS on the command line) so they are removed too")
-
-    def _remove(self, keys: Iterator[str]) -> Removal:
-        removal = Removal()
-        while chunk := _take(keys, DELETE_CHUNK):
-            for record in self.ledger.delete(chunk):
-                removal.records += 1
-                removal.size += record.size or 0
-                for ref in (record.blob, record.log_blob):
-                    if not ref:
-                        continue
-                    try:
-                        self.blobs.delete(ref)
-                        removal.blobs += 1
-                    except (BlobError, OSError) as exc:
-                        removal.blob_failures += 1
-                        log.warning("hokuro: blob %s of task %s was not removed (%s); "
-                                    "hokuro clean will find it", ref, record.key[:12], exc)
-                self._remove_files(record.key)
-        return removal
-
-    def _remove_files(self, key: str) -> None:
-        try:
-            folder = self.spot.task_dir(key, create=False)
-        except HokuroError:
-            return
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
-
-    # -- garbage --------------------------------------------------------------------------
-    def scan_garbage(self, grace_period: float = 60.0) -> list[BlobInfo]:
-        """Blobs no record names, older than ``grace_period`` seconds, and (for a local
-        store) folders of task files whose task has no record.
-
-        The grace period spares blobs being written right now: a result's blob is saved
-        before its record (invariant 1), so for a moment it is named by nothing.
-        """
-        if not self.blobs_known:
-            raise ConfigurationError(_UnknownBlobs._WHY)
-        # The cutoff is taken before the records are read: a blob older than it was written
-        # before the read began, so a record naming it is in what is read.
-        cutoff = self._now() - grace_period
-        named = set(self.ledger.blob_refs())
-        named.update(self._refs_of_neighbours())
-        orphans = [info for info in self.blobs.list_blobs()
-                   if info.mtime < cutoff and info.ref not in named and is_safe_ref(info.ref)]
-        orphans.extend(self._orphan_file_folders(cutoff))
-        return orphans
-
-    def _refs_of_neighbours(self) -> Iterator[str]:
-        """Blobs named by the other Spots of this Spot's database that record the same blob
-        store: a store shared by Spots holds blobs that are not this Spot's, yet no
-        orphans. (Spots in other databases or files that share a store are not seen: give
-        each Spot its own prefix or folder.)"""
-        ledger = self.ledger
-        if ledger.kind != "postgresql":
-            return
-        from ..store.ledger.postgres import PostgresLedger
-
-        if not isinstance(ledger, PostgresLedger) or ledger.spot is None:
-            return
-        ours = mask_secrets(self.blobs.describe())
-        for name in ledger.neighbours():
-            if name is None:
-                continue
-            other = ledger.open_neighbour(name)
-            try:
-                if other.get_meta("blobs") == ours:
-                    yield from other.blob_refs()
-            finally:
-                other.close()
-
-    def _orphan_file_folders(self, cutoff: float) -> Iterator[BlobInfo]:
-        # With a remote blob store each machine keeps its own task files: these are the
-        # ones of this machine.
-        root = self.spot.files_root
-        if not root.is_dir():
-            return
-        for fan in sorted(root.iterdir()):
-            if not (_FAN.match(fan.name) and fan.is_dir()):
-                continue
-            for folder in sorted(fan.iterdir()):
-                if not (_KEY.match(folder.name) and folder.is_dir()):
-                    continue  # not a folder hokuro made: leave it alone
-                mtime = folder.stat().st_mtime
-                if mtime < cutoff and self.ledger.lookup(folder.name) is None:
-                    yield BlobInfo(f"files/{fan.name}/{folder.name}", _tree_size(folder), mtime)
-
-    def remove_orphans(self, orphans: Iterable[str | BlobInfo]) -> int:
-        """Remove blobs (and task file folders) found by :meth:`scan_garbage`; return how
-        many were removed. A folder whose task was recorded again meanwhile is kept."""
-        removed = 0
-        for orphan in orphans:
-            ref = orphan.ref if isinstance(orphan, BlobInfo) else orphan
-            try:
-                if ref.startswith("files/"):
-                    key = ref.rsplit("/", 1)[-1]
-                    if not _KEY.match(key) or self.ledger.lookup(key) is not None:
-                        continue
-                    folder = self.spot.task_dir(key, create=False)
-                    if folder.is_dir():
-                        shutil.rmtree(folder)
-                        removed += 1
-                elif self.blobs.delete(ref):
-                    removed += 1
-            except (HokuroError, OSError) as exc:
-                log.warning("hokuro: orphan %s was not removed: %s", ref, exc)
-        return removed
-
-    def clean_garbage(self, orphans: Iterable[str | BlobInfo] | None = None,
-                      tmp_max_age_seconds: float = 86400,
-                      orphan_grace_seconds: float = 60.0, *, dry_run: bool = False
-                      ) -> CleanReport:
-        """Remove expired tasks, orphan blobs (``orphans`` if given, else those
-        :meth:`scan_garbage` finds) and temporary files older than
-        ``tmp_max_age_seconds`` left by interrupted writes.
-
-        Returns ``(expired removed, orphans removed)``, with ``.temp`` the temporary files
-        removed. With ``dry_run`` nothing is removed and the counts are what would be.
-        """
-        if not self.blobs_known:
-            raise ConfigurationError(_UnknownBlobs._WHY)
-        expired = self.delete_expired_tasks(dry_run=dry_run)
-        found = list(orphans) if orphans is not None else \
-            self.scan_garbage(orphan_grace_seconds)
-        if dry_run:
-            return CleanReport(expired, len(found), self._stale_temp(tmp_max_age_seconds))
-        removed = self.remove_orphans(found)
-        temp = self.blobs.clean_temp(tmp_max_age_seconds, now=self._now())
-        return CleanReport(expired, removed, temp)
-
-    def _stale_temp(self, max_age: float) -> int | None:
-        if not isinstance(self.blobs, LocalBlobs):
-            return None  # other stores can only clean, not count
-        if not self.blobs.root.is_dir():
-            return 0
-        cutoff = self._now() - max_age
-        count = 0
-        for dirpath, _, filenames in os.walk(self.blobs.root):
-            for name in filenames:
-                if name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        if os.stat(os.path.join(dirpath, name)).st_mtime <= cutoff:
-                            count += 1
-        return count
-
-    # -- whole projects -------------------------------------------------------------------
-    @staticmethod
-    def scan_spots(workspace_dir: str | os.PathLike[str]) -> list[SpotSummary]:
-        """The Spots of a workspace (``.hokuro`` or the project folder holding it), each
-        read through a read-only ledger: nothing is created, migrated or written."""
-        workspace = MaintenanceService.workspace_folder(workspace_dir)
-        spots = []
-        for db in sorted(workspace.glob("*.db")):
-            if not db.is_file():
-                continue
-            blobs = workspace / "blobs" / db.stem
-            wal = db.with_name(db.name + "-wal")
-            ledger_size = db.stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
-            entry = SpotSummary(db.stem, db.absolute(),
-                                blobs.absolute() if blobs.is_dir() else None, ledger_size)
-            try:
-                with MaintenanceService.from_path(db, blobs, read_only=True) as service:
-                    summary = service.summary()
-            except HokuroError as exc:
-                entry.problem = str(exc)
-            else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
-            spots.append(entry)
-        return spots
-
-    @staticmethod
-    def scan_database(url: str) -> list[SpotSummary]:
-        """The Spots of a PostgreSQL database, each read through a read-only ledger: nothing
-        is created, migrated or written. A ledger of schema 1 that no Spot adopted yet is
-        listed with the name ``(schema 1)``."""
-        from ..store.ledger.postgres import PostgresLedger
-
-        where = mask_secrets(url)
-        spots = []
-        for name in PostgresLedger.spots_in(url):
-            entry = SpotSummary(name or "(schema 1)", where, None, None)
-            try:
-                with MaintenanceService.from_target(url, spot=name, read_only=True) as service:
-                    summary = service.summary()
-                    entry.blobs = service.blobs.describe() if service.blobs_known else None
-            except HokuroError as exc:
-                entry.problem = str(exc)
-            else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
-            spots.append(entry)
-        return spots
-
-    @staticmethod
-    def workspace_folder(path: str | os.PathLike[str]) -> Path:
-        """The workspace at ``path`` (a ``.hokuro`` folder or the project folder that holds
-        one); an error that says what to give when there is none."""
-        workspace = _workspace_folder(Path(path))
-        if not workspace.is_dir():
-            raise LedgerError(
-                f"no hokuro workspace at {workspace.absolute()}; run this in your project "
-                f"folder (the one that holds {WORKSPACE_DIR}) or give the folder that holds "
-                "the Spots")
-        return workspace
-
-    @staticmethod
-    def scan_orphan_projects(workspace_dir: str | os.PathLike[str]) -> list[Path]:
-        """Blob folders ``<workspace>/blobs/<name>`` with no ledger ``<workspace>/<name>.db``
-        ("zombie" Spots). ``workspace_dir`` is the ``.hokuro`` folder or the project folder
-        that holds it. Reads only."""
-        workspace = _workspace_folder(Path(workspace_dir))
-        root = workspace / "blobs"
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.iterdir()
-                      if p.is_dir() and not p.is_symlink()
-                      and not (workspace / f"{p.name}.db").exists())
-
-    @staticmethod
-    def delete_project_storage(path: str | os.PathLike[str]) -> None:
-        """Remove a Spot's blob folder and everything in it. Refused while the Spot's
-        ledger still exists beside it (remove its records with ``clear`` instead)."""
-        folder = Path(path)
-        if folder.is_symlink() or not folder.is_dir():
-            raise ConfigurationError(f"{folder} is not a blob folder")
-        ledger = folder.parent.parent / f"{folder.name}.db"
-        if folder.parent.name == "blobs" and ledger.exists():
-            raise ConfigurationError(
-                f"{folder} belongs to the ledger {ledger}; use hokuro clear to remove its "
-                "tasks")
-        shutil.rmtree(folder)
-
 
 # -- small pieces ----------------------------------------------------------------------------
 
@@ -942,28 +536,3 @@ def _spot_name(name: str | None) -> str:
     usable = name and _SPOT_NAME.match(name) and not name.endswith(".db")
     return name if usable else "maintenance"
 
-
-def _workspace_folder(path: Path) -> Path:
-    if not (path / "blobs").is_dir() and (path / WORKSPACE_DIR).is_dir():
-        return path / WORKSPACE_DIR
-    return path
-
-
-def _take(items: Iterator[str], n: int) -> list[str]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= n:
-            break
-    return chunk
-
-
-
-
-def _tree_size(folder: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total
