@@ -478,13 +478,15 @@ def test_a_process_killed_while_many_wait_does_not_hold_back_the_next(
     try:
         lim = Limiter(name, "50/s", store=store)
         start = time.monotonic()
-        lim.acquire()
+        waited = lim.acquire()  # the limiter's own wait, not the store's first round trips
         first = time.monotonic() - start
     finally:
         store.close()
     # The dead process held at most one horizon of places (20 ms here); booked all the way
-    # ahead, they kept the next process waiting for about 8 s.
-    assert first < 1.0, f"the next process waited {first:.2f} s for a dead process's places"
+    # ahead, they kept the next process waiting for about 8 s. (The wall time, which a
+    # loaded machine stretches, is bounded only loosely.)
+    assert waited < 1.0, f"the next process waited {waited:.2f} s for a dead process's places"
+    assert first < 5.0, f"the first acquire took {first:.2f} s"
 
 
 if __name__ == "__main__":
