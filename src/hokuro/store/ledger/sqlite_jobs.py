@@ -293,12 +293,10 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
     rows = []
     for spec in specs:
         status, waiting = start_of(spec, done)
-        rows.append({"run_id": run_id, "job_id": spec.job_id, "node": spec.node,
-                     "step": spec.step, "status": str(status), "waiting": waiting,
-                     "scope": spec.scope, "priority": spec.priority,
-                     "run_after": spec.run_after, "now": now,
-                     "parents": encode_parents(spec.parents), "input": spec.input,
-                     "task_key": spec.task_key, "output_key": spec.output_key})
+        rows.append((run_id, spec.job_id, spec.node, spec.step, str(status), waiting,
+                     spec.scope, spec.priority, spec.run_after, now,
+                     encode_parents(spec.parents), spec.input, spec.task_key,
+                     spec.output_key))
     before = conn.total_changes
     conn.executemany(J["insert_job"], rows)
     inserted = conn.total_changes - before
