@@ -1,0 +1,131 @@
+"""The same run again: items whose task is done are answered in bulk at insert (one key pass,
+one read, one insert per window), and the run's record stays exact — SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from hokuro import Plan
+
+
+@pytest.fixture
+def spot(make_spot):
+    return make_spot("rerun")
+
+
+def _spy(spot, name):
+    """Count the calls of ledger method ``name`` (a real ledger; only counted)."""
+    calls = []
+    real = getattr(spot.ledger, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    setattr(spot.ledger, name, counted)
+    return calls
+
+
+def test_a_rerun_over_many_windows_reuses_every_item_and_keeps_exact_counts(spot):
+    calls = []
+
+    @spot.mark
+    async def double(x):
+        calls.append(x)
+        return 2 * x
+
+    def items():
+        yield from range(2500)  # three windows of 1,000 (concurrency 10)
+
+    first = spot.map(double, items(), concurrency=10, progress=False)
+    assert first.results() == [2 * x for x in range(2500)]
+    claimed = _spy(spot, "claim_many")
+    looked = _spy(spot, "lookup_many")
+    again = spot.map(double, items(), concurrency=10, progress=False)
+    assert again.results() == [2 * x for x in range(2500)]
+    assert len(calls) == 2500  # nothing ran twice
+    assert claimed == []  # no task was claimed: every job went in done
+    assert len(looked) == 3  # one read of the tasks per window
+    summary = again.summary()
+    assert summary["reused"] == 2500 and summary["done"] == 2500 and summary["jobs"] == 2500
+    assert list(summary["steps"].values()) == [{"done": 2500}]
+    assert summary["saved"] >= 0.0
+    assert again.status == "done"
+    record = spot.ledger.get_run(again.id)
+    assert record.cursor == 2500 and record.inputs_done
+    jobs = list(spot.ledger.find_jobs(again.id))
+    assert len(jobs) == 2500
+    assert all(j.status == "done" and j.attempts == 0 and j.owner is None for j in jobs)
+    assert [j.job_id.partition("/")[0] for j in jobs] == [str(i) for i in range(2500)]
+
+
+def test_a_rerun_with_some_items_new_runs_only_those_and_counts_each_once(spot):
+    calls = []
+
+    @spot.mark
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    spot.map(square, range(0, 2400, 2), concurrency=10, progress=False)  # the even ones
+    calls.clear()
+    read, done = [], []
+
+    def items():
+        for i in range(2400):
+            read.append(i)
+            yield i
+
+    @spot.mark(name=square.name)
+    def square_again(x):
+        done.append(x)
+        assert len(read) - len(done) <= 2 * 1000 + 1200, (len(read), len(done))
+        return x * x
+
+    run = spot.map(square_again, items(), concurrency=10, progress=False)
+    assert run.results() == [x * x for x in range(2400)]
+    assert sorted(done) == list(range(1, 2400, 2))  # only the odd ones ran
+    summary = run.summary()
+    assert summary["reused"] == 1200 and summary["done"] == 2400
+
+
+def test_a_pipe_whose_first_step_is_done_goes_on_to_the_next_steps(spot):
+    calls = []
+
+    @spot.mark
+    def fetch(x):
+        calls.append(("fetch", x))
+        return {"x": x}
+
+    @spot.mark
+    def shape(row):
+        calls.append(("shape", row["x"]))
+        return row["x"] + 100
+
+    spot.map(fetch, range(1200), concurrency=10, progress=False)
+    calls.clear()
+    run = spot.run(fetch | shape, over=range(1200), concurrency=10, progress=False)
+    assert run.results() == [x + 100 for x in range(1200)]
+    assert sorted(c[1] for c in calls if c[0] == "shape") == list(range(1200))
+    assert not [c for c in calls if c[0] == "fetch"]
+    steps = run.summary()["steps"]
+    assert sorted(steps.values(), key=str) == [{"done": 1200}, {"done": 1200}]
+    assert run.summary()["reused"] == 1200
+
+
+def test_a_plan_with_two_inputs_per_call_is_reused_at_insert(spot):
+    calls = []
+
+    @spot.mark
+    def pair(a, b):
+        calls.append((a, b))
+        return [a, b]
+
+    plan = Plan("pairs")
+    item = plan.input()
+    plan.call(pair, item, item)
+    first = spot.run(plan, over=range(30), progress=False)
+    assert first.results() == [[x, x] for x in range(30)]
+    again = spot.run(plan, over=range(30), progress=False)
+    assert again.results() == [[x, x] for x in range(30)]
+    assert len(calls) == 30 and again.summary()["reused"] == 30
