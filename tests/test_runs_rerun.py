@@ -3,6 +3,9 @@ one read, one insert per window), and the run's record stays exact — SQLite an
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace as dataclass_replace
+
 import pytest
 
 from hokuro import Plan
@@ -129,3 +132,31 @@ def test_a_plan_with_two_inputs_per_call_is_reused_at_insert(spot):
     again = spot.run(plan, over=range(30), progress=False)
     assert again.results() == [[x, x] for x in range(30)]
     assert len(calls) == 30 and again.summary()["reused"] == 30
+
+
+def test_results_read_inline_blob_none_and_undecodable_results_alike(make_spot):
+    spot = make_spot("rerun", blob_threshold=1000)
+
+    @spot.mark
+    def shape(x):
+        if x == 0:
+            return None  # passes its input on
+        if x == 1:
+            return b"x" * 5000  # kept in the blob store
+        return {"x": x}
+
+    run = spot.map(shape, range(4), progress=False)
+    expected = [0, b"x" * 5000, {"x": 2}, {"x": 3}]
+    assert run.results() == expected
+    again = spot.map(shape, range(4), progress=False)
+    assert again.results() == expected and again.summary()["reused"] == 4
+    # A kept result that no longer decodes is computed again, saying so, not returned.
+    assert spot.ledger.get(shape.key_of(1)).blob is not None
+    record = spot.ledger.get(shape.key_of(3))
+    assert record.blob is None
+    spot.ledger.put(dataclass_replace(record, result=b"\xc1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(Exception, match="cannot be read"):
+            again.results(strict=True)
+    assert any("cannot decode" in str(w.message) for w in caught)

@@ -179,7 +179,7 @@ class SQLiteJobs:
         return found
 
     def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
-        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        """Every job of ``node`` in run ``run_id`` (in no set order) as (job_id, status, step,
         error, output_key, record): ``record`` is the task the output names (its lookup
         columns and ``fn``), or None (an input passed on, or a task gone)."""
         return node_rows(self._job_rows(J["node_results"], {"run_id": run_id, "node": node}))
