@@ -160,3 +160,32 @@ def test_results_read_inline_blob_none_and_undecodable_results_alike(make_spot):
         with pytest.raises(Exception, match="cannot be read"):
             again.results(strict=True)
     assert any("cannot decode" in str(w.message) for w in caught)
+
+
+def test_a_window_that_fails_to_go_in_stops_the_run_and_the_cursor_stays_behind_it(spot):
+    from hokuro.errors import LedgerError
+
+    @spot.mark
+    async def double(x):
+        return 2 * x
+
+    spot.map(double, range(2500), concurrency=10, progress=False)
+    real, calls = spot.ledger.insert_jobs, []
+
+    def failing(run_id, specs, now):  # the real ledger, failing its second insert
+        calls.append(len(specs))
+        if len(calls) == 2:
+            raise LedgerError("the disk is full")
+        return real(run_id, specs, now)
+
+    spot.ledger.insert_jobs = failing
+    with pytest.raises(LedgerError, match="the disk is full"):
+        spot.map(double, range(2500), concurrency=10, progress=False, run="again")
+    (record,) = [r for r in spot.ledger.list_runs() if r.name == "again"]
+    assert record.cursor == 1000 and not record.inputs_done  # the first window only
+    spot.ledger.insert_jobs = real
+    run = spot.map(double, range(2500), concurrency=10, progress=False, run="again")
+    assert run.id == record.id  # resumed where it stopped
+    assert run.results() == [2 * x for x in range(2500)]
+    summary = run.summary()
+    assert summary["done"] == 2500 and summary["jobs"] == 2500 and summary["reused"] == 1500

@@ -117,6 +117,8 @@ class Executor(Stepping):
         self._root_keys: dict[tuple[str, str], str] = {}
         self._checked: set[str] = set()
         self._result_node = result_node(plan) if plan is not None else None
+        # The last window of jobs handed to the committer, until it is known to be written.
+        self._inserting: asyncio.Future[Any] | None = None
         # How the task key of each root node's job comes from an item (None: it does not).
         self._keyers: dict[str, Callable[[Any], str] | None] = {}
 
@@ -183,7 +185,9 @@ class Executor(Stepping):
                     if not self._inputs_done and self._window_room() >= self.window // 2:
                         continue  # room for more inputs, as counted here: read them now
                     # Idle: the ledger says what is still open (jobs cancelled by a failure
-                    # upstream are never seen here, so the window is counted there).
+                    # upstream are never seen here, so the window is counted there), once
+                    # the last window is in.
+                    await self._inserted_before()
                     still_open = await self._open_jobs()
                     if not still_open and self._inputs_done:
                         break
@@ -204,6 +208,11 @@ class Executor(Stepping):
             # The committer's hand-backs of what it wrote run on this loop before this
             # await returns (they were queued on it first).
             await loop.run_in_executor(self._io, self.committer.close)
+            unwritten = self._inserting.result() if self._inserting is not None \
+                and self._inserting.done() else None
+            if isinstance(unwritten, BaseException):  # stopped before it was awaited
+                log.warning("hokuro: inserting a window of jobs of run %s failed: %s",
+                            self.run.id[:8], unwritten)
             self._steps.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
         if self._interrupt is not None:
@@ -262,20 +271,37 @@ class Executor(Stepping):
             self._window_jobs(window, specs, ready)
         if ready:
             await self._reuse_at_insert(ready)
+        # The previous window's jobs are written (its failure raised here) before this
+        # window's go: they were written while this one was being keyed and looked up.
+        await self._inserted_before()
         if specs:
             last = window[-1][0]
             last = 0 if last is None else last
-            done: asyncio.Future[Any] = self._loop.create_future()
-            self.committer.submit(Work(inserts=[(self.run.id, specs)],
-                                       done=self._settle_from_thread(done)))
-            result = await done
-            if isinstance(result, BaseException):
-                raise result
             self._inserted += last + 1 - self.run.cursor
             self.run.cursor = last + 1
-        await self._off(lambda: self._serially(
-            self.ledger.update_run, self.run.id, cursor=self.run.cursor,
-            inputs_done=self._inputs_done, updated_at=self.clock()))
+        cursor, inputs_done = self.run.cursor, self._inputs_done
+
+        def record_cursor() -> None:  # on the committer's thread, once the jobs are in
+            self._serially(self.ledger.update_run, self.run.id, cursor=cursor,
+                           inputs_done=inputs_done, updated_at=self.clock())
+
+        done: asyncio.Future[Any] = self._loop.create_future()
+        self.committer.submit(Work(inserts=[(self.run.id, specs)] if specs else [],
+                                   then=record_cursor, done=self._settle_from_thread(done)))
+        self._inserting = done
+        if any(spec.task_key is None for spec in specs):
+            # Jobs to claim: the claim that follows must find them. A window of jobs that
+            # all went in done is left to be written while the next window is read.
+            await self._inserted_before()
+
+    async def _inserted_before(self) -> None:
+        """Wait until the last window handed to the committer is written (raise its
+        failure)."""
+        pending, self._inserting = self._inserting, None
+        if pending is not None:
+            result = await pending
+            if isinstance(result, BaseException):
+                raise result
 
     def _window_jobs(self, window: list[tuple[int | None, Any]], specs: list[JobSpec],
                      ready: list[tuple[JobSpec, str]]) -> None:
