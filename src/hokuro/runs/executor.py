@@ -311,13 +311,15 @@ class Executor(Stepping):
         plan = self.plan
         encode, decode = self.spot.codec.encode, self.spot.codec.decode
         keyers = self._keyers
+        make = getattr(plan, "root_maker", None)
+        make = make() if make is not None else plan.root_jobs
         for index, item in window:
             if index is None:  # a plan run once, without input
                 jobs = plan.root_jobs(None, None)
                 value = None
             else:
                 data = encode(item, root=f"input {index}")
-                jobs = plan.root_jobs(index, data)
+                jobs = make(index, data)
                 # The step sees the input as the ledger gives it back (decoded), and so
                 # does its key.
                 value = decode(data)
