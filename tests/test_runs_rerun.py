@@ -189,3 +189,44 @@ def test_a_window_that_fails_to_go_in_stops_the_run_and_the_cursor_stays_behind_
     assert run.results() == [2 * x for x in range(2500)]
     summary = run.summary()
     assert summary["done"] == 2500 and summary["jobs"] == 2500 and summary["reused"] == 1500
+
+
+def _child(*args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), *sys.path])}
+    return subprocess.Popen([sys.executable, str(tests / "procs.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.5])
+def test_a_rerun_killed_at_any_moment_never_runs_a_done_item_again(make_spot, workspace,
+                                                                   after):
+    """kill -9 of a rerun (2,400 items done, 200 new ones of 50 ms) at some moment (while its
+    windows of done jobs go in, or while the new items run), then the same program again."""
+    import signal
+    import time
+
+    make_spot("procs").close()  # the database of the children's Spot
+    db, blobs = make_spot.urls("procs")
+    log = workspace / "executions.log"
+    first = _child("batch_run", str(make_spot.home), str(log), "2400", "0", db, blobs)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and out.split() == ["done", "2400"], err
+    rerun = _child("batch_run", str(make_spot.home), str(log), "2600", "0.05", db, blobs)
+    time.sleep(after)
+    rerun.send_signal(signal.SIGKILL)
+    rerun.wait()
+    again = _child("batch_run", str(make_spot.home), str(log), "2600", "0", db, blobs)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert out.split() == ["done", "2600"]
+    executions = [int(x) for x in log.read_text().split()]
+    assert sorted(x for x in executions if x < 2400) == list(range(2400))  # each once, ever
+    new = [x for x in executions if x >= 2400]
+    assert sorted(set(new)) == list(range(2400, 2600))  # nothing lost
+    assert len(new) - 200 <= 8 + 8  # again: only what was running or not yet committed
