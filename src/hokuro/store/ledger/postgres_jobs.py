@@ -349,9 +349,14 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
                      spec.priority, float(spec.run_after), encode_parents(spec.parents),
                      None if spec.input is None else spec.input.hex(), spec.task_key,
                      spec.output_key))
-    document = json.dumps(rows, separators=(",", ":"), allow_nan=False)
-    new = {row[0] for row in conn.execute(J["insert_jobs"], {
-        "run_id": run_id, "now": now, "rows": document}).fetchall()}
+    params = {"run_id": run_id, "now": now,
+              "rows": json.dumps(rows, separators=(",", ":"), allow_nan=False)}
+    try:
+        with conn.transaction():  # a savepoint: only this statement is undone on a conflict
+            found = conn.execute(J["insert_new_jobs"], params).fetchall()
+    except psycopg.errors.UniqueViolation:  # some exist already (a resume): skip those
+        found = conn.execute(J["insert_jobs"], params).fetchall()
+    new = {row[0] for row in found}
     edges = [(parent, spec.job_id) for spec in specs if spec.job_id in new
              for parent in set(spec.parents)]
     if edges:

@@ -62,6 +62,19 @@ ORDER BY s.n
 ON CONFLICT (run_id, job_id) DO NOTHING
 RETURNING job_id
 
+-- name: insert_new_jobs
+-- insert_jobs without ON CONFLICT, tried first: a window's jobs are new but on a resume,
+-- and the arbiter check of ON CONFLICT costs about a quarter of the insert (measured on
+-- 3,000 done jobs). A job that exists already fails it, and insert_jobs goes instead.
+INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
+                  created_at, updated_at, parents, input, task_key, output_key)
+SELECT %(run_id)s, r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5, (r->>6)::int,
+       (r->>7)::double precision, %(now)s, %(now)s, r->>8, decode(r->>9, 'hex'), r->>10,
+       r->>11
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS s(r, n)
+ORDER BY s.n
+RETURNING job_id
+
 -- name: insert_edges
 INSERT INTO job_edges (run_id, parent, child)
 SELECT %(run_id)s, e.parent, e.child
