@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import hokuro.model.keys
 from hokuro.engine.keygen import KeyGen, KeyPolicy
 from hokuro.errors import ConfigurationError, UnkeyableArgument
-from hokuro.model.keys import canonical, ident_key, stable_name, task_key
+from hokuro.model.keys import canonical, ident_key, stable_name, task_key, task_keyer
 
 # -- types used by the golden table ------------------------------------------------------------
 # Their __module__ is pinned, so the golden keys do not depend on how pytest imports this file.
@@ -769,3 +769,24 @@ def test_stable_name_is_module_and_qualname():
     assert stable_name(_define("def f():\n    pass\n")) == "generated.f"
     with pytest.raises(ConfigurationError, match="name="):
         stable_name(functools.partial(len))
+
+
+# -- many calls keyed in a row (a run's inputs) ----------------------------------------------
+
+def test_a_keyer_gives_task_key_for_every_kind_of_value():
+
+    names = ("zeta", "alpha", "mid")  # declared out of the encoded order
+    keyer = task_keyer("fn", "2", names)
+    for values in [(1, 2, 3), ("s", b"b", [1, {"a": (2, 3)}]), (None, 1.5, {3, 4}),
+                   (date(2020, 1, 2), Decimal("1.10"), uuid.UUID(int=7))]:
+        assert keyer(values) == task_key("fn", "2", dict(zip(names, values, strict=True)))
+    assert task_keyer("fn", None, ())(()) == task_key("fn", None, {})
+
+
+def test_a_keyer_names_the_argument_it_cannot_key():
+
+    with pytest.raises(UnkeyableArgument) as info:
+        task_keyer("fn", None, ("a", "cfg"))((1, {"client": object()}))
+    assert "cfg['client']" in str(info.value)
+    with pytest.raises(ConfigurationError):
+        task_keyer("fn", None, ("a", "a"))

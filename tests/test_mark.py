@@ -450,3 +450,33 @@ def test_methods_can_be_marked_with_self_ignored(spot):
     client = Client()
     assert client.get(3) == 3 and client.get(3) == 3
     assert client.calls == 1
+
+
+def test_a_keyer_keys_calls_as_key_of_does(spot):
+    @spot.mark(version="3")
+    def plain(a, b=2, c=None):
+        return a
+
+    @spot.mark(ignore=["verbose"])
+    def quiet(x, verbose=False):
+        return x
+
+    @spot.mark(key=KeyGen.ignore("client"))
+    def fetch(url, client=None):
+        return url
+
+    @spot.mark
+    def with_ctx(x, ctx):
+        return x
+
+    @spot.mark
+    def star(*parts):
+        return parts
+
+    cases = [(plain, [(1,), (1, 5), (1, 5, [1, "x"])]), (quiet, [(1,), (1, True)]),
+             (fetch, [("u",), ("u", object())]), (with_ctx, [(1,)]), (star, [(), (1, 2, 3)])]
+    for fn, calls in cases:
+        keyer = fn.keyer()
+        for args in calls:
+            assert keyer(args) == fn.key_of(*args), (fn.name, args)
+    assert quiet.keyer()((1, True)) == quiet.keyer()((1, False))

@@ -107,6 +107,26 @@ def test_map_makes_one_job_per_item_holding_the_item(s):
         s.request | s.status).describe()
 
 
+def test_a_root_maker_makes_the_jobs_root_jobs_makes(s):
+    plan = Plan("reports")
+    x = plan.input()
+    report = plan.call(s.status, plan.call(s.request, x), scope="slow", priority=3)
+    plan.call(s.merge, report, x)
+    plan.each(s.accounts, s.parse)
+    for scope, priority in (("default", 0), ("api", 7)):
+        make = plan.root_maker(scope=scope, priority=priority)
+        for index in (0, 7, 12345):
+            assert make(index, b"i") == plan.root_jobs(index, b"i", scope=scope,
+                                                       priority=priority)
+    make = plan.root_maker()
+    for bad in (-1, True, "3"):
+        with pytest.raises(PlanError):
+            make(bad, b"i")
+    once = Plan()
+    once.call(s.accounts)
+    assert once.root_maker()(None, None) == once.root_jobs(None, None)
+
+
 def test_a_join_gets_its_parents_results_in_argument_order(s):
     plan = Plan("join")
     x = plan.input()

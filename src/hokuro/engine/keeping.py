@@ -14,7 +14,7 @@ import logging
 import os
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import BlobError, SerializationError
@@ -271,6 +271,12 @@ class Keeping:
     def load(self, record: Record) -> tuple[bool, Any]:
         """A kept result: (True, value), or (False, None) when it must be computed again."""
         return self._load(record)
+
+    def inline_decoder(self) -> tuple[str, Callable[[bytes], Any]]:
+        """(codec name, decode): what :meth:`load` does with a result kept inline in this
+        step's codec, for readers of many results at once (``run.results()``); anything
+        else (a blob, another codec, bytes that do not decode) goes through ``load``."""
+        return self.codec.name, self.codec.decode
 
 
 def _mark_recorded(exc: _E, key: str) -> _E:

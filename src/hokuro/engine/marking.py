@@ -24,7 +24,7 @@ from ..errors import (
     TaskFailed,
 )
 from ..model.codec import codec_for
-from ..model.keys import ident_key, stable_name, task_key
+from ..model.keys import ident_key, stable_name, task_key, task_keyer
 from ..model.records import (
     Claim,
     Record,
@@ -171,6 +171,18 @@ class MarkedFunction(Keeping):
         """The task key of this call (no execution, no I/O)."""
         _, material = self._key_material(args, kwargs)
         return task_key(self.name, self.options.version, material)
+
+    def keyer(self) -> Callable[[tuple[Any, ...]], str]:
+        """``keyer(args)`` == ``key_of(*args)``: for keying many calls in a row (a run's
+        inputs), with what is the same for every call worked out once when the function
+        takes its arguments by position (no ctx, ``ignore=`` or key policy)."""
+        names = self._simple_names
+        if names is None or self._ignored or self.options.key is not None:
+            return lambda args: self.key_of(*args)
+        fast = task_keyer(self.name, self.options.version, names)
+        count = len(names)
+        key_of = self.key_of
+        return lambda args: fast(args) if len(args) == count else key_of(*args)
 
     # -- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

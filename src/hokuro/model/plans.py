@@ -320,6 +320,31 @@ class Plan:
             prefix = f"{item_index}/"
         return [job_spec(t, prefix, item, scope, priority) for t in templates]
 
+    def root_maker(self, *, scope: str = "default", priority: int = 0
+                   ) -> Callable[[int, bytes], list[JobSpec]]:
+        """``maker(item_index, item)`` == ``root_jobs(item_index, item, scope=scope,
+        priority=priority)`` for a plan over inputs, with the plan compiled and checked once:
+        a run makes the jobs of thousands of items in a row."""
+        root = self._root
+        if not root._uses_input:
+            return lambda index, item: self.root_jobs(index, item, scope=scope,
+                                                      priority=priority)
+        made = [(t.node, t.step, t.parents, t.uses_input,
+                 scope if t.scope is None else t.scope,
+                 priority if t.priority is None else t.priority)
+                for t in root._compiled()[None]]
+
+        def maker(index: int, item: bytes) -> list[JobSpec]:
+            if type(index) is not int or index < 0:  # refused, saying why
+                return self.root_jobs(index, item, scope=scope, priority=priority)
+            prefix = f"{index}/"
+            return [JobSpec(prefix + node, node, step,
+                            tuple(prefix + p for p in parents) if parents else (),
+                            item if uses_input else None, job_scope, job_priority)
+                    for node, step, parents, uses_input, job_scope, job_priority in made]
+
+        return maker
+
     def body_jobs(self, each_node_id: str, source_job_id: str, elements: Sequence[bytes], *,
                   scope: str = "default", priority: int = 0) -> list[JobSpec]:
         """The jobs of a fan-out once its source job is done: one body per element (the

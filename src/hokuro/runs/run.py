@@ -22,6 +22,17 @@ _PAGE = 500
 _LIVE = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
 
 
+def _inline_decoders(steps: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """(codec name, decode) of each step that says how its inline results decode without
+    its ``load`` (``inline_decoder``)."""
+    found = {}
+    for name, step in steps.items():
+        decoder = getattr(step, "inline_decoder", None)
+        if decoder is not None:
+            found[name] = decoder()
+    return found
+
+
 class JobFailed(HokuroError):
     """An item of a run that did not finish: the job that failed (or was cancelled) and why.
 
@@ -167,11 +178,22 @@ class Run:
                   and ends[h][4] is not None and ends[h][4].startswith(INPUT_REF)]
         inputs = self._inputs_of(passed)
         steps = self.plan.steps()
+        inline = _inline_decoders(steps)
         results: list[Any] = []
         failures: dict[str, list[Any]] | None = None
         for head in heads:
             job_id, status, step_name, error, output_key, record = ends[head]
             if status == JobStatus.DONE:
+                # The common case, a result kept inline in its step's codec, decoded here;
+                # anything else (a blob, an input passed on, a fault) the long way.
+                if record is not None and record.blob is None and record.result is not None:
+                    decoding = inline.get(record.fn)
+                    if decoding is not None and decoding[0] == record.codec:
+                        try:
+                            results.append(decoding[1](record.result))
+                            continue
+                        except Exception:  # said (and recomputed) by the long way
+                            pass
                 results.append(self._loaded(output_key, record, inputs, steps))
                 continue
             if failures is None:

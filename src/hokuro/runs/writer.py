@@ -36,6 +36,9 @@ class Pending:
     tasks: list[tuple[str, str, Outcome]] = field(default_factory=list)
     inserts: list[tuple[str, list[JobSpec]]] = field(default_factory=list)
     done: Callable[[list[bool] | BaseException], None] | None = None
+    #: Called on the committer's thread once the batch's inserts are written (a run's input
+    #: cursor: recorded only after the jobs it covers); its failure fails the batch.
+    then: Callable[[], None] | None = None
 
 
 class GroupCommitter:
@@ -100,6 +103,9 @@ class GroupCommitter:
                 with self.inserts_serial:
                     for run_id, specs in inserts:
                         self.ledger.insert_jobs(run_id, specs, now)
+            for work in batch:
+                if work.then is not None:
+                    work.then()
             written = []
             if outcomes or tasks:
                 with self.serial:

@@ -34,6 +34,8 @@ PAGE = 500
 
 
 def encode_parents(parents: Iterable[str]) -> str:
+    if parents == ():  # a root job (most of a batch's): spare it the JSON encoder
+        return "[]"
     return json.dumps(list(parents), separators=(",", ":"))
 
 

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 J = load_queries("postgres_jobs")
 #: The first schema with runs and jobs.
 RUNS_SCHEMA = 3
+#: Keys per statement of ``lookup_many``: a run's window of inputs in one or two round trips.
+LOOKUP_PAGE = 5000
 
 
 def text(value: str | None) -> str | None:
@@ -195,7 +197,7 @@ class PostgresJobs:
         return found
 
     def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
-        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        """Every job of ``node`` in run ``run_id`` (in no set order) as (job_id, status, step,
         error, output_key, record): ``record`` is the task the output names (its lookup
         columns and ``fn``), or None (an input passed on, or a task gone)."""
         return node_rows(self._job_rows(J["node_results"], {"run_id": run_id, "node": node}))
@@ -237,8 +239,8 @@ class PostgresJobs:
         columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Record] = {}
-        for start in range(0, len(keys), PAGE):
-            params = {"keys": keys[start:start + PAGE]}
+        for start in range(0, len(keys), LOOKUP_PAGE):
+            params = {"keys": json.dumps(keys[start:start + LOOKUP_PAGE])}
             rows = self._run(lambda conn, _, p=params: conn.execute(J["lookup_tasks"], p)
                              .fetchall())
             found.update((row[0], looked_up(row)) for row in rows)
@@ -340,17 +342,21 @@ def _insert(conn: Connection, run_id: str, specs: Iterable[JobSpec], now: float)
     if outside:
         rows = conn.execute(J["done_among"], {"run_id": run_id, "job_ids": outside})
         done |= {job_id for job_id, status in rows.fetchall() if status == "done"}
-    starts = [start_of(spec, done) for spec in specs]
-    new = {row[0] for row in conn.execute(J["insert_jobs"], {
-        "run_id": run_id, "now": now,
-        "job_ids": [s.job_id for s in specs], "nodes": [s.node for s in specs],
-        "steps": [s.step for s in specs], "statuses": [str(s[0]) for s in starts],
-        "waitings": [s[1] for s in starts], "scopes": [s.scope for s in specs],
-        "priorities": [s.priority for s in specs],
-        "run_afters": [float(s.run_after) for s in specs],
-        "parents": [encode_parents(s.parents) for s in specs],
-        "inputs": [s.input for s in specs], "task_keys": [s.task_key for s in specs],
-        "output_keys": [s.output_key for s in specs]}).fetchall()}
+    rows = []
+    for spec in specs:
+        status, waiting = start_of(spec, done)
+        rows.append((spec.job_id, spec.node, spec.step, str(status), waiting, spec.scope,
+                     spec.priority, float(spec.run_after), encode_parents(spec.parents),
+                     None if spec.input is None else spec.input.hex(), spec.task_key,
+                     spec.output_key))
+    params = {"run_id": run_id, "now": now,
+              "rows": json.dumps(rows, separators=(",", ":"), allow_nan=False)}
+    try:
+        with conn.transaction():  # a savepoint: only this statement is undone on a conflict
+            found = conn.execute(J["insert_new_jobs"], params).fetchall()
+    except psycopg.errors.UniqueViolation:  # some exist already (a resume): skip those
+        found = conn.execute(J["insert_jobs"], params).fetchall()
+    new = {row[0] for row in found}
     edges = [(parent, spec.job_id) for spec in specs if spec.job_id in new
              for parent in set(spec.parents)]
     if edges:

@@ -179,7 +179,7 @@ class SQLiteJobs:
         return found
 
     def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
-        """Every job of ``node`` in run ``run_id`` (in seq order) as (job_id, status, step,
+        """Every job of ``node`` in run ``run_id`` (in no set order) as (job_id, status, step,
         error, output_key, record): ``record`` is the task the output names (its lookup
         columns and ``fn``), or None (an input passed on, or a task gone)."""
         return node_rows(self._job_rows(J["node_results"], {"run_id": run_id, "node": node}))
@@ -293,12 +293,10 @@ def _insert(conn: sqlite3.Connection, run_id: str, specs: Iterable[JobSpec],
     rows = []
     for spec in specs:
         status, waiting = start_of(spec, done)
-        rows.append({"run_id": run_id, "job_id": spec.job_id, "node": spec.node,
-                     "step": spec.step, "status": str(status), "waiting": waiting,
-                     "scope": spec.scope, "priority": spec.priority,
-                     "run_after": spec.run_after, "now": now,
-                     "parents": encode_parents(spec.parents), "input": spec.input,
-                     "task_key": spec.task_key, "output_key": spec.output_key})
+        rows.append((run_id, spec.job_id, spec.node, spec.step, str(status), waiting,
+                     spec.scope, spec.priority, spec.run_after, now,
+                     encode_parents(spec.parents), spec.input, spec.task_key,
+                     spec.output_key))
     before = conn.total_changes
     conn.executemany(J["insert_job"], rows)
     inserted = conn.total_changes - before

@@ -48,19 +48,31 @@ ORDER BY job_id FOR SHARE
 -- An existing job is left as it is: a resumed run never duplicates or resets a job.
 -- Rows go in list order, so seq follows it.
 -- A job whose task is already done comes in done, with its task and output keys.
+-- The rows come as one JSON document (a list of [job_id, node, step, status, waiting,
+-- scope, priority, run_after, parents, input as hex, task_key, output_key]): the driver
+-- writes twelve text arrays element by element in Python (measured 4x slower for a window
+-- of 3,000 done jobs), json.dumps writes the document in C, and jsonb parses it once.
 INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
                   created_at, updated_at, parents, input, task_key, output_key)
-SELECT %(run_id)s, s.job_id, s.node, s.step, s.status, s.waiting, s.scope, s.priority,
-       s.run_after, %(now)s, %(now)s, s.parents, s.input, s.task_key, s.output_key
-FROM unnest(%(job_ids)s::text[], %(nodes)s::text[], %(steps)s::text[],
-            %(statuses)s::text[], %(waitings)s::int[], %(scopes)s::text[],
-            %(priorities)s::int[], %(run_afters)s::double precision[],
-            %(parents)s::text[], %(inputs)s::bytea[], %(task_keys)s::text[],
-            %(output_keys)s::text[])
-     WITH ORDINALITY AS s(job_id, node, step, status, waiting, scope, priority, run_after,
-                          parents, input, task_key, output_key, n)
+SELECT %(run_id)s, r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5, (r->>6)::int,
+       (r->>7)::double precision, %(now)s, %(now)s, r->>8, decode(r->>9, 'hex'), r->>10,
+       r->>11
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS s(r, n)
 ORDER BY s.n
 ON CONFLICT (run_id, job_id) DO NOTHING
+RETURNING job_id
+
+-- name: insert_new_jobs
+-- insert_jobs without ON CONFLICT, tried first: a window's jobs are new but on a resume,
+-- and the arbiter check of ON CONFLICT costs about a quarter of the insert (measured on
+-- 3,000 done jobs). A job that exists already fails it, and insert_jobs goes instead.
+INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
+                  created_at, updated_at, parents, input, task_key, output_key)
+SELECT %(run_id)s, r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5, (r->>6)::int,
+       (r->>7)::double precision, %(now)s, %(now)s, r->>8, decode(r->>9, 'hex'), r->>10,
+       r->>11
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS s(r, n)
+ORDER BY s.n
 RETURNING job_id
 
 -- name: insert_edges
@@ -347,13 +359,14 @@ ORDER BY seq
 -- name: node_results
 -- The jobs of one node of a run with the kept result each one's output names (the task's
 -- lookup columns and its step; NULL when the output is an input passed on, or gone): a
--- run's results in one pass, reading no more columns than they need.
+-- run's results in one pass, reading no more columns than they need. In no set order: the
+-- caller puts them in input order (ordering by seq here sorted every row, results and all:
+-- nearly half the statement's time for 10,000 jobs).
 SELECT j.job_id, j.status, j.step, j.error, j.output_key,
        t.key, t.status, t.result, t.blob, t.codec, t.checksum, t.expires_at, t.error_type,
        t.error, t.fn
 FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
 WHERE j.run_id = %(run_id)s AND j.node = %(node)s
-ORDER BY j.seq
 
 -- name: find_jobs
 SELECT {job_columns} FROM jobs
@@ -364,7 +377,10 @@ ORDER BY seq LIMIT %(page)s
 -- name: lookup_tasks
 -- What the run engine needs to reuse a kept result (the hit path's columns, the step, and
 -- how long it once took), not the whole record: fewer columns read is faster.
-SELECT key, {lookup_columns}, fn, started_at, finished_at FROM tasks WHERE key = ANY(%(keys)s::text[])
+-- The keys come as one JSON list (a window of thousands in one statement; a text array
+-- of them is written element by element in Python by the driver).
+SELECT key, {lookup_columns}, fn, started_at, finished_at FROM tasks
+WHERE key IN (SELECT jsonb_array_elements_text(%(keys)s::jsonb))
 
 -- name: get_tasks
 SELECT {record_columns} FROM tasks WHERE key = ANY(%(keys)s::text[])

@@ -44,8 +44,9 @@ WHERE run_id = :run_id AND status = 'done'
 -- A job whose task is already done comes in done, with its task and output keys.
 INSERT INTO jobs (run_id, job_id, node, step, status, waiting, scope, priority, run_after,
                   created_at, updated_at, parents, input, task_key, output_key)
-VALUES (:run_id, :job_id, :node, :step, :status, :waiting, :scope, :priority, :run_after,
-        :now, :now, :parents, :input, :task_key, :output_key)
+-- Numbered parameters, given as tuples: binding a dict of names costs more than the row's
+-- insert does.
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
 ON CONFLICT (run_id, job_id) DO NOTHING
 
 -- name: insert_edge
@@ -209,13 +210,14 @@ ORDER BY seq
 -- name: node_results
 -- The jobs of one node of a run with the kept result each one's output names (the task's
 -- lookup columns and its step; NULL when the output is an input passed on, or gone): a
--- run's results in one pass, reading no more columns than they need.
+-- run's results in one pass, reading no more columns than they need. In no set order: the
+-- caller puts them in input order (ordering by seq here sorted every row, results and all:
+-- nearly half the statement's time for 10,000 jobs).
 SELECT j.job_id, j.status, j.step, j.error, j.output_key,
        t.key, t.status, t.result, t.blob, t.codec, t.checksum, t.expires_at, t.error_type,
        t.error, t.fn
 FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
 WHERE j.run_id = :run_id AND j.node = :node
-ORDER BY j.seq
 
 -- name: find_jobs
 SELECT {job_columns} FROM jobs
