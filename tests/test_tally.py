@@ -238,6 +238,7 @@ def undo_tally(conn, schema: str) -> None:
     """Take a PostgreSQL Spot back to before schema 6 (for the tests of older schemas)."""
     conn.execute(f"DROP TABLE {schema}.tasks_tally")
     conn.execute(f"DROP SEQUENCE {schema}.tasks_tally_turns")
+    conn.execute(f"DROP INDEX {schema}.tasks_failures_newest")
     conn.execute(", ".join(f"{schema}.tasks_tally_{name}" for name in (
         "added", "removed", "changed", "emptied", "settle")).join(
         ("DROP FUNCTION ", " CASCADE")))

@@ -288,11 +288,22 @@ FROM tasks WHERE (%(fn)s::TEXT IS NULL OR fn = %(fn)s)
 GROUP BY fn, status ORDER BY fn COLLATE "C", status COLLATE "C"
 
 -- name: error_stats
-SELECT COALESCE(error_fingerprint, error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+-- Failures with a fingerprint are grouped by (fingerprint, collection), the order of
+-- tasks_failures, so the groups stream out of the index; grouping by an expression (the
+-- fingerprint or else the error type) sorted every failure first, 3 to 10 times slower on
+-- 100,000. Failures without one (older records) are grouped by their error type.
+SELECT error_fingerprint, fn, MAX(error_type), COUNT(*),
        MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
 FROM tasks
-WHERE status = 'failed' AND (expires_at IS NULL OR expires_at > %(now)s)
-  AND (%(fn)s::text IS NULL OR fn = %(fn)s)
+WHERE status = 'failed' AND error_fingerprint IS NOT NULL
+  AND (expires_at IS NULL OR expires_at > %(now)s) AND (%(fn)s::text IS NULL OR fn = %(fn)s)
+GROUP BY error_fingerprint, fn
+UNION ALL
+SELECT COALESCE(error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+       MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
+FROM tasks
+WHERE status = 'failed' AND error_fingerprint IS NULL
+  AND (expires_at IS NULL OR expires_at > %(now)s) AND (%(fn)s::text IS NULL OR fn = %(fn)s)
 GROUP BY 1, 2
 
 -- name: blob_refs_first
@@ -420,7 +431,8 @@ CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn)
 -- next fold. Readers sum what is there. {schema} names this Spot's schema, so the triggers
 -- write into it whatever the writer's search_path.
 -- And tasks_expires now holds fn and status, so that counting the expired records reads
--- that index alone.
+-- that index alone; tasks_failures_newest orders failures by fingerprint, then newest
+-- first, so that the newest example of an error is a seek, not a sort of all of them.
 CREATE TABLE tasks_tally (
     fn TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -501,4 +513,6 @@ CREATE TRIGGER tasks_tally_changed AFTER UPDATE ON tasks
     FOR EACH STATEMENT EXECUTE FUNCTION tasks_tally_changed();
 DROP INDEX tasks_expires;
 CREATE INDEX tasks_expires ON tasks (expires_at) INCLUDE (fn, status)
-    WHERE expires_at IS NOT NULL
+    WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_failures_newest ON tasks (error_fingerprint, updated_at, key)
+    WHERE status = 'failed'

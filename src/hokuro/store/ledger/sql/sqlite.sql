@@ -185,11 +185,22 @@ SELECT fn, status, COUNT(*), COALESCE(SUM(size), 0),
 FROM tasks WHERE (:fn IS NULL OR fn = :fn) GROUP BY fn, status ORDER BY fn, status
 
 -- name: error_stats
-SELECT COALESCE(error_fingerprint, error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+-- Failures with a fingerprint are grouped by (fingerprint, collection), the order of
+-- tasks_failures, so the groups stream out of the index; grouping by an expression (the
+-- fingerprint or else the error type) sorted every failure first, 3 to 10 times slower on
+-- 100,000. Failures without one (older records) are grouped by their error type.
+SELECT error_fingerprint, fn, MAX(error_type), COUNT(*),
        MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
 FROM tasks
-WHERE status = 'failed' AND (expires_at IS NULL OR expires_at > :now)
-  AND (:fn IS NULL OR fn = :fn)
+WHERE status = 'failed' AND error_fingerprint IS NOT NULL
+  AND (expires_at IS NULL OR expires_at > :now) AND (:fn IS NULL OR fn = :fn)
+GROUP BY error_fingerprint, fn
+UNION ALL
+SELECT COALESCE(error_type, 'Error'), fn, MAX(error_type), COUNT(*),
+       MIN(COALESCE(finished_at, updated_at)), MAX(COALESCE(finished_at, updated_at))
+FROM tasks
+WHERE status = 'failed' AND error_fingerprint IS NULL
+  AND (expires_at IS NULL OR expires_at > :now) AND (:fn IS NULL OR fn = :fn)
 GROUP BY 1, 2
 
 -- name: blob_refs
@@ -289,7 +300,9 @@ CREATE INDEX tasks_failures ON tasks (error_fingerprint, fn, error_type, finishe
 -- when read, so a task's claim writes nothing here and its finish one row. A row whose
 -- count falls to 0 stays (stats skips it). last_activity is the latest updated_at that
 -- entered the row. And tasks_expires now holds fn and status, so that counting the
--- expired records reads that index alone.
+-- expired records reads that index alone; tasks_failures_newest orders failures by
+-- fingerprint, then newest first, so that the newest example of an error is a seek (the
+-- errors page read all 33,000 failures of a fingerprint to sort them, 38 ms each).
 CREATE TABLE tasks_tally (
     fn TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -343,4 +356,6 @@ BEGIN
                             excluded.last_activity);
 END;
 DROP INDEX tasks_expires;
-CREATE INDEX tasks_expires ON tasks (expires_at, fn, status) WHERE expires_at IS NOT NULL
+CREATE INDEX tasks_expires ON tasks (expires_at, fn, status) WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_failures_newest ON tasks (error_fingerprint, updated_at, key)
+    WHERE status = 'failed'
