@@ -31,7 +31,7 @@ from ..model.plan_nodes import INPUT
 from ..model.records import ClaimResult
 from ..model.steering import DEFAULT_MAX_RESETS
 from .batching import Batched, Inbox
-from .stepping import _NIL, INPUT_REF, Stepping, resolve_future
+from .stepping import _NIL, INPUT_REF, Stepping, _load_any, resolve_future
 from .writer import GroupCommitter
 from .writer import Pending as Work
 
@@ -418,28 +418,98 @@ class Executor(Stepping):
             if free <= 0:
                 return -1
         now = self.clock()
-        claiming = self._loop.run_in_executor(self._io, lambda: self._jobs_serially(
-            self.ledger.claim_jobs, self.owner, now, now + self.spot.lease,
-            min(free, CLAIM_BATCH), **self._claim_where()))
+        claiming = self._loop.run_in_executor(self._io, self._claim_jobs_and_tasks, now,
+                                              min(free, CLAIM_BATCH))
         try:
-            jobs = await asyncio.shield(claiming)
+            jobs, early = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Stopped while the claim was being written: the jobs it took go back at once
-            # rather than wait out their lease.
-            jobs = await claiming
-            keys = [(job.run_id, job.job_id) for job in jobs]
-            if keys:
-                await self._off(self._serially, self.ledger.release_jobs, self.owner, keys,
-                                self.clock())
+            # rather than wait out their lease. Jobs whose tasks were claimed with them go
+            # back through their own steps, which find the run stopped and hand back the
+            # job and its task alike (the group commit writes both).
+            jobs, early = await claiming
+            if early:
+                self._stop = True
+                self._start_jobs(jobs, early)
+            else:
+                keys = [(job.run_id, job.job_id) for job in jobs]
+                if keys:
+                    await self._off(self._serially, self.ledger.release_jobs, self.owner,
+                                    keys, self.clock())
             raise
+        self._start_jobs(jobs, early)
+        return len(jobs)
+
+    def _start_jobs(self, jobs: list[Any], early: dict[tuple[str, str], Any]) -> None:
         for job in jobs:
             self._running += 1
             self._held.add((job.run_id, job.job_id))
-            task = self._loop.create_task(self._run_job(job))
+            task = self._loop.create_task(self._run_job(job, early.get((job.run_id, job.job_id))))
             self._jobs.add(task)
             self._claimed[task] = (job.run_id, job.job_id)
             task.add_done_callback(self._forget_job)
-        return len(jobs)
+
+    def _claim_jobs_and_tasks(self, now: float, limit: int
+                              ) -> tuple[list[Any], dict[tuple[str, str], Any]]:
+        """On an I/O thread: claim up to ``limit`` jobs, then, in the same hand-off, their
+        arguments (a pipeline step's parents and the kept results they name, in one read)
+        and their tasks (one read of the keys not looked up when their jobs went in, one
+        claim of the rest): their steps start with both answered, without two more trips
+        through the event loop and the I/O thread per wave. A job whose arguments or key
+        cannot be worked out here (an input passed on, a blob, a fault) does it as it
+        runs, and says what fails."""
+        jobs = self._jobs_serially(self.ledger.claim_jobs, self.owner, now,
+                                   now + self.spot.lease, limit, **self._claim_where())
+        return jobs, self._claim_tasks_early(jobs, now) if jobs else {}
+
+    def _claim_tasks_early(self, jobs: list[Any], now: float
+                           ) -> dict[tuple[str, str], Any]:
+        """((run id, job id) -> (arguments, claim, answer)) for the claimed jobs whose arguments and
+        task key could be worked out here; ``answer`` is the ledger's failure when the task
+        claims failed (the jobs then stop the run, as a failed task claim does)."""
+        root_keys = self._root_keys
+        wanted = [(job.run_id, parent) for job in jobs if not job.resets
+                  for parent in job.parents]
+        try:
+            parents = dict(zip(wanted, self._get_parents(wanted), strict=True)) \
+                if wanted else {}
+        except Exception:  # each job reads its parents as it runs
+            parents = None
+        picked: list[tuple[tuple[str, str], list[Any], Any]] = []
+        for job in jobs:
+            if job.resets or (job.parents and parents is None):
+                continue
+            key = None if job.parents else root_keys.pop((job.run_id, job.job_id), None)
+            try:
+                node = self._plan_of(job).node(job.node)
+                step = node.step
+                if not getattr(step, "claims_by_key", False):
+                    raise LookupError(step)
+                item = self._codec_of(job).decode(job.input) if node.uses_input else None
+                outputs = []
+                if job.parents:
+                    keys = [_early_output(parents, job, parent) for parent in job.parents]
+                    outputs = [_early_value(self._plan_of(job), parents[(job.run_id, p)][1])
+                               for p in job.parents]
+                args = node.arguments(item, outputs)
+                claim = step.task_claim(tuple(args), self.owner, now, key=key)
+            except Exception:  # its step works it out as it runs (and says what fails)
+                if key is not None:
+                    root_keys[(job.run_id, job.job_id)] = key
+                continue
+            if job.parents:
+                self._parent_outputs[(job.run_id, job.job_id)] = keys
+            elif key is not None:
+                self._checked.add(key)  # looked up when inserted: not done then
+            picked.append(((job.run_id, job.job_id), args, claim))
+        if not picked:
+            return {}
+        try:
+            answers: list[Any] = self._claim_many([claim for _, _, claim in picked])
+        except Exception as exc:
+            answers = [exc] * len(picked)
+        return {job: (args, claim, answer)
+                for (job, args, claim), answer in zip(picked, answers, strict=True)}
 
     def _forget_job(self, task: asyncio.Task[None]) -> None:
         self._jobs.discard(task)
@@ -468,10 +538,10 @@ class Executor(Stepping):
             self.ledger.renew(self.owner, tasks, until)
 
     # -- one job ---------------------------------------------------------------------------
-    async def _run_job(self, job: Any) -> None:
+    async def _run_job(self, job: Any, early: Any = None) -> None:
         node = self._plan_of(job).node(job.node)
         try:
-            outcome, task = await self._job_outcome(job, node)
+            outcome, task = await self._job_outcome(job, node, early)
         except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
             self._error = exc
             self._running -= 1
@@ -543,8 +613,8 @@ class Executor(Stepping):
         # Keys looked up when their jobs were inserted are not looked up again: the claim
         # itself still finds a result done meanwhile (a hit).
         checked = self._checked
-        found = self.ledger.lookup_many([c.key for c in claims if not c.force
-                                         and c.key not in checked])
+        unknown = [c.key for c in claims if not c.force and c.key not in checked]
+        found = self.ledger.lookup_many(unknown) if unknown else {}
         checked.difference_update(c.key for c in claims)
         answers: list[Any] = [None] * len(claims)
         rest = []
@@ -584,6 +654,25 @@ class Executor(Stepping):
                 found[(job.run_id, job.job_id)] = job
         return [found.get(key) for key in keys]
 
+
+
+class _NotEarly(Exception):
+    """A job whose arguments are read as it runs, not with its claim."""
+
+
+def _early_output(parents: dict[tuple[str, str], Any], job: Any, parent: str) -> str:
+    found, record = parents.get((job.run_id, parent), (None, None))
+    if found is None or record is None or found.output_key is None \
+            or found.output_key.startswith(INPUT_REF) or record.blob is not None:
+        raise _NotEarly(parent)
+    return found.output_key
+
+
+def _early_value(plan: Any, record: Any) -> Any:
+    found, value = _load_any(plan, record)
+    if not found:
+        raise _NotEarly(record.key)
+    return value
 
 
 def result_node(plan: Any) -> str:

@@ -37,28 +37,35 @@ class Stepping:
     """The steps of one job at a time (the executor provides the state they use: the
     ledger, owner, clock, loop, thread pools, tally and the per-run hooks)."""
 
-    async def _job_outcome(self, job: Any, node: Any
+    async def _job_outcome(self, job: Any, node: Any, early: Any = None
                            ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
-        """Execute ``job``: its outcome, and the task finish to commit with it."""
+        """Execute ``job``: its outcome, and the task finish to commit with it. ``early``:
+        (arguments, claim, answer) when its task was claimed with the job."""
         step = node.step
-        try:
-            args = await self._arguments(job, node)
-        except Exception as exc:
-            return self._outcome(job, JobStatus.FAILED,
-                                 error=f"cannot read the inputs of {job.job_id}: {exc}"), None
-        now = self.clock()
-        force = job.resets > 0
-        key = self._root_keys.pop((job.run_id, job.job_id), None)
-        try:
-            if key is not None and not force and getattr(step, "claims_by_key", False):
-                claim = step.task_claim(tuple(args), self.owner, now, key=key)
-                self._checked.add(key)  # looked up when inserted: not done then
-            else:
-                claim = step.task_claim(tuple(args), self.owner, now, force=force)
-        except Exception as exc:  # an argument that cannot be keyed
-            return self._outcome(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"), \
-                None
-        answer = await self._claim_tasks(claim)
+        if early is not None:
+            args, claim, answer = early
+            now = claim.now
+            if isinstance(answer, BaseException):
+                raise answer
+        else:
+            try:
+                args = await self._arguments(job, node)
+            except Exception as exc:
+                return self._outcome(job, JobStatus.FAILED,
+                                     error=f"cannot read the inputs of {job.job_id}: {exc}"), None
+            now = self.clock()
+            force = job.resets > 0
+            key = self._root_keys.pop((job.run_id, job.job_id), None)
+            try:
+                if key is not None and not force and getattr(step, "claims_by_key", False):
+                    claim = step.task_claim(tuple(args), self.owner, now, key=key)
+                    self._checked.add(key)  # looked up when inserted: not done then
+                else:
+                    claim = step.task_claim(tuple(args), self.owner, now, force=force)
+            except Exception as exc:  # an argument that cannot be keyed
+                return self._outcome(job, JobStatus.FAILED,
+                                     error=f"{type(exc).__name__}: {exc}"), None
+            answer = await self._claim_tasks(claim)
         if answer.outcome == "busy":
             record = answer.record
             if self.spot.owner_is_dead(record.owner):

@@ -1,0 +1,152 @@
+"""The engine's cost per job: a wave of root jobs is claimed with their tasks in one
+hand-off to the I/O thread (no second trip through the event loop per job, no read of
+tasks looked up when the jobs went in), and nothing about fencing or failures changes —
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hokuro.errors import LedgerError
+
+
+@pytest.fixture
+def spot(make_spot):
+    return make_spot("drain")
+
+
+def _trace(spot, *names):
+    """Record (name, thread) of each call of the ledger methods ``names`` (real calls)."""
+    calls = []
+    for name in names:
+        real = getattr(spot.ledger, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls.append((_name, threading.get_ident()))
+            return _real(*args, **kwargs)
+
+        setattr(spot.ledger, name, counted)
+    return calls
+
+
+def test_root_jobs_claim_their_tasks_in_the_same_hand_off_as_the_jobs(spot):
+    ran = []
+
+    @spot.mark
+    def triple(x):
+        ran.append(x)
+        return 3 * x
+
+    calls = _trace(spot, "claim_jobs", "claim_many", "lookup_many")
+    run = spot.map(triple, range(600), concurrency=20, progress=False)
+    assert run.results() == [3 * x for x in range(600)]
+    assert sorted(ran) == list(range(600))
+    claims = [(name, thread) for name, thread in calls if name != "lookup_many"]
+    tasks = [i for i, (name, _) in enumerate(claims) if name == "claim_many"]
+    assert tasks  # the tasks were claimed...
+    for i in tasks:  # ...each batch right after its jobs' claim, on the same thread
+        assert claims[i - 1][0] == "claim_jobs" and claims[i - 1][1] == claims[i][1]
+    # Keys were read once, when the window went in: a claim does not read them again.
+    assert sum(name == "lookup_many" for name, _ in calls) == 1
+    summary = run.summary()
+    assert summary["done"] == 600 and summary["jobs"] == 600 and summary["reused"] == 0
+    jobs = list(spot.ledger.find_jobs(run.id))
+    assert all(j.status == "done" and j.attempts == 1 for j in jobs)
+
+
+def test_a_task_done_meanwhile_is_a_hit_of_the_early_claim_and_does_not_run_again(spot):
+    ran = []
+
+    @spot.mark
+    def square(x):
+        ran.append(x)
+        return x * x
+
+    real = spot.ledger.claim_jobs
+
+    def claim_jobs(*args, **kwargs):  # another process computes item 7 just before
+        jobs = real(*args, **kwargs)
+        if any(job.job_id.partition("/")[0] == "7" for job in jobs):
+            spot.ledger.claim_jobs = real
+            square(7)
+        return jobs
+
+    spot.ledger.claim_jobs = claim_jobs
+    run = spot.map(square, range(50), concurrency=5, progress=False)
+    assert run.results() == [x * x for x in range(50)]
+    assert ran.count(7) == 1  # the direct call ran it; the run's job reused it
+    assert run.summary()["reused"] == 1
+
+
+def test_a_failed_early_task_claim_stops_the_run_and_a_resume_loses_nothing(make_spot):
+    # The jobs of the failed wave stay leased to the stopped executor (as after any failed
+    # claim): a resume takes them once their lease ends, kept short here.
+    spot = make_spot("drain", lease=1.0)
+    ran = []
+
+    @spot.mark
+    async def double(x):
+        ran.append(x)
+        return 2 * x
+
+    real = spot.ledger.claim_many
+    calls = []
+
+    def failing(claims):
+        calls.append(len(claims))
+        if len(calls) == 2:
+            raise LedgerError("the disk is full")
+        return real(claims)
+
+    spot.ledger.claim_many = failing
+    with pytest.raises(LedgerError, match="the disk is full"):
+        spot.map(double, range(200), concurrency=10, progress=False, run="broken")
+    spot.ledger.claim_many = real
+    (record,) = [r for r in spot.ledger.list_runs() if r.name == "broken"]
+    run = spot.map(double, range(200), concurrency=10, progress=False, run="broken")
+    assert run.id == record.id
+    assert run.results() == [2 * x for x in range(200)]
+    assert sorted(set(ran)) == list(range(200))
+    assert len(ran) == 200  # no job whose task was done ran again
+
+
+def test_a_pipeline_step_reads_its_parents_and_claims_its_task_with_its_job(spot,
+                                                                            monkeypatch):
+    from hokuro.runs.stepping import Stepping
+
+    @spot.mark
+    async def inc(x):
+        return x + 1
+
+    @spot.mark
+    def double(x):
+        return 2 * x
+
+    @spot.mark
+    async def nothing(x):
+        return None  # passes the item on: the next step reads it as it runs
+
+    @spot.mark
+    async def last(x):
+        return x - 1
+
+    on_the_loop = []  # jobs whose arguments were read as they ran, not with their claim
+    real = Stepping._arguments
+
+    async def arguments(self, job, node):
+        on_the_loop.append(node.step.name)
+        return await real(self, job, node)
+
+    monkeypatch.setattr(Stepping, "_arguments", arguments)
+    pipe = nothing | inc | double | last
+    run = spot.run(pipe, over=range(300), concurrency=20, progress=False)
+    assert run.results() == [2 * (x + 1) - 1 for x in range(300)]
+    assert [name.rpartition(".")[2] for name in on_the_loop] == ["inc"] * 300
+    summary = run.summary()
+    assert summary["done"] == 1200 and summary["jobs"] == 1200
+    assert all(job.attempts == 1 for job in spot.ledger.find_jobs(run.id))
+    again = spot.run(pipe, over=range(300), concurrency=20, progress=False, run="again")
+    assert again.results() == [2 * (x + 1) - 1 for x in range(300)]
+    assert again.summary()["reused"] == 1200
