@@ -68,7 +68,7 @@ CREATE INDEX tasks_queue ON tasks (scope, priority DESC, run_after) WHERE status
 -- name: migration_2
 -- Stats count the stored arguments too. Their size is a virtual column in the covering
 -- index, so stats still reads the index alone (length(args) would read every row, 12x
--- slower on 1,000,000 records). Statements are split at semicolons: none in comments.
+-- slower on 1,000,000 records).
 ALTER TABLE tasks ADD COLUMN args_size INTEGER GENERATED ALWAYS AS (length(args)) VIRTUAL;
 DROP INDEX tasks_fn_status;
 CREATE INDEX tasks_fn_status ON tasks (fn, status, updated_at, size, expires_at, lease_until, args_size)
@@ -214,7 +214,6 @@ ORDER BY key LIMIT :page
 -- list (its arguments, in order), and job_edges holds the same links by parent, so that a
 -- parent's done counts down its children and a failure cancels its descendants in one
 -- indexed statement each. waiting counts the distinct parents not done yet.
--- Statements are split at semicolons: none in comments.
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -269,7 +268,7 @@ CREATE TABLE job_edges (
 
 -- name: migration_4
 -- Workers (hokuro worker): one row per process, its heartbeat and counts. Read as lost when
--- its heartbeat is too old (model/workers.py). Statements are split at semicolons.
+-- its heartbeat is too old (model/workers.py).
 CREATE TABLE workers (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
