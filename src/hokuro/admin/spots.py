@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, HokuroError, LedgerError
 from ..model.redact import mask_secrets
@@ -51,6 +51,11 @@ class SpotSummary:
     last_activity: float | None = None
     #: Why the ledger could not be read, when it could not.
     problem: str | None = None
+
+    def take(self, summary: dict[str, Any]) -> None:
+        """Its figures from :meth:`MaintenanceService.summary`."""
+        self.records, self.failed = summary["records"], summary["failed"]
+        self.size, self.last_activity = summary["size"], summary["last_activity"]
 
 
 # -- the Spots half of the service -----------------------------------------------------------
@@ -82,8 +87,7 @@ class Spots:
             except HokuroError as exc:
                 entry.problem = str(exc)
             else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
+                entry.take(summary)
             spots.append(entry)
         return spots
 
@@ -105,8 +109,7 @@ class Spots:
             except HokuroError as exc:
                 entry.problem = str(exc)
             else:
-                entry.records, entry.failed = summary["records"], summary["failed"]
-                entry.size, entry.last_activity = summary["size"], summary["last_activity"]
+                entry.take(summary)
             spots.append(entry)
         return spots
 

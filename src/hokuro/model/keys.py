@@ -764,16 +764,19 @@ def _encode_arguments(bound: Mapping[str, Any], out: list[bytes]) -> None:
     items = sorted([(cached(name) or _name_bytes(name), name) for name in bound])
     out.append(b"d%d:" % len(items))
     active: set[int] = set()
-    get = _DISPATCH.get
     for kb, name in items:
         out.append(kb)
-        value = bound[name]
-        try:
-            get(type(value), _encode_other)(value, out, active)
-        except _Refused as exc:
-            raise exc.at(name) from None
-        except RecursionError:
-            raise UnkeyableArgument(name, type(value), _TOO_DEEP) from None
+        _encode_argument(name, bound[name], out, active)
+
+
+def _encode_argument(name: str, value: Any, out: list[bytes], active: set[int]) -> None:
+    """Encode one argument's value, an error naming the argument when it cannot be keyed."""
+    try:
+        _DISPATCH.get(type(value), _encode_other)(value, out, active)
+    except _Refused as exc:
+        raise exc.at(name) from None
+    except RecursionError:
+        raise UnkeyableArgument(name, type(value), _TOO_DEEP) from None
 
 
 _NO_ACTIVE: set[int] = set()  # for encoders of scalars, which never touch it
@@ -817,7 +820,6 @@ def task_keyer(fn_name: str, version: str | None, names: tuple[str, ...]
     order = tuple((encoded, i, name) for encoded, i, name in
                   sorted((_name_bytes(name), i, name) for i, name in enumerate(names)))
     head = _task_head(fn_name, version) + b"d%d:" % len(names)
-    get = _DISPATCH.get
     digest = hashlib.blake2b
 
     def keyer(values: tuple[Any, ...]) -> str:
@@ -825,13 +827,7 @@ def task_keyer(fn_name: str, version: str | None, names: tuple[str, ...]
         active: set[int] = set()
         for encoded, i, name in order:
             out.append(encoded)
-            value = values[i]
-            try:
-                get(type(value), _encode_other)(value, out, active)
-            except _Refused as exc:
-                raise exc.at(name) from None
-            except RecursionError:
-                raise UnkeyableArgument(name, type(value), _TOO_DEEP) from None
+            _encode_argument(name, values[i], out, active)
         return digest(b"".join(out), digest_size=16).hexdigest()
 
     return keyer
