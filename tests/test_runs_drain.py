@@ -150,3 +150,60 @@ def test_a_pipeline_step_reads_its_parents_and_claims_its_task_with_its_job(spot
     again = spot.run(pipe, over=range(300), concurrency=20, progress=False, run="again")
     assert again.results() == [2 * (x + 1) - 1 for x in range(300)]
     assert again.summary()["reused"] == 1200
+
+
+def test_sync_steps_started_from_their_claim_keep_to_the_concurrency(spot):
+    lock, running, peak, threads = threading.Lock(), [0], [0], set()
+    import time
+
+    @spot.mark
+    def held(x):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            threads.add(threading.get_ident())
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+        return -x
+
+    run = spot.map(held, range(300), concurrency=4, progress=False)
+    assert run.results() == [-x for x in range(300)]
+    assert peak[0] == 4  # the slots were all used, never more
+    assert threading.get_ident() not in threads  # on step threads, not the caller's
+    summary = run.summary()
+    assert summary["done"] == 300 and summary["jobs"] == 300
+
+
+def test_claims_go_on_while_the_next_window_of_jobs_is_written(spot, backend):
+    import time
+
+    if backend == "embedded":
+        pytest.skip("SQLite has one writer: a claim waits for an insert being written")
+
+    @spot.mark
+    async def quick(x):
+        return x + 1
+
+    real_insert, real_claim = spot.ledger.insert_jobs, spot.ledger.claim_jobs
+    writing, claimed_meanwhile, inserts = threading.Event(), [], []
+
+    def slow_insert(run_id, specs, now):
+        inserts.append(len(specs))
+        if len(inserts) == 2:  # the second window: slow to go in
+            writing.set()
+            time.sleep(0.5)
+            writing.clear()
+        return real_insert(run_id, specs, now)
+
+    def claim_jobs(*args, **kwargs):
+        jobs = real_claim(*args, **kwargs)
+        if writing.is_set() and jobs:
+            claimed_meanwhile.append(len(jobs))
+        return jobs
+
+    spot.ledger.insert_jobs, spot.ledger.claim_jobs = slow_insert, claim_jobs
+    run = spot.map(quick, range(1500), concurrency=10, progress=False)
+    assert run.results() == [x + 1 for x in range(1500)]
+    # The first window (1,000 jobs) was still being claimed while the second went in.
+    assert sum(claimed_meanwhile) > 0, (claimed_meanwhile, inserts)

@@ -30,6 +30,7 @@ from ..model.records import ClaimResult
 from ..model.steering import DEFAULT_MAX_RESETS
 from .batching import Batched, Inbox
 from .feeding import Feeding
+from .slots import Slots
 from .stepping import INPUT_REF, Stepping, _load_any, resolve_future
 from .writer import GroupCommitter
 from .writer import Pending as Work
@@ -51,7 +52,10 @@ class Tally:
 
     def add(self, node: str, what: str, n: int = 1) -> None:
         self.counts[what] += n
-        self.by_node.setdefault(node, Counter())[what] += n
+        counts = self.by_node.get(node)
+        if counts is None:
+            counts = self.by_node[node] = Counter()
+        counts[what] += n
 
 
 @dataclass(slots=True)
@@ -94,7 +98,8 @@ class Executor(Stepping, Feeding):
         # Jobs claimed here whose outcome is not written, (run id, job id): their leases are
         # renewed until the commit.
         self._held: set[tuple[str, str]] = set()
-        self._claimed: dict[asyncio.Task[None], tuple[str, str]] = {}  # job tasks running
+        # Jobs running, by their handle (their asyncio task, or a sync step's lane).
+        self._claimed: dict[Any, tuple[str, str]] = {}
         # Outcomes of jobs that ended in this turn of the event loop, handed to the group
         # committer together (one unit of work, one hand-back to the loop when written).
         self._outbox: list[tuple[Any, Any, JobOutcome, tuple[str, str, Any] | None]] = []
@@ -147,7 +152,7 @@ class Executor(Stepping, Feeding):
         # narrow one gains little by it, and claims no more than it runs, so that a cancel
         # from outside starts no step claimed before it.
         concurrency = self.options.concurrency
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = Slots(loop, concurrency)
         self._ahead = concurrency + (concurrency // 4 if concurrency >= 16 else 0)
         if self._remote and concurrency >= 16:
             # A remote ledger pays a round trip per batch, whatever its size: claim a whole
@@ -155,6 +160,13 @@ class Executor(Stepping, Feeding):
             # claims, task claims and commits).
             self._ahead = 2 * concurrency
             self._min_claim = concurrency // 4
+        if not self.options.window:
+            # The window holds the jobs in flight (running and claimed ahead) and as many
+            # again and more: it is read again once half of it has finished, and the jobs
+            # still unclaimed then keep the slots busy while the next half is keyed, looked
+            # up and inserted (a window of only 4x the concurrency left none on PostgreSQL,
+            # whose run then idled for every refill).
+            self.window = max(4 * concurrency + self._ahead, 1000)
         # One I/O thread for a local ledger (its writes take turns anyway, and fewer threads
         # contend less for the GIL: measured faster), four for a remote one (round trips).
         self._io = ThreadPoolExecutor(max_workers=4 if getattr(self.ledger, "remote", False)
@@ -201,6 +213,8 @@ class Executor(Stepping, Feeding):
             self._stop = True
             for job in list(self._jobs):
                 await asyncio.gather(job, return_exceptions=True)
+            while self._running > 0:  # sync steps started on the direct path
+                await self._wait_wake(0.05)
             renewing.cancel()  # (leases held while the running jobs finish)
             self._flush_outbox()
             # The committer's hand-backs of what it wrote run on this loop before this
@@ -249,9 +263,16 @@ class Executor(Stepping, Feeding):
         return await self._loop.run_in_executor(self._io, fn, *args)
 
     def _settle_from_thread(self, future: asyncio.Future[Any]) -> Callable[[Any], None]:
+        """A callback for another thread that settles ``future`` with its argument and
+        wakes the loop (a window of jobs written while the loop waits for steps to end
+        may hold the next jobs to claim)."""
         def settle(result: Any) -> None:
-            self._loop.call_soon_threadsafe(resolve_future, future, result)
+            self._inbox.post(self._settle_and_wake, future, result)
         return settle
+
+    def _settle_and_wake(self, future: asyncio.Future[Any], result: Any) -> None:
+        resolve_future(future, result)
+        self._wake.set()
 
     # -- claiming --------------------------------------------------------------------------
     async def _recover(self) -> None:
@@ -301,7 +322,14 @@ class Executor(Stepping, Feeding):
         for job in jobs:
             self._running += 1
             self._held.add((job.run_id, job.job_id))
-            task = self._loop.create_task(self._run_job(job, early.get((job.run_id, job.job_id))))
+            answered = early.get((job.run_id, job.job_id))
+            try:
+                if answered is not None and self._start_answered(job, answered):
+                    continue
+            except Exception as exc:  # a fault of hokuro's own: stop the run
+                self._fault(job, exc)
+                continue
+            task = self._loop.create_task(self._run_job(job, answered))
             self._jobs.add(task)
             self._claimed[task] = (job.run_id, job.job_id)
             task.add_done_callback(self._forget_job)
@@ -400,13 +428,22 @@ class Executor(Stepping, Feeding):
         try:
             outcome, task = await self._job_outcome(job, node, early)
         except BaseException as exc:  # a fault of hokuro's own (the ledger): stop the run
-            self._error = exc
-            self._running -= 1
-            self._held.discard((job.run_id, job.job_id))
-            self._wake.set()
+            self._fault(job, exc)
             raise
-        # The slot is free once the step has ended: its outcome waits for the group commit
-        # (still under the job's lease, renewed) while the next job runs.
+        self._ended(job, node, outcome, task)
+
+    def _fault(self, job: Any, exc: BaseException) -> None:
+        """``job`` ended by a fault of hokuro's own (or was cancelled): the run stops."""
+        self._error = exc
+        self._running -= 1
+        self._held.discard((job.run_id, job.job_id))
+        self._wake.set()
+
+    def _ended(self, job: Any, node: Any, outcome: JobOutcome,
+               task: tuple[str, str, Any] | None) -> None:
+        """``job`` ended with ``outcome`` (and its task's finish): to the next group commit.
+        The slot is free once the step has ended: its outcome waits for the commit (still
+        under the job's lease, renewed) while the next job runs."""
         self._outbox.append((job, node, outcome, task))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush_outbox)

@@ -64,11 +64,11 @@ class Feeding:
         done: asyncio.Future[Any] = self._loop.create_future()
         self.committer.submit(Work(inserts=[(self.run.id, specs)] if specs else [],
                                    then=record_cursor, done=self._settle_from_thread(done)))
+        # The window is written while the loop goes on claiming the jobs in already (its
+        # end wakes the loop: a claim that found nothing meanwhile is made again), and a
+        # window of jobs that all went in done while the next window is read. Waiting for
+        # it here idled every slot for each window on PostgreSQL.
         self._inserting = done
-        if any(spec.task_key is None for spec in specs):
-            # Jobs to claim: the claim that follows must find them. A window of jobs that
-            # all went in done is left to be written while the next window is read.
-            await self._inserted_before()
 
     async def _inserted_before(self) -> None:
         """Wait until the last window handed to the committer is written (raise its

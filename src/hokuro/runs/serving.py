@@ -275,6 +275,7 @@ class ServingExecutor(Executor):
         keys = list(self._claimed.values())
         for task in list(self._jobs):
             task.cancel()
+        self._drop_lanes()
         return keys
 
     def hand_back(self, keys: list[tuple[str, str]]) -> int:

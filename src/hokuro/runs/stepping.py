@@ -82,15 +82,9 @@ class Stepping:
                     found, value = await self._loop.run_in_executor(self._io, step.load,
                                                                     record)
                 else:
-                    found = True
-                    value = None if record.blob is None and record.result == _NIL else _KEPT
+                    found, value = True, _unread(record)
                 if found:
-                    self.tally.saved += max(0.0, (record.finished_at or 0)
-                                            - (record.started_at or 0))
-                    self.tally.add(node.id, "reused")
-                    if self.observer is not None:
-                        self.observer(node.id, "reused", 1)
-                    return self._done(job, node, claim.key, value, args), None
+                    return self._reused(job, node, claim.key, record, value, args), None
             claim.force = True  # a damaged kept result: compute it again
             answer = await self._claim_tasks(claim)
             if answer.outcome != "claimed":
@@ -104,33 +98,127 @@ class Stepping:
         if self._stop:
             return self._handed_back(job, key)
         ctx = step.task_context(key, attempt)
-        timeout = step.options.timeout if step.options.timeout is not None \
-            else self._options_of(job).timeout
+        timeout = self._timeout_of(job, step)
         limit = step.options.concurrency
         started = time.perf_counter()
+        await self._slots.acquire()
         try:
-            async with self._slots:
-                if self._stop:
-                    return self._handed_back(job, key)
-                started = time.perf_counter()
-                if limit:
-                    slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
-                    async with slots:
-                        value = await self._invoke(step, args, ctx, timeout)
-                else:
+            if self._stop:
+                return self._handed_back(job, key)
+            started = time.perf_counter()
+            if limit:
+                slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
+                async with slots:
                     value = await self._invoke(step, args, ctx, timeout)
+            else:
+                value = await self._invoke(step, args, ctx, timeout)
         except Exception as exc:
             self.tally.spent += time.perf_counter() - started
             return self._failed(job, step, key, exc, ctx)
         except (KeyboardInterrupt, SystemExit) as exc:
-            # A step that stops the program stops the run: its task is recorded cancelled,
-            # its job handed back, the others finish, then the interrupt goes on up.
-            self._interrupt = exc
-            self.stop()
-            now = self.clock()
-            return (self._outcome(job, JobStatus.WAITING, run_after=now),
-                    (key, self.owner, step.error_outcome(key, exc, ctx)))
+            return self._interrupted(job, step, key, exc, ctx)
+        finally:
+            self._slots.release()
         self.tally.spent += time.perf_counter() - started
+        ended = self._value_outcome(job, node, key, args, ctx, value, off_loop=False)
+        if isinstance(ended, _Upload):
+            return await self._uploaded(job, ended)
+        return ended
+
+    # -- the direct path: a job whose claim answered everything ---------------------------
+    def _start_answered(self, job: Any, early: Any) -> bool:
+        """Start ``job`` without a coroutine of its own when its claim answered everything
+        (its arguments read, its task found kept or claimed): a reused job ends here, and a
+        sync step runs on a step thread that works out its outcome there, so the loop sees
+        the job once, when it ends. False: ``job`` takes the general path
+        (:meth:`_job_outcome`): an async step (it runs on the loop either way, inline in
+        its job's coroutine), a step with a timeout or a concurrency of its own, a fan-out
+        over a kept result."""
+        args, claim, answer = early
+        if isinstance(answer, BaseException) or job.resets:
+            return False
+        node = self._plan_of(job).node(job.node)
+        step = node.step
+        if answer.outcome == "hit":
+            record = answer.record
+            if node.fanouts or record.status != Status.DONE:
+                return False
+            self._ended(job, node, self._reused(job, node, claim.key, record,
+                                                _unread(record), args), None)
+            return True
+        if answer.outcome != "claimed" or step.is_async or step.options.concurrency \
+                or self._timeout_of(job, step):
+            return False
+        key = claim.key
+        self._tasks_held.add(key)
+        if self._stop:
+            self._ended(job, node, *self._handed_back(job, key))
+            return True
+        self._slots.take(lambda: self._launch(job, node, key, answer.attempt, args))
+        return True
+
+    def _launch(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]) -> bool:
+        """Holding a slot: start the sync step on a step thread (True), or hand the job
+        back when the run has stopped meanwhile (False: the slot was not needed)."""
+        if self._stop:
+            self._ended(job, node, *self._handed_back(job, key))
+            return False
+        lane = _Lane(job)
+        self._claimed[lane] = (job.run_id, job.job_id)
+        self._steps.submit(self._in_lane, lane, node, key, args,
+                           node.step.task_context(key, attempt))
+        return True
+
+    def _in_lane(self, lane: _Lane, node: Any, key: str, args: list[Any], ctx: Any) -> None:
+        """On a step thread: call a sync step and work out its outcome here (encoding its
+        value, uploading a blob), then hand the end to the loop."""
+        job, step = lane.job, node.step
+        started = time.perf_counter()
+        try:
+            value = step.invoke(tuple(args), ctx)
+        except Exception as exc:
+            ended: Any = self._failed(job, step, key, exc, ctx)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the run
+            ended = exc
+        else:
+            ended = self._value_outcome(job, node, key, args, ctx, value, off_loop=True)
+        self._inbox.post(self._lane_ended, lane, node, key, ctx, ended,
+                         time.perf_counter() - started)
+
+    def _lane_ended(self, lane: _Lane, node: Any, key: str, ctx: Any, ended: Any,
+                    spent: float) -> None:
+        if self._claimed.pop(lane, None) is None:
+            return  # abandoned by a stopping worker: its job went back already
+        self._slots.release()
+        self.tally.spent += spent
+        if isinstance(ended, BaseException):
+            if isinstance(ended, KeyboardInterrupt | SystemExit):
+                ended = self._interrupted(lane.job, node.step, key, ended, ctx)
+            else:
+                self._fault(lane.job, ended)
+                return
+        self._ended(lane.job, node, *ended)
+
+    def _drop_lanes(self) -> None:
+        """A stopping worker gives up on the sync steps still running: a thread cannot be
+        stopped, so their jobs count as ended here and their late results are dropped."""
+        for handle, key in list(self._claimed.items()):
+            if isinstance(handle, _Lane):
+                del self._claimed[handle]
+                self._running -= 1
+                self._held.discard(key)
+
+    # -- what a step's end means ------------------------------------------------------------
+    def _timeout_of(self, job: Any, step: Any) -> float | None:
+        return step.options.timeout if step.options.timeout is not None \
+            else self._options_of(job).timeout
+
+    def _value_outcome(self, job: Any, node: Any, key: str, args: list[Any], ctx: Any,
+                       value: Any, *, off_loop: bool) -> Any:
+        """The outcome of a step that returned ``value`` and its task's finish; on the
+        loop (``off_loop`` False) a result that goes to the blob store comes back as an
+        :class:`_Upload` to do on an I/O thread."""
+        step = node.step
         if isinstance(value, Pending):
             after = value.delay(step.options.poll)
             task = (key, self.owner, _ended(Status.WAITING, self.clock()))
@@ -153,14 +241,39 @@ class Stepping:
             # Encoding is CPU work, done here; only a blob upload (a large result or log)
             # goes to an I/O thread.
             data = step.encode_result(value)
-            if step.needs_io(data, ctx):
-                outcome = await self._loop.run_in_executor(self._io, step.result_outcome, key,
-                                                           data, ctx)
-            else:
-                outcome = step.result_outcome(key, data, ctx)
+            if not off_loop and step.needs_io(data, ctx):
+                return _Upload(done, step, key, data, ctx)
+            return done, (key, self.owner, step.result_outcome(key, data, ctx))
         except Exception as exc:  # the value cannot be kept or fanned out: the task fails
             return self._failed(job, step, key, exc, ctx)
-        return done, (key, self.owner, outcome)
+
+    async def _uploaded(self, job: Any, upload: _Upload
+                        ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
+        try:
+            outcome = await self._loop.run_in_executor(
+                self._io, upload.step.result_outcome, upload.key, upload.data, upload.ctx)
+        except Exception as exc:
+            return self._failed(job, upload.step, upload.key, exc, upload.ctx)
+        return upload.done, (upload.key, self.owner, outcome)
+
+    def _interrupted(self, job: Any, step: Any, key: str, exc: BaseException, ctx: Any
+                     ) -> tuple[JobOutcome, tuple[str, str, Any]]:
+        """A step that stops the program stops the run: its task is recorded cancelled, its
+        job handed back, the others finish, then the interrupt goes on up."""
+        self._interrupt = exc
+        self.stop()
+        now = self.clock()
+        return (self._outcome(job, JobStatus.WAITING, run_after=now),
+                (key, self.owner, step.error_outcome(key, exc, ctx)))
+
+    def _reused(self, job: Any, node: Any, key: str, record: Any, value: Any,
+                args: list[Any]) -> JobOutcome:
+        """A job done by its task's kept result: counted as reused (and the time it saved)."""
+        self.tally.saved += max(0.0, (record.finished_at or 0) - (record.started_at or 0))
+        self.tally.add(node.id, "reused")
+        if self.observer is not None:
+            self.observer(node.id, "reused", 1)
+        return self._done(job, node, key, value, args)
 
     async def _invoke(self, step: Any, args: list[Any], ctx: Any, timeout: float | None
                       ) -> Any:
@@ -297,6 +410,31 @@ class Stepping:
         if not found:
             raise HokuroError(f"the result of task {key[:12]} cannot be read")
         return value
+
+
+class _Lane:
+    """A sync step running on a step thread, started by the direct path: the handle by which
+    a stopping worker gives it up."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+
+class _Upload:
+    """A step's value that goes to the blob store: the upload is left to an I/O thread."""
+
+    __slots__ = ("ctx", "data", "done", "key", "step")
+
+    def __init__(self, done: JobOutcome, step: Any, key: str, data: bytes, ctx: Any) -> None:
+        self.done, self.step, self.key, self.data, self.ctx = done, step, key, data, ctx
+
+
+def _unread(record: Any) -> Any:
+    """The value a job reusing ``record`` passes on without reading it: None when the kept
+    result is None (the job passes its input on), else a stand-in."""
+    return None if record.blob is None and record.result == _NIL else _KEPT
 
 
 class _NotIterable(HokuroError, TypeError):
