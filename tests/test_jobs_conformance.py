@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hokuro.errors import LedgerError
+from hokuro.errors import LedgerError, RunCancelled
 from hokuro.model.jobs import JobOutcome, JobSpec, RunRecord
 from hokuro.model.records import Claim, Outcome, Status
 from hokuro.store.ledger import open_ledger
@@ -665,3 +665,15 @@ def test_claims_from_four_processes_never_give_a_job_to_two_owners(location, tmp
         won += out.split()
     assert sorted(won) == sorted(f"{i}:1" for i in range(2000))
     assert sum(1 for n in per_worker if n) >= 2  # they did claim side by side
+
+
+def test_a_cancelled_run_takes_no_new_jobs(ledger):
+    assert ledger.insert_jobs("r", [spec("0/a")], 1.0) == 1
+    ledger.update_run("r", status="cancelled", finished_at=2.0, updated_at=2.0)
+    # A window read while the cancel was being committed goes nowhere: nothing is left
+    # open behind a cancel, and the process running the run learns it is cancelled.
+    with pytest.raises(RunCancelled, match="cancelled"):
+        ledger.insert_jobs("r", [spec("1/a"), spec("2/a")], 3.0)
+    assert sorted(statuses(ledger)) == ["0/a"]
+    # Jobs of a run without a record (inserted by hand) go in as before.
+    assert ledger.insert_jobs("elsewhere", [spec("0/a")], 3.0) == 1

@@ -207,3 +207,45 @@ def test_claims_go_on_while_the_next_window_of_jobs_is_written(spot, backend):
     assert run.results() == [x + 1 for x in range(1500)]
     # The first window (1,000 jobs) was still being claimed while the second went in.
     assert sum(claimed_meanwhile) > 0, (claimed_meanwhile, inserts)
+
+
+def test_a_window_read_after_a_cancel_is_refused_and_stops_the_run_cleanly(spot, caplog):
+    from hokuro.admin.runs import cancel_run
+    from hokuro.errors import RunCancelled
+
+    read, refused = [], []
+
+    def items():
+        for i in range(50_000):
+            read.append(i)
+            yield i
+
+    @spot.mark
+    async def step(x):
+        return x
+
+    real_claim, real_insert = spot.ledger.claim_jobs, spot.ledger.insert_jobs
+
+    def claim_jobs(*args, **kwargs):  # another process cancels the run once it has begun
+        jobs = real_claim(*args, **kwargs)
+        if jobs:
+            spot.ledger.claim_jobs = real_claim
+            (record,) = [r for r in spot.ledger.list_runs() if r.name == "doomed"]
+            cancel_run(spot.ledger, record, owner="another|1|1.0|x")
+        return jobs
+
+    def insert_jobs(run_id, specs, now):
+        try:
+            return real_insert(run_id, specs, now)
+        except RunCancelled as exc:
+            refused.append(exc)
+            raise
+
+    spot.ledger.claim_jobs, spot.ledger.insert_jobs = claim_jobs, insert_jobs
+    run = spot.map(step, items(), concurrency=10, run="doomed", progress=False)
+    assert run.status == "cancelled"
+    assert refused  # the next window went nowhere...
+    assert len(read) <= 3 * 1000  # ...and the run stopped reading there
+    assert {job.status for job in spot.ledger.find_jobs(run.id)} == {"cancelled"}
+    assert spot.ledger.get_run(run.id).cursor == 1000  # the refused window is not counted
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text

@@ -56,6 +56,11 @@ class SchemaError(LedgerError):
     """The ledger's schema is newer than this hokuro, or missing where it must exist."""
 
 
+class RunCancelled(LedgerError):
+    """The run was cancelled (``hokuro run cancel``): it takes no new jobs. The process
+    running it stops claiming and reading inputs."""
+
+
 class TaskFailed(HokuroError):
     """A task failed in another process (or its failure was cached); its error is attached.
 

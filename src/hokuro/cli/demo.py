@@ -61,7 +61,7 @@ def demo(items: int, latency: float, workers: int, processes: int, as_json: bool
         with hokuro.Spot("demo") as spot:
             figures = tour_workers(spot, console, processes, latency)
         if as_json:
-            click.echo(json.dumps(figures, indent=2))
+            click.echo(json.dumps(figures, indent=2, default=str))
         return
     timings: dict[str, dict[str, object]] = {}
     names = (ITEMS * (items // len(ITEMS) + 1))[:items]
@@ -131,7 +131,8 @@ def demo(items: int, latency: float, workers: int, processes: int, as_json: bool
         if as_json:
             click.echo(json.dumps({**timings, "identical": same, "stats": stats, **runs,
                                    "ledger": spot.ledger.describe(),
-                                   "blobs": spot.blobs.describe()}, indent=2))
+                                   "blobs": spot.blobs.describe()}, indent=2,
+                                  default=str))  # a failed item says why, as text
 
 
 def tour_runs(spot: Any, console: Console, latency: float, workers: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HokuroError
+from ..errors import HokuroError, RunCancelled
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobStatus, RunRecord
 from ..model.records import ClaimResult
 from ..model.steering import DEFAULT_MAX_RESETS
@@ -222,7 +222,8 @@ class Executor(Stepping, Feeding):
             await loop.run_in_executor(self._io, self.committer.close)
             unwritten = self._inserting.result() if self._inserting is not None \
                 and self._inserting.done() else None
-            if isinstance(unwritten, BaseException):  # stopped before it was awaited
+            if isinstance(unwritten, BaseException) \
+                    and not isinstance(unwritten, RunCancelled):  # stopped before awaited
                 log.warning("hokuro: inserting a window of jobs of run %s failed: %s",
                             self.run.id[:8], unwritten)
             self._steps.shutdown(wait=False, cancel_futures=True)

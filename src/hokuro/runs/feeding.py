@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import RunCancelled
 from ..model.jobs import JobSpec
 from ..model.plan_nodes import INPUT
 from .stepping import _NIL, INPUT_REF
@@ -76,7 +77,9 @@ class Feeding:
         pending, self._inserting = self._inserting, None
         if pending is not None:
             result = await pending
-            if isinstance(result, BaseException):
+            if isinstance(result, RunCancelled):  # cancelled from outside: stop here
+                self.stop()
+            elif isinstance(result, BaseException):
                 raise result
 
     def _window_jobs(self, window: list[tuple[int | None, Any]], specs: list[JobSpec],

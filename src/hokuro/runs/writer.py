@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import RunCancelled
 from ..model.jobs import JobOutcome, JobSpec
 from ..model.records import Outcome
 
@@ -96,14 +97,18 @@ class GroupCommitter:
     def _write(self, batch: list[Pending]) -> None:
         outcomes = [o for work in batch for o in work.outcomes]
         tasks = [t for work in batch for t in work.tasks]
-        inserts = [i for work in batch for i in work.inserts]
+        refused: dict[int, RunCancelled] = {}  # works whose run takes no new jobs
         try:
             now = self.clock()
-            if inserts:
-                with self.inserts_serial:
-                    for run_id, specs in inserts:
-                        self.ledger.insert_jobs(run_id, specs, now)
-            for work in batch:
+            for i, work in enumerate(batch):
+                if work.inserts:
+                    try:
+                        with self.inserts_serial:
+                            for run_id, specs in work.inserts:
+                                self.ledger.insert_jobs(run_id, specs, now)
+                    except RunCancelled as exc:  # said to that work alone
+                        refused[i] = exc
+                        continue
                 if work.then is not None:
                     work.then()
             written = []
@@ -120,8 +125,8 @@ class GroupCommitter:
         self.batches += 1
         self.written += len(outcomes)
         start = 0
-        for work in batch:
+        for i, work in enumerate(batch):
             count = len(work.outcomes)
             if work.done is not None:
-                work.done(list(written[start:start + count]))
+                work.done(refused[i] if i in refused else list(written[start:start + count]))
             start += count

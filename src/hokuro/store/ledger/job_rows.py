@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
-from ...errors import LedgerError
-from ...model.jobs import Job, JobOutcome, JobSpec, JobStatus, RunRecord
+from ...errors import LedgerError, RunCancelled
+from ...model.jobs import Job, JobOutcome, JobSpec, JobStatus, RunRecord, RunStatus
 from ...model.records import Claim, ClaimResult, Record, Status, decide_claim
 
 #: Columns of ``jobs`` in the order of :class:`Job`'s fields: ``job_from_row`` builds a Job.
@@ -109,6 +109,15 @@ def start_of(spec: JobSpec, done: set[str]) -> tuple[str, int]:
         return JobStatus.DONE, 0
     waiting = len(set(spec.parents) - done)
     return (JobStatus.BLOCKED if waiting else JobStatus.QUEUED), waiting
+
+
+def refuse_if_cancelled(rows: Sequence[Sequence[Any]], run_id: str) -> None:
+    """Raise :class:`RunCancelled` when a ``run_status`` read found the run cancelled: such
+    a run takes no new jobs (a window of inputs read while the cancel was being committed),
+    so a cancel leaves nothing open behind it. A run without a record (jobs inserted by
+    hand) takes them."""
+    if rows and rows[0][0] == RunStatus.CANCELLED:
+        raise RunCancelled(f"run {run_id[:8]} was cancelled: it takes no new jobs")
 
 
 def done_at_insert(specs: Iterable[JobSpec]) -> set[str]:

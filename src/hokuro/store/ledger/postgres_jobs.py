@@ -42,6 +42,7 @@ from .job_rows import (
     node_rows,
     outside_parents,
     page_jobs,
+    refuse_if_cancelled,
     requeue_plan,
     run_from_row,
     run_params,
@@ -121,6 +122,8 @@ class PostgresJobs:
 
         def work(conn: Connection, _: int) -> int:
             with conn.transaction():
+                refuse_if_cancelled(conn.execute(J["run_status"], {"run_id": run_id}).fetchall(),
+                                    run_id)
                 return _insert(conn, run_id, specs, now)
 
         return self._run(work)

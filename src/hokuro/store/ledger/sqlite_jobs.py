@@ -38,6 +38,7 @@ from .job_rows import (
     node_rows,
     outside_parents,
     page_jobs,
+    refuse_if_cancelled,
     requeue_plan,
     run_from_row,
     run_params,
@@ -100,6 +101,8 @@ class SQLiteJobs:
         if not specs:
             return 0
         with self._pool.connection() as conn, self._write(conn):
+            refuse_if_cancelled(conn.execute(J["run_status"], {"run_id": run_id}).fetchall(),
+                                run_id)
             return _insert(conn, run_id, specs, now)
 
     def claim_jobs(self, owner: str, now: float, lease_until: float, limit: int,

@@ -35,6 +35,12 @@ UPDATE runs SET
     updated_at = %(updated_at)s
 WHERE id = %(id)s
 
+-- name: run_status
+-- A run's status, read in the transaction that inserts its jobs: a cancelled run takes no
+-- new jobs. FOR SHARE: a cancel being committed is waited for (and then seen), and a
+-- cancel that comes after waits for these jobs, which it then cancels with the others.
+SELECT status FROM runs WHERE id = %(run_id)s FOR SHARE
+
 -- name: done_among
 -- Which of these jobs of a run are done (the parents of jobs being inserted). FOR SHARE:
 -- a parent whose done is being committed elsewhere is waited for, and one not done yet

@@ -33,6 +33,11 @@ UPDATE runs SET
     updated_at = :updated_at
 WHERE id = :id
 
+-- name: run_status
+-- A run's status, read in the transaction that inserts its jobs: a cancelled run takes no
+-- new jobs (SQLite's writers take turns, so a cancel is wholly before or after).
+SELECT status FROM runs WHERE id = :run_id
+
 -- name: done_among
 -- Which of these jobs of a run are done (the parents of jobs being inserted).
 SELECT job_id FROM jobs
