@@ -512,6 +512,29 @@ def test_lookup_many_reads_what_reusing_a_result_needs(ledger):
     assert ledger.lookup_many([]) == {}
 
 
+def test_reusable_names_the_results_a_run_may_reuse_now_and_nothing_else(ledger):
+    def task(key, status="done", result=b"\xa1x", blob=None, expires_at=None):
+        ledger.claim(Claim(key=key, fn="mod.f", owner=OWNER, lease_until=99.0, now=10.0,
+                           args=b"\x80"))
+        if status != "running":
+            ledger.finish(key, OWNER, Outcome(status=status, finished_at=12.5, result=result,
+                                              codec="msgpack", blob=blob,
+                                              expires_at=expires_at))
+
+    task("value")
+    task("none", result=b"\xc0")  # a kept None: its job passes its input on
+    task("big-none", result=None, blob="blobs/x")  # a blob is never read as None here
+    task("old", expires_at=20.0)  # past its retention at 30
+    task("later", expires_at=40.0)
+    task("failed", status="failed", result=None)
+    task("running", status="running")
+    found = ledger.reusable(["value", "none", "big-none", "old", "later", "failed",
+                             "running", "unknown", "value"], 30.0)
+    assert found == {"value": (False, 2.5), "none": (True, 2.5), "big-none": (False, 2.5),
+                     "later": (False, 2.5)}
+    assert ledger.reusable([], 30.0) == {}
+
+
 def test_a_job_round_trips_every_field(ledger):
     ledger.insert_jobs("r", [JobSpec(job_id="é/0", node="n", step="pkg.mod.step",
                                      parents=("p\x01", "q"), input=b"\x00\xff", scope="s",

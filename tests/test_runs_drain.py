@@ -39,17 +39,19 @@ def test_root_jobs_claim_their_tasks_in_the_same_hand_off_as_the_jobs(spot):
         ran.append(x)
         return 3 * x
 
-    calls = _trace(spot, "claim_jobs", "claim_many", "lookup_many")
+    calls = _trace(spot, "claim_jobs", "claim_many", "lookup_many", "reusable")
     run = spot.map(triple, range(600), concurrency=20, progress=False)
     assert run.results() == [3 * x for x in range(600)]
     assert sorted(ran) == list(range(600))
-    claims = [(name, thread) for name, thread in calls if name != "lookup_many"]
+    claims = [(name, thread) for name, thread in calls
+              if name in ("claim_jobs", "claim_many")]
     tasks = [i for i, (name, _) in enumerate(claims) if name == "claim_many"]
     assert tasks  # the tasks were claimed...
     for i in tasks:  # ...each batch right after its jobs' claim, on the same thread
         assert claims[i - 1][0] == "claim_jobs" and claims[i - 1][1] == claims[i][1]
     # Keys were read once, when the window went in: a claim does not read them again.
-    assert sum(name == "lookup_many" for name, _ in calls) == 1
+    assert sum(name == "reusable" for name, _ in calls) == 1
+    assert sum(name == "lookup_many" for name, _ in calls) == 0
     summary = run.summary()
     assert summary["done"] == 600 and summary["jobs"] == 600 and summary["reused"] == 0
     jobs = list(spot.ledger.find_jobs(run.id))

@@ -43,7 +43,7 @@ def test_a_rerun_over_many_windows_reuses_every_item_and_keeps_exact_counts(spot
     first = spot.map(double, items(), concurrency=10, progress=False)
     assert first.results() == [2 * x for x in range(2500)]
     claimed = _spy(spot, "claim_many")
-    looked = _spy(spot, "lookup_many")
+    looked = _spy(spot, "reusable")
     again = spot.map(double, items(), concurrency=10, progress=False)
     assert again.results() == [2 * x for x in range(2500)]
     assert len(calls) == 2500  # nothing ran twice

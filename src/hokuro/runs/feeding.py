@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import RunCancelled
 from ..model.jobs import JobSpec
 from ..model.plan_nodes import INPUT
-from .stepping import _NIL, INPUT_REF
+from .stepping import INPUT_REF
 from .writer import Pending as Work
 
 _UNKNOWN = object()  # a root node whose keyer is not worked out yet
@@ -140,23 +140,22 @@ class Feeding:
         """Jobs whose task is done already are inserted done: no claim, no execution, no
         commit of their own. One read of the tasks, off the event loop; the rest are
         claimed and run as usual. Counted per node, once per window."""
-        found = await self._off(self.ledger.lookup_many, [key for _, key in ready])
-        now = self.clock()
+        found = await self._off(self.ledger.reusable, [key for _, key in ready], self.clock())
         if len(self._root_keys) > 4 * self.window:
             self._root_keys.clear()  # jobs claimed elsewhere (workers): forget their keys
         reused: Counter[str] = Counter()
         saved = 0.0
         run_id, root_keys, result_node = self.run.id, self._root_keys, self._result_node
         for spec, key in ready:
-            record = found.get(key)
-            if record is None or not record.is_fresh_result(now):
+            kept = found.get(key)
+            if kept is None:
                 root_keys[(run_id, spec.job_id)] = key
                 continue
+            passes_on, took = kept
             spec.task_key = key
             # A kept None passes the input on, as a step that returns None does.
-            spec.output_key = INPUT_REF + spec.job_id \
-                if record.blob is None and record.result == _NIL else key
-            saved += max(0.0, (record.finished_at or 0) - (record.started_at or 0))
+            spec.output_key = INPUT_REF + spec.job_id if passes_on else key
+            saved += max(0.0, took)
             reused[spec.node] += 1
             if spec.node == result_node and spec.job_id.count("/") == 1:
                 self._finished_roots += 1

@@ -237,6 +237,18 @@ class PostgresJobs:
         written = self._run(work)
         return [key in written for key, _, _ in finishes]
 
+    def reusable(self, keys: Iterable[str], now: float) -> dict[str, tuple[bool, float]]:
+        """The keys among ``keys`` whose task holds a result a run may reuse at ``now``:
+        key -> (the result is an inline None, the seconds it once took)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, tuple[bool, float]] = {}
+        for start in range(0, len(keys), LOOKUP_PAGE):
+            params = {"keys": json.dumps(keys[start:start + LOOKUP_PAGE]), "now": now}
+            rows = self._run(lambda conn, _, p=params: conn.execute(J["reusable_tasks"], p)
+                             .fetchall())
+            found.update((key, (bool(nil), took)) for key, nil, took in rows)
+        return found
+
     def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """:meth:`get_many` reading only what reusing a kept result needs: the lookup
         columns, ``fn``, ``started_at`` and ``finished_at`` (the rest left at defaults)."""

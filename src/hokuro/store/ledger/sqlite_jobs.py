@@ -50,6 +50,8 @@ from .queries import load_queries
 from .sqlite_errors import translate_errors
 
 Q = load_queries("sqlite")
+#: Keys per statement of :meth:`SQLiteJobs.reusable` (one JSON parameter: no bound on them).
+REUSE_PAGE = 5000
 J = load_queries("sqlite_jobs")
 #: The first schema with runs and jobs.
 RUNS_SCHEMA = 3
@@ -208,6 +210,17 @@ class SQLiteJobs:
         with self._pool.connection() as conn, self._write(conn):
             return [conn.execute(Q["finish"], _finish_params(*finish)).rowcount == 1
                     for finish in finishes]
+
+    def reusable(self, keys: Iterable[str], now: float) -> dict[str, tuple[bool, float]]:
+        """The keys among ``keys`` whose task holds a result a run may reuse at ``now``:
+        key -> (the result is an inline None, the seconds it once took)."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, tuple[bool, float]] = {}
+        for start in range(0, len(keys), REUSE_PAGE):
+            params = {"keys": json.dumps(keys[start:start + REUSE_PAGE]), "now": now}
+            found.update((key, (bool(nil), took)) for key, nil, took
+                         in self._rows(J["reusable_tasks"], params))
+        return found
 
     def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """:meth:`get_many` reading only what reusing a kept result needs: the lookup

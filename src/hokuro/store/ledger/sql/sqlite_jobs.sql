@@ -229,6 +229,15 @@ SELECT {job_columns} FROM jobs
 WHERE run_id = :run_id AND (:status IS NULL OR status = :status) AND seq > :after
 ORDER BY seq LIMIT :page
 
+-- name: reusable_tasks
+-- Which of these tasks hold a result a run may reuse now (done, not past retention), with
+-- whether that result is an inline None (the job passes its input on: msgpack's nil) and
+-- how long it once took: three columns, no record, for a window of thousands of keys.
+SELECT key, blob IS NULL AND result = x'c0', coalesce(finished_at - started_at, 0.0)
+FROM tasks
+WHERE key IN (SELECT value FROM json_each(:keys)) AND status = 'done'
+  AND (expires_at IS NULL OR expires_at > :now)
+
 -- name: lookup_tasks
 -- What the run engine needs to reuse a kept result (the hit path's columns, the step, and
 -- how long it once took), not the whole record: fewer columns read is faster.
