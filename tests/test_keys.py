@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 import hokuro.model.keys
 from hokuro.engine.keygen import KeyGen, KeyPolicy
 from hokuro.errors import ConfigurationError, UnkeyableArgument
-from hokuro.model.keys import canonical, ident_key, stable_name, task_key, task_keyer
+from hokuro.model.canonical import canonical
+from hokuro.model.keys import ident_key, stable_name, task_key, task_keyer
 
 # -- types used by the golden table ------------------------------------------------------------
 # Their __module__ is pinned, so the golden keys do not depend on how pytest imports this file.

@@ -20,7 +20,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import NoInspectionAvailable
 
 from ..errors import ConfigurationError
-from ..model.keys import canonical
+from ..model.canonical import canonical
 
 __all__ = ["identity", "item_of_ref", "ref_of", "row_identity", "row_key"]
 
