@@ -38,7 +38,9 @@ class Feeding:
         room = self._window_room()
         if room < self.window // 2 and self._inserted:
             return
-        want = max(room, 1)
+        # The first window is no larger than the jobs claimed at once (or 1,000): the steps
+        # start as soon as those are in, and the rest of the window is read while they run.
+        want = max(room if self._inserted else min(room, max(self._ahead, 1000)), 1)
         window = list(itertools.islice(self.items, want))
         if len(window) < want:
             self._inputs_done = True
