@@ -211,9 +211,14 @@ def test_claims_go_on_while_the_next_window_of_jobs_is_written(spot, backend):
     assert sum(claimed_meanwhile) > 0, (claimed_meanwhile, inserts)
 
 
-def test_a_window_read_after_a_cancel_is_refused_and_stops_the_run_cleanly(spot, caplog):
+def test_a_window_read_after_a_cancel_is_refused_and_stops_the_run_cleanly(spot, caplog,
+                                                                          monkeypatch):
     from hokuro.admin.runs import cancel_run
     from hokuro.errors import RunCancelled
+    from hokuro.runs import starting
+
+    # The run learns of the cancel from the refused window alone, not from its watcher.
+    monkeypatch.setattr(starting, "WATCH", 60.0)
 
     read, refused = [], []
 
