@@ -156,6 +156,7 @@ def test_a_pipeline_step_reads_its_parents_and_claims_its_task_with_its_job(spot
 
 def test_sync_steps_started_from_their_claim_keep_to_the_concurrency(spot):
     lock, running, peak, threads = threading.Lock(), [0], [0], set()
+    all_in = threading.Event()  # the first steps wait until every slot is taken
     import time
 
     @spot.mark
@@ -164,6 +165,9 @@ def test_sync_steps_started_from_their_claim_keep_to_the_concurrency(spot):
             running[0] += 1
             peak[0] = max(peak[0], running[0])
             threads.add(threading.get_ident())
+            if running[0] == 4:
+                all_in.set()
+        all_in.wait(30)
         time.sleep(0.002)
         with lock:
             running[0] -= 1
