@@ -63,7 +63,7 @@ from .codec_arrays import (
     _npscalar_from,
     _series_from,
 )
-from .codec_base import Pack, _name, _short, _tz_from, _tz_state, _Unencodable
+from .codec_base import Pack, Unencodable, qualified_name, short_repr, tz_from, tz_state
 
 __all__ = ["BUILTIN_CODES", "USER_CODES", "Codec", "PickleCodec", "codec_for"]
 
@@ -181,7 +181,7 @@ def _encode_datetime(obj: datetime, pack: Pack) -> ExtType:
     state = [obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second, obj.microsecond,
              obj.fold]
     if obj.tzinfo is not None:
-        state.append(_tz_state(obj, obj.tzinfo))
+        state.append(tz_state(obj, obj.tzinfo))
     return ExtType(_DATETIME, pack(state))
 
 
@@ -192,7 +192,7 @@ def _encode_date(obj: date, pack: Pack) -> ExtType:
 def _encode_time(obj: time, pack: Pack) -> ExtType:
     state = [obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold]
     if obj.tzinfo is not None:
-        state.append(_tz_state(obj, obj.tzinfo))
+        state.append(tz_state(obj, obj.tzinfo))
     return ExtType(_TIME, pack(state))
 
 
@@ -263,14 +263,14 @@ def _enum_path(member: enum.Enum) -> tuple[str, str]:
         return known
     module, qualname = cls.__module__, cls.__qualname__
     if "<locals>" in qualname:
-        raise _Unencodable(member, "its Enum class is defined inside a function, so it cannot "
+        raise Unencodable(member, "its Enum class is defined inside a function, so it cannot "
                            "be found when the value is read back; define it at module level")
     try:
         found = _resolve(module, qualname)
     except Exception:
         found = None
     if found is not cls:
-        raise _Unencodable(member, f"looking up {module}.{qualname} does not give back its Enum "
+        raise Unencodable(member, f"looking up {module}.{qualname} does not give back its Enum "
                            "class, so it could not be rebuilt; define it at module level")
     _ENUM_PATHS[cls] = (module, qualname)  # checked once per class, then a dict hit
     return module, qualname
@@ -374,19 +374,19 @@ class Codec:
         if not callable(encoder) or not callable(decoder):
             raise ConfigurationError(f"register_type({type_.__qualname__}, ...) needs a "
                                      "callable encoder and a callable decoder")
-        type_name = _name(type_)
+        type_name = qualified_name(type_)
 
         def encode(obj: Any, pack: Pack) -> ExtType:
             try:
                 out = encoder(obj)
             except Exception as exc:
-                raise _Unencodable(obj, f"the encoder registered for {type_name} raised "
+                raise Unencodable(obj, f"the encoder registered for {type_name} raised "
                                    f"{exc!r}") from exc
             if type(out) is bytes:
                 return ExtType(code, out)
             try:
                 return ExtType(_CUSTOM, pack([code, out]))
-            except _Unencodable as exc:
+            except Unencodable as exc:
                 exc.notes.append(f"in what the encoder registered for {type_name} returned")
                 exc.anchor = obj
                 raise
@@ -440,18 +440,20 @@ class Codec:
     def _check_registration(self, type_: type, code: int) -> None:
         self._check_code(code)
         if type_ in _NATIVE:
-            raise ConfigurationError(f"{_name(type_)} is one of msgpack's own types, which "
-                                     "hokuro always writes itself; it cannot be registered")
+            raise ConfigurationError(f"{qualified_name(type_)} is one of msgpack's own types, "
+                                     "which hokuro always writes itself; it cannot be "
+                                     "registered")
         if code in self._user_types:
             raise ConfigurationError(
-                f"ext code {code} is already registered for {_name(self._user_types[code])}; "
-                f"choose another code for {_name(type_)}{self._codes_in_use()}. A code is "
-                "stored with the data, so never give a used code to another type")
+                f"ext code {code} is already registered for "
+                f"{qualified_name(self._user_types[code])}; choose another code for "
+                f"{qualified_name(type_)}{self._codes_in_use()}. A code is stored with the data, "
+                "so never give a used code to another type")
         for used, known in self._user_types.items():
             if known is type_:
                 raise ConfigurationError(
-                    f"{_name(type_)} is already registered with ext code {used}; register each "
-                    "type once per Spot")
+                    f"{qualified_name(type_)} is already registered with ext code {used}; "
+                    "register each type once per Spot")
 
     def _codes_in_use(self) -> str:
         used = sorted(self._user_types)
@@ -500,7 +502,7 @@ class Codec:
             module, qualname = _enum_path(obj)
             try:
                 return ExtType(_ENUM, pack([module, qualname, obj.value]))
-            except _Unencodable as exc:
+            except Unencodable as exc:
                 exc.notes.append(f"in the value of {obj!r}")
                 exc.anchor = obj
                 raise
@@ -510,7 +512,7 @@ class Codec:
             return _encode_numpy(obj, pack)
         if module == "pandas" or module.startswith("pandas."):
             return _encode_pandas(obj, pack)
-        raise _Unencodable(obj)
+        raise Unencodable(obj)
 
     def encode(self, value: Any, *, root: str = "value") -> bytes:
         """The bytes of ``value``; :meth:`decode` gives back an equal value of the same type.
@@ -586,14 +588,14 @@ class Codec:
         state = self._unpack_list(data)
         if len(state) not in (8, 9):
             raise ValueError("bad datetime payload")
-        tz = _tz_from(state[8]) if len(state) == 9 else None
+        tz = tz_from(state[8]) if len(state) == 9 else None
         return datetime(*state[:7], tzinfo=tz, fold=state[7])
 
     def _decode_time(self, data: bytes) -> time:
         state = self._unpack_list(data)
         if len(state) not in (5, 6):
             raise ValueError("bad time payload")
-        tz = _tz_from(state[5]) if len(state) == 6 else None
+        tz = tz_from(state[5]) if len(state) == 6 else None
         return time(*state[:4], tzinfo=tz, fold=state[4])
 
     def _decode_path(self, data: bytes) -> pathlib.PurePath:
@@ -617,7 +619,7 @@ class Codec:
 
 
 def _raise_encode_error(exc: Exception, value: Any, root: str) -> NoReturn:
-    if isinstance(exc, _Unencodable):
+    if isinstance(exc, Unencodable):
         # The internal error becomes the user-facing one; keep what caused it, if anything.
         raise SerializationError(_unencodable_message(exc, value, root)) from exc.__cause__
     if isinstance(exc, SerializationError):
@@ -651,7 +653,7 @@ def _dataclass_coders(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], 
 def _plain_class_coders(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     if cls.__dictoffset__ == 0:
         raise ConfigurationError(
-            f"{_name(cls)} instances have no __dict__ (it uses __slots__), so register() "
+            f"{qualified_name(cls)} instances have no __dict__ (it uses __slots__), so register() "
             "cannot store them by their attributes; pass encoder= and decoder=")
 
     def decoder(state: dict) -> Any:
@@ -662,12 +664,12 @@ def _plain_class_coders(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any]
     return vars, decoder
 
 
-def _unencodable_message(exc: _Unencodable, value: Any, root: str) -> str:
+def _unencodable_message(exc: Unencodable, value: Any, root: str) -> str:
     leaf_type = type(exc.leaf)
     where = _locate(value, exc.anchor, root)
     place = f" at {where}" if where else f" inside {root}"
     notes = "".join(f" ({note})" for note in exc.notes)
-    head = f"cannot encode a {_name(leaf_type)}{place}{notes}: "
+    head = f"cannot encode a {qualified_name(leaf_type)}{place}{notes}: "
     pickle_hint = ('or store this function\'s values with pickle: @spot.mark(codec="pickle") '
                    "(only for data you trust: loading pickle runs code).")
     if exc.reason:
@@ -696,7 +698,7 @@ def _locate(root: Any, target: Any, root_name: str, budget: int = 100_000) -> st
         if kind is dict:
             for position, (key, item) in enumerate(obj.items()):
                 children.append((key, f"{path}.keys()[{position}]"))
-                children.append((item, f"{path}[{_short(key)}]"))
+                children.append((item, f"{path}[{short_repr(key)}]"))
         elif kind is list or kind is tuple:
             children = [(item, f"{path}[{position}]") for position, item in enumerate(obj)]
         else:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from msgpack import ExtType
 
 from ..errors import MissingDependency
-from .codec_base import Pack, _short, _tz_from, _tz_state, _Unencodable
+from .codec_base import Pack, Unencodable, short_repr, tz_from, tz_state
 
 # Built-in ext codes, in hokuro's range 96..127 (the rest are listed in codec.py). A code, once
 # written to a ledger, keeps its meaning forever.
@@ -45,14 +45,14 @@ def _encode_numpy(obj: Any, pack: Pack) -> ExtType:
         # An empty str_ / bytes_ has an item size of 0, yet tobytes() pads it: store nothing.
         data = obj.tobytes() if obj.dtype.itemsize else b""
         return ExtType(_NPSCALAR, pack([descr, data]))
-    raise _Unencodable(obj)
+    raise Unencodable(obj)
 
 
 def _ndarray_state(array: Any) -> list:
     import numpy as np
 
     if array.dtype.hasobject:
-        raise _Unencodable(array, "it is a NumPy array of dtype object, which holds arbitrary "
+        raise Unencodable(array, "it is a NumPy array of dtype object, which holds arbitrary "
                            "Python objects; convert it with .tolist() (each element is then "
                            "encoded on its own) or give it a fixed dtype")
     if array.flags.f_contiguous and not array.flags.c_contiguous:
@@ -116,8 +116,8 @@ def _encode_pandas(obj: Any, pack: Pack) -> ExtType:
             for position in range(obj.shape[1]):
                 try:
                     columns.append(pack(_array_state(obj.iloc[:, position].array)))
-                except _Unencodable as exc:
-                    exc.notes.append(f"in column {_short(obj.columns[position])}")
+                except Unencodable as exc:
+                    exc.notes.append(f"in column {short_repr(obj.columns[position])}")
                     raise
             state = [_index_state(obj.columns), _index_state(obj.index), columns, obj.attrs,
                      obj.flags.allows_duplicate_labels]
@@ -128,10 +128,10 @@ def _encode_pandas(obj: Any, pack: Pack) -> ExtType:
             return ExtType(_SERIES, pack(state))
         if isinstance(obj, pd.Index):
             return ExtType(_INDEX, pack(_index_state(obj)))
-    except _Unencodable as exc:
+    except Unencodable as exc:
         exc.anchor = obj  # the path search cannot enter a pandas object: point at it
         raise
-    raise _Unencodable(obj)
+    raise Unencodable(obj)
 
 
 def _index_state(index: Any) -> list:
@@ -205,7 +205,7 @@ def _array_state(values: Any) -> list:
         utc = np.asarray(values, dtype=f"datetime64[{dtype.unit}]")
         tz = dtype.tz
         if type(tz) in (timezone, ZoneInfo):
-            return ["datetimetz", utc, _tz_state(values, tz), None]
+            return ["datetimetz", utc, tz_state(values, tz), None]
         return ["datetimetz", utc, None, str(dtype)]  # pytz / dateutil: pandas' own name
     if isinstance(dtype, pd.PeriodDtype):
         return ["period", np.asarray(values.asi8), values.freqstr]
@@ -214,7 +214,7 @@ def _array_state(values: Any) -> list:
                 values.closed]
     if isinstance(dtype, pd.ArrowDtype):
         return ["arrow", _arrow_bytes(values)]
-    raise _Unencodable(values, f"pandas dtype {dtype} is not one hokuro rebuilds faithfully "
+    raise Unencodable(values, f"pandas dtype {dtype} is not one hokuro rebuilds faithfully "
                        "(numpy dtypes, object, string, category, nullable Int/Float/boolean, "
                        "datetime with tz, period, interval, pyarrow); convert the column")
 
@@ -250,7 +250,7 @@ def _array_from(state: Any) -> Any:
         return cls(data, mask)
     if kind == "datetimetz":
         _, utc, tz_state, dtype_name = state
-        tz = _tz_from(tz_state) if tz_state is not None else pd.api.types.pandas_dtype(
+        tz = tz_from(tz_state) if tz_state is not None else pd.api.types.pandas_dtype(
             dtype_name).tz
         return pd.DatetimeIndex(utc).tz_localize("UTC").tz_convert(tz).array
     if kind == "period":

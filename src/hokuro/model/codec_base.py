@@ -1,7 +1,7 @@
 """What the msgpack codec and its ext encoders share. No I/O.
 
 An ext encoder is called as ``encoder(value, pack)`` and returns an ``ExtType``; when it meets
-a value it cannot write faithfully it raises :class:`_Unencodable`, which
+a value it cannot write faithfully it raises :class:`Unencodable`, which
 :meth:`hokuro.model.codec.Codec.encode` turns into the message users see. Time zones are stored as
 data the same way by the datetime / time extensions and by tz-aware pandas columns.
 
@@ -24,16 +24,16 @@ from ..errors import SerializationError
 Pack = Callable[[Any], bytes]
 
 
-def _name(type_: type) -> str:
+def qualified_name(type_: type) -> str:
     return f"{type_.__module__}.{type_.__qualname__}"
 
 
-def _short(key: Any) -> str:
+def short_repr(key: Any) -> str:
     text = repr(key)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class _Unencodable(SerializationError):
+class Unencodable(SerializationError):
     """Raised deep inside packing; :meth:`Codec.encode` turns it into the message users see.
 
     ``leaf`` is the value no encoder knows, ``anchor`` the object to look for in the user's
@@ -54,7 +54,7 @@ class _Unencodable(SerializationError):
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _tz_state(owner: Any, tz: Any) -> str | list:
+def tz_state(owner: Any, tz: Any) -> str | list:
     """A zone as data: a ZoneInfo by its key, a fixed offset as [microseconds(, name)]."""
     kind = type(tz)
     if kind is timezone:
@@ -62,15 +62,15 @@ def _tz_state(owner: Any, tz: Any) -> str | list:
         return [offset // _MICROSECOND, *name]
     if kind is ZoneInfo:
         if tz.key is None:
-            raise _Unencodable(owner, "its ZoneInfo was loaded from a file and has no key to "
+            raise Unencodable(owner, "its ZoneInfo was loaded from a file and has no key to "
                                "rebuild it by; use zoneinfo.ZoneInfo('Area/City')")
         return tz.key
-    raise _Unencodable(owner, f"its tzinfo is a {_name(kind)}; hokuro rebuilds "
+    raise Unencodable(owner, f"its tzinfo is a {qualified_name(kind)}; hokuro rebuilds "
                        "datetime.timezone and zoneinfo.ZoneInfo zones faithfully, so convert "
                        "with .astimezone(zoneinfo.ZoneInfo('Area/City')) or .replace(tzinfo=...)")
 
 
-def _tz_from(state: Any) -> Any:
+def tz_from(state: Any) -> Any:
     if type(state) is str:
         try:
             return ZoneInfo(state)
