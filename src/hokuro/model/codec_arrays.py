@@ -24,8 +24,8 @@ from msgpack import ExtType
 from ..errors import MissingDependency
 from .codec_base import Pack, Unencodable, short_repr, tz_from, tz_state
 
-# Built-in ext codes, in hokuro's range 96..127 (the rest are listed in codec.py). A code, once
-# written to a ledger, keeps its meaning forever.
+# Built-in ext codes, in hokuro's range 96..127 (96..110 are listed in codec_types.py, 111 in
+# codec.py). A code, once written to a ledger, keeps its meaning forever.
 _NDARRAY = 112
 _NPSCALAR = 113
 _DATAFRAME = 114

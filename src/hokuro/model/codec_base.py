@@ -5,10 +5,10 @@ a value it cannot write faithfully it raises :class:`Unencodable`, which
 :meth:`hokuro.model.codec.Codec.encode` turns into the message users see. Time zones are stored as
 data the same way by the datetime / time extensions and by tz-aware pandas columns.
 
-Separate from :mod:`hokuro.model.codec` so that :mod:`hokuro.model.codec_arrays` (the NumPy
-and pandas encodings, which the Codec dispatches to) can use these without importing codec:
-the imports run codec -> codec_arrays -> codec_base, with no cycle, as the import-linter
-layers require.
+Separate from :mod:`hokuro.model.codec` so that :mod:`hokuro.model.codec_types` (the
+built-in types' encodings) and :mod:`hokuro.model.codec_arrays` (the NumPy and pandas ones),
+which the Codec dispatches to, can use these without importing codec: the imports run codec ->
+codec_types | codec_arrays -> codec_base, with no cycle, as the import-linter layers require.
 """
 
 from __future__ import annotations
