@@ -260,3 +260,43 @@ def test_a_window_read_after_a_cancel_is_refused_and_stops_the_run_cleanly(spot,
     assert {job.status for job in spot.ledger.find_jobs(run.id)} == {"cancelled"}
     assert spot.ledger.get_run(run.id).cursor == 1000  # the refused window is not counted
     assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+
+
+def test_a_job_that_ends_while_the_loop_reads_the_ledger_wakes_it(spot, monkeypatch):
+    import time
+
+    from hokuro.runs.executor import Executor
+
+    @spot.mark
+    async def first(x):
+        return x + 1
+
+    @spot.mark
+    async def second(x):
+        return x * 10
+
+    real_wake, real_commit, real_wait = spot.ledger.next_wake, spot.ledger.commit, \
+        Executor._wait_wake
+    waits = []
+
+    def commit(*args):  # each commit lands while the loop reads when to wake up next
+        time.sleep(0.05)
+        return real_commit(*args)
+
+    def next_wake(run_id):  # read before the commit lands, answered after it
+        found = real_wake(run_id)
+        time.sleep(0.15)
+        return found
+
+    async def wait_wake(self, timeout, **options):
+        started = time.monotonic()
+        await real_wait(self, timeout, **options)
+        waits.append(time.monotonic() - started)
+
+    spot.ledger.next_wake, spot.ledger.commit = next_wake, commit
+    monkeypatch.setattr(Executor, "_wait_wake", wait_wake)
+    run = spot.run(first | second, over=[4], concurrency=2, progress=False)
+    assert run.results() == [50]
+    # The wake-up that came during the read is kept: no wait runs out its full second, as
+    # it did when the wake-up was cleared after the read.
+    assert waits and max(waits) < 0.9, waits

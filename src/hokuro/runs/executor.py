@@ -185,6 +185,10 @@ class Executor(Stepping, Feeding):
         try:
             await self._recover()
             while not self._stop:
+                # A wake-up from here on (a job ended, its children queued, a window
+                # written) is kept until the sleep below, which then returns at once: one
+                # that came while the loop was reading the ledger is never lost.
+                self._wake.clear()
                 await self._feed()
                 claimed = await self._claim()
                 if self._error is not None:
@@ -243,13 +247,15 @@ class Executor(Stepping, Feeding):
         timeout = 1.0
         if wake_at is not None:
             timeout = min(timeout, max(0.0, wake_at - self.clock()))
-        await self._wait_wake(timeout)
+        await self._wait_wake(timeout, clear=False)
 
-    async def _wait_wake(self, timeout: float) -> None:
-        """Wait until a job ends (or ``timeout``). asyncio.timeout, not wait_for: on 3.11
+    async def _wait_wake(self, timeout: float, *, clear: bool = True) -> None:
+        """Wait until a job ends (or ``timeout``); ``clear=False``: a wake-up since this turn
+        of the loop began ends the wait at once. asyncio.timeout, not wait_for: on 3.11
         wait_for can swallow a cancellation that races its timeout, and Ctrl-C (which
         cancels the run) would then be lost."""
-        self._wake.clear()
+        if clear:
+            self._wake.clear()
         try:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()

@@ -212,7 +212,8 @@ class ServingExecutor(Executor):
         timeout = IDLE_LISTENING if self.listening else IDLE_BLIND
         if due is not None:
             timeout = min(timeout, max(0.0, due - now))
-        self._wake.clear()
+        # Not cleared here: a job that ended while the ledger was read (the loop clears the
+        # wake-up as each turn begins) ends this wait at once.
         if self._signals != seen or self._stop:
             return
         try:
