@@ -1,7 +1,8 @@
 """The run engine against its peers, side by side in one run: ``make bench-runs``.
 
     python benchmarks/bench_runs.py [--only a,b] [--workloads w1,w4] [--timeout S]
-                                    [--python NAME=PATH] [--json FILE]
+                                    [--python NAME=PATH] [--json FILE] [--repeat N]
+                                    [--against NAME=SRC]
 
 W1  10,000 jobs of ``await asyncio.sleep(0.1)`` at concurrency 1,000 (ideal: 1.0 s): wall
     time, ratio to plain asyncio measured in the same run, peak RSS of the process.
@@ -18,6 +19,13 @@ on HOKURO_BENCH_PG_URL's server and dropped afterwards; a case that outlives --t
 killed and shows "timeout". A peer that is not installed shows "not installed"; hokuro
 shows "not available" until ``spot.map`` / ``spot.run`` exist. ``--python prefect=PATH``
 runs an engine with another interpreter (Prefect is kept out of the ``bench`` extra).
+
+This machine's speed moves by a fifth or more within minutes, so one run compares little.
+``--repeat N`` runs every case N times, round after round (each round runs every engine
+once, so a slow minute hits them all), and the table shows medians; the JSON keeps every
+run. ``--against before=/path/to/other/tree/src`` adds, beside each hokuro row, the same
+engine run from that source tree, in the same rounds: a before/after comparison in one
+command (e.g. a ``git worktree`` of the commit before).
 """
 
 from __future__ import annotations
@@ -28,12 +36,13 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -56,6 +65,7 @@ class Engine:
     variant: str   # passed to the module: which backend or which of its APIs
     label: str     # what the row says it measures
     postgres: bool = False
+    src: str | None = None  # hokuro's source tree for this row (default: this one's)
 
 
 ENGINES = [
@@ -110,7 +120,7 @@ class Child:
                  tag: str) -> None:
         self.out = folder / f"{tag}.out"
         self.err = folder / f"{tag}.err"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([engine.src or str(SRC), str(HERE)]),
                "PYTHONUNBUFFERED": "1"}
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(
@@ -252,6 +262,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for a case run several times: the median of each figure over the runs
+    that succeeded (the first failure's status when none did), and how many counted."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    if not ok:
+        return runs[0]
+    merged: dict[str, Any] = {"status": "ok", "runs": len(ok)}
+    for key in ok[0]:
+        values = [r[key] for r in ok if isinstance(r.get(key), int | float)
+                  and not isinstance(r.get(key), bool)]
+        if values:
+            merged[key] = statistics.median(values)
+    return merged
+
+
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -268,7 +293,14 @@ def main() -> int:
     parser.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
                         help="run the engines whose name starts with NAME with PATH")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds: every case runs this many times; the table shows medians")
+    parser.add_argument("--against", action="append", default=[], metavar="NAME=SRC",
+                        help="also run each hokuro engine from the source tree SRC, "
+                             "labelled NAME, in the same rounds")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat takes 1 or more")
 
     wanted = args.only.split(",") if args.only else None
     workloads = [w for w in args.workloads.split(",") if w]
@@ -278,22 +310,43 @@ def main() -> int:
     # The baseline is measured in the same run whenever W1 is: ratios are from one run.
     if "w1" in workloads and engines and engines[0].name != "asyncio":
         engines.insert(0, ENGINES[0])
+    for item in args.against:
+        name, _, src = item.partition("=")
+        if not name or not Path(src, "hokuro").is_dir():
+            parser.error(f"--against {item!r}: give NAME=SRC, SRC a folder holding hokuro/")
+        engines = [twin for e in engines for twin in (
+            (e, replace(e, name=f"{e.name}@{name}", label=f"{e.label} ({name})",
+                        src=str(Path(src).resolve())))
+            if e.module == "with_hokuro" else (e,))]
 
     before = machine()
     print(f"# {before['cores']} cores, Python {before['python']}, "
           f"load average before: {before['load_1_5_15']}", file=sys.stderr)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for round_ in range(args.repeat):
+        for engine in engines:
+            python = next((p for n, p in pythons.items() if engine.name.startswith(n)),
+                          sys.executable)
+            for workload in workloads:
+                started = time.monotonic()
+                result = run_case(python, engine, workload, args.timeout, args.recovery)
+                runs.setdefault((engine.name, workload), []).append(result)
+                tag = f" (round {round_ + 1})" if args.repeat > 1 else ""
+                print(f"{engine.name:20} {workload}: {json.dumps(result)} "
+                      f"({time.monotonic() - started:.0f} s){tag}", file=sys.stderr,
+                      flush=True)
     rows = []
     for engine in engines:
-        python = next((p for n, p in pythons.items() if engine.name.startswith(n)),
-                      sys.executable)
         row: dict[str, Any] = {"engine": engine.name, "label": engine.label}
         for workload in workloads:
-            started = time.monotonic()
-            row[workload] = run_case(python, engine, workload, args.timeout, args.recovery)
-            print(f"{engine.name:20} {workload}: {json.dumps(row[workload])} "
-                  f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+            cases = runs[(engine.name, workload)]
+            row[workload] = cases[0] if args.repeat == 1 else median_result(cases)
+            if args.repeat > 1:
+                row[f"{workload}_runs"] = cases
         rows.append(row)
     after = machine()
+    if args.repeat > 1:
+        print(f"Medians of {args.repeat} rounds (the JSON keeps every run).\n")
     print(table(rows))
     print(f"\n{after['cores']} cores, Python {after['python']}; load average (1, 5, 15 min) "
           f"before {before['load_1_5_15']}, after {after['load_1_5_15']}.")
