@@ -230,3 +230,36 @@ def test_a_rerun_killed_at_any_moment_never_runs_a_done_item_again(make_spot, wo
     new = [x for x in executions if x >= 2400]
     assert sorted(set(new)) == list(range(2400, 2600))  # nothing lost
     assert len(new) - 200 <= 8 + 8  # again: only what was running or not yet committed
+
+
+def test_a_large_window_goes_in_by_parts_and_a_failed_part_leaves_the_cursor_behind(spot):
+    from hokuro.errors import LedgerError
+
+    ran = []
+
+    @spot.mark
+    async def triple(x):
+        ran.append(x)
+        return 3 * x
+
+    real, sizes = spot.ledger.insert_jobs, []
+
+    def failing(run_id, specs, now):  # the real ledger, failing the first window's 2nd part
+        sizes.append(len(specs))
+        if len(sizes) == 2:
+            raise LedgerError("the disk is full")
+        return real(run_id, specs, now)
+
+    spot.ledger.insert_jobs = failing
+    with pytest.raises(LedgerError, match="the disk is full"):
+        # concurrency 1,000: a first window of 1,250 items (2,000 on PostgreSQL, which
+        # claims further ahead), in parts of at most 1,000
+        spot.map(triple, range(3000), concurrency=1000, progress=False, run="parts")
+    assert len(sizes) == 2 and sizes[0] == 1000 and sizes[1] in (250, 1000)
+    (record,) = [r for r in spot.ledger.list_runs() if r.name == "parts"]
+    assert record.cursor == 0 and not ran  # the window's cursor waits for all its parts
+    spot.ledger.insert_jobs = real
+    run = spot.map(triple, range(3000), concurrency=1000, progress=False, run="parts")
+    assert run.id == record.id and run.results() == [3 * x for x in range(3000)]
+    assert sorted(ran) == list(range(3000))  # every item once: the part in already was kept
+    assert run.summary()["jobs"] == 3000

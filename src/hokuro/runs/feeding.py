@@ -53,6 +53,7 @@ class Feeding:
         # The previous window's jobs are written (its failure raised here) before this
         # window's go: they were written while this one was being keyed and looked up.
         await self._inserted_before()
+        first = not self._inserted
         if specs:
             last = window[-1][0]
             last = 0 if last is None else last
@@ -67,11 +68,14 @@ class Feeding:
         done: asyncio.Future[Any] = self._loop.create_future()
         self.committer.submit(Work(inserts=[(self.run.id, specs)] if specs else [],
                                    then=record_cursor, done=self._settle_from_thread(done)))
-        # The window is written while the loop goes on claiming the jobs in already (its
-        # end wakes the loop: a claim that found nothing meanwhile is made again), and a
-        # window of jobs that all went in done while the next window is read. Waiting for
-        # it here idled every slot for each window on PostgreSQL.
+        # A window is written while the loop goes on claiming the jobs in already (its end
+        # wakes the loop: a claim that found nothing meanwhile is made again), and a window
+        # of jobs that all went in done while the next window is read: waiting for it here
+        # idled every slot for each window on PostgreSQL. The first window is waited for:
+        # there is nothing else to claim.
         self._inserting = done
+        if first and any(spec.task_key is None for spec in specs):
+            await self._inserted_before()
 
     async def _inserted_before(self) -> None:
         """Wait until the last window handed to the committer is written (raise its

@@ -26,6 +26,9 @@ log = logging.getLogger("hokuro")
 
 #: Most outcomes written in one transaction.
 MAX_BATCH = 2000
+#: Most new jobs inserted in one transaction: a window of thousands goes in as several,
+#: so that claims (which take turns with inserts on SQLite) wait for one part, not all.
+INSERT_CHUNK = 1000
 
 
 @dataclass(slots=True)
@@ -103,9 +106,15 @@ class GroupCommitter:
             for i, work in enumerate(batch):
                 if work.inserts:
                     try:
-                        with self.inserts_serial:
-                            for run_id, specs in work.inserts:
-                                self.ledger.insert_jobs(run_id, specs, now)
+                        # Each part is its own transaction; the window's cursor (``then``)
+                        # is recorded once every part is in. A kill between parts leaves
+                        # some jobs in: the window is read again, and a job in already is
+                        # not inserted twice.
+                        for run_id, specs in work.inserts:
+                            for start in range(0, len(specs), INSERT_CHUNK):
+                                with self.inserts_serial:
+                                    self.ledger.insert_jobs(
+                                        run_id, specs[start:start + INSERT_CHUNK], now)
                     except RunCancelled as exc:  # said to that work alone
                         refused[i] = exc
                         continue
