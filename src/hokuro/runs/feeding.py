@@ -97,8 +97,7 @@ class Feeding:
         plan = self.plan
         encode, decode = self.spot.codec.encode, self.spot.codec.decode
         keyers = self._keyers
-        make = getattr(plan, "root_maker", None)
-        make = make() if make is not None else plan.root_jobs
+        make = plan.root_maker()
         for index, item in window:
             if index is None:  # a plan run once, without input
                 jobs = plan.root_jobs(None, None)

@@ -100,12 +100,11 @@ class Stepping:
         ctx = step.task_context(key, attempt)
         timeout = self._timeout_of(job, step)
         limit = step.options.concurrency
-        started = time.perf_counter()
         await self._slots.acquire()
+        started = time.perf_counter()
         try:
             if self._stop:
                 return self._handed_back(job, key)
-            started = time.perf_counter()
             if limit:
                 slots = self._step_slots.setdefault(step.name, asyncio.Semaphore(limit))
                 async with slots:
