@@ -251,3 +251,20 @@ def make_spot(backend, workspace, request) -> Iterator[SpotFactory]:
     factory = SpotFactory(backend, workspace, request)
     yield factory
     factory.close()
+
+
+def trace_ledger(spot, *names) -> list[tuple[str, int]]:
+    """Record (name, thread id) of each call of the ledger methods ``names`` of ``spot``
+    (the real methods run; the calls are only recorded)."""
+    import threading
+
+    calls: list[tuple[str, int]] = []
+    for name in names:
+        real = getattr(spot.ledger, name)
+
+        def traced(*args, _real=real, _name=name, **kwargs):
+            calls.append((_name, threading.get_ident()))
+            return _real(*args, **kwargs)
+
+        setattr(spot.ledger, name, traced)
+    return calls

@@ -9,26 +9,13 @@ import threading
 
 import pytest
 
+from conftest import trace_ledger
 from hokuro.errors import LedgerError
 
 
 @pytest.fixture
 def spot(make_spot):
     return make_spot("drain")
-
-
-def _trace(spot, *names):
-    """Record (name, thread) of each call of the ledger methods ``names`` (real calls)."""
-    calls = []
-    for name in names:
-        real = getattr(spot.ledger, name)
-
-        def counted(*args, _real=real, _name=name, **kwargs):
-            calls.append((_name, threading.get_ident()))
-            return _real(*args, **kwargs)
-
-        setattr(spot.ledger, name, counted)
-    return calls
 
 
 def test_root_jobs_claim_their_tasks_in_the_same_hand_off_as_the_jobs(spot):
@@ -39,7 +26,7 @@ def test_root_jobs_claim_their_tasks_in_the_same_hand_off_as_the_jobs(spot):
         ran.append(x)
         return 3 * x
 
-    calls = _trace(spot, "claim_jobs", "claim_many", "lookup_many", "reusable")
+    calls = trace_ledger(spot, "claim_jobs", "claim_many", "lookup_many", "reusable")
     run = spot.map(triple, range(600), concurrency=20, progress=False)
     assert run.results() == [3 * x for x in range(600)]
     assert sorted(ran) == list(range(600))

@@ -8,25 +8,13 @@ from dataclasses import replace as dataclass_replace
 
 import pytest
 
+from conftest import trace_ledger
 from hokuro import Plan
 
 
 @pytest.fixture
 def spot(make_spot):
     return make_spot("rerun")
-
-
-def _spy(spot, name):
-    """Count the calls of ledger method ``name`` (a real ledger; only counted)."""
-    calls = []
-    real = getattr(spot.ledger, name)
-
-    def counted(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
-
-    setattr(spot.ledger, name, counted)
-    return calls
 
 
 def test_a_rerun_over_many_windows_reuses_every_item_and_keeps_exact_counts(spot):
@@ -42,8 +30,8 @@ def test_a_rerun_over_many_windows_reuses_every_item_and_keeps_exact_counts(spot
 
     first = spot.map(double, items(), concurrency=10, progress=False)
     assert first.results() == [2 * x for x in range(2500)]
-    claimed = _spy(spot, "claim_many")
-    looked = _spy(spot, "reusable")
+    claimed = trace_ledger(spot, "claim_many")
+    looked = trace_ledger(spot, "reusable")
     again = spot.map(double, items(), concurrency=10, progress=False)
     assert again.results() == [2 * x for x in range(2500)]
     assert len(calls) == 2500  # nothing ran twice
