@@ -359,7 +359,6 @@ class Executor(Stepping, Feeding):
         """((run id, job id) -> (arguments, claim, answer)) for the claimed jobs whose arguments and
         task key could be worked out here; ``answer`` is the ledger's failure when the task
         claims failed (the jobs then stop the run, as a failed task claim does)."""
-        root_keys = self._root_keys
         wanted = [(job.run_id, parent) for job in jobs if not job.resets
                   for parent in job.parents]
         try:
@@ -371,7 +370,6 @@ class Executor(Stepping, Feeding):
         for job in jobs:
             if job.resets or (job.parents and parents is None):
                 continue
-            key = None if job.parents else root_keys.pop((job.run_id, job.job_id), None)
             try:
                 node = self._plan_of(job).node(job.node)
                 step = node.step
@@ -384,15 +382,11 @@ class Executor(Stepping, Feeding):
                     outputs = [_early_value(self._plan_of(job), parents[(job.run_id, p)][1])
                                for p in job.parents]
                 args = node.arguments(item, outputs)
-                claim = step.task_claim(tuple(args), self.owner, now, key=key)
+                claim = self._task_claim(job, step, args, now)
             except Exception:  # its step works it out as it runs (and says what fails)
-                if key is not None:
-                    root_keys[(job.run_id, job.job_id)] = key
                 continue
             if job.parents:
                 self._parent_outputs[(job.run_id, job.job_id)] = keys
-            elif key is not None:
-                self._checked.add(key)  # looked up when inserted: not done then
             picked.append(((job.run_id, job.job_id), args, claim))
         if not picked:
             return {}

@@ -54,14 +54,8 @@ class Stepping:
                 return self._outcome(job, JobStatus.FAILED,
                                      error=f"cannot read the inputs of {job.job_id}: {exc}"), None
             now = self.clock()
-            force = job.resets > 0
-            key = self._root_keys.pop((job.run_id, job.job_id), None)
             try:
-                if key is not None and not force and getattr(step, "claims_by_key", False):
-                    claim = step.task_claim(tuple(args), self.owner, now, key=key)
-                    self._checked.add(key)  # looked up when inserted: not done then
-                else:
-                    claim = step.task_claim(tuple(args), self.owner, now, force=force)
+                claim = self._task_claim(job, step, args, now)
             except Exception as exc:  # an argument that cannot be keyed
                 return self._outcome(job, JobStatus.FAILED,
                                      error=f"{type(exc).__name__}: {exc}"), None
@@ -90,6 +84,18 @@ class Stepping:
             if answer.outcome != "claimed":
                 return self._outcome(job, JobStatus.WAITING, run_after=now + BUSY_POLL), None
         return await self._execute(job, node, claim.key, answer.attempt, args)
+
+    def _task_claim(self, job: Any, step: Any, args: list[Any], now: float) -> Any:
+        """The claim of ``job``'s task on ``args`` (forced for a reset chain). A root job's
+        key, computed when its window went in, is used rather than computed again, and not
+        looked up again: its task was not done then."""
+        force = job.resets > 0
+        key = self._root_keys.pop((job.run_id, job.job_id), None)
+        if key is None or force or not getattr(step, "claims_by_key", False):
+            return step.task_claim(tuple(args), self.owner, now, force=force)
+        claim = step.task_claim(tuple(args), self.owner, now, key=key)
+        self._checked.add(key)
+        return claim
 
     async def _execute(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]
                        ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
