@@ -22,8 +22,10 @@ from hokuro.errors import LedgerError, RunCancelled
 from hokuro.model.jobs import JobOutcome, JobSpec, RunRecord
 from hokuro.model.records import Claim, Outcome, Status
 from hokuro.store.ledger import open_ledger
+from hokuro.store.ledger.queries import load_queries
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+SQLITE_J, POSTGRES_J = load_queries("sqlite_jobs"), load_queries("postgres_jobs")
 OWNER = "h|1|1.00|a"
 OTHER = "h|2|1.00|b"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -454,14 +456,35 @@ def test_counts_wake_times_and_job_listings(ledger):
     ledger.insert_jobs("r", [spec(f"{i}/b", f"{i}/a") for i in range(3)], now=1.0)
     assert ledger.next_wake("r") == 0.0
     assert ledger.run_counts("r") == {("a", "queued"): 3, ("b", "blocked"): 3}
-    assert [j.job_id for j in ledger.find_jobs("r", limit=4)] == ["0/a", "1/a", "2/a", "0/b"]
+    assert [j.job_id for j in ledger.find_jobs("r", limit=4)] == ["0/a", "0/b", "1/a", "1/b"]
     assert [j.job_id for j in ledger.find_jobs("r", status="blocked")] == \
         ["0/b", "1/b", "2/b"]
     assert [j.job_id for j in ledger.get_jobs("r", ["2/b", "nope", "0/a"])] == ["0/a", "2/b"]
     assert ledger.next_wake("nope") is None and ledger.run_counts("nope") == {}
     ledger.insert_jobs("r", [spec(f"more/{i}") for i in range(1200)], now=2.0)
-    assert len(list(ledger.find_jobs("r"))) == 1206
+    listed = [j.job_id for j in ledger.find_jobs("r")]  # three pages, each after the last
+    assert len(listed) == 1206 and listed == sorted(set(listed))
     assert len(list(ledger.find_jobs("r", limit=700))) == 700
+    assert len(list(ledger.find_jobs("r", status="queued"))) == 1203
+
+
+def test_a_page_of_jobs_is_a_seek_in_the_run_s_key_not_a_sort_of_its_jobs(ledger, location):
+    """Each page of find_jobs reads from where the last one ended: a page in seq order read
+    every job of the run and sorted them, for every page (minutes for a large run)."""
+    params = {"run_id": "r", "status": None, "after": "", "page": 500}
+    if location.endswith(".db"):
+        plan = " | ".join(row[-1] for row in ledger._rows(
+            "EXPLAIN QUERY PLAN " + SQLITE_J["find_jobs"], params))
+        assert "(run_id=? AND job_id>?)" in plan and "TEMP B-TREE" not in plan, plan
+    else:
+        def explain(conn, _):
+            conn.execute("SET enable_seqscan = off")
+            try:
+                return conn.execute("EXPLAIN " + POSTGRES_J["find_jobs"], params).fetchall()
+            finally:
+                conn.execute("RESET enable_seqscan")
+        plan = " | ".join(row[0] for row in ledger._run(explain))
+        assert "Index" in plan and "Sort" not in plan, plan
 
 
 def test_node_results_give_each_job_of_a_node_with_the_task_its_output_names(ledger):

@@ -85,6 +85,22 @@ def test_a_failed_item_never_stops_the_others(spot):
     assert "ValueError" in parse.task(3).error.traceback
 
 
+def test_failures_come_in_input_order_and_iterating_says_each_item_s_failure(spot):
+    @spot.mark
+    def odd_fails(x):
+        if x % 2:
+            raise ValueError(f"odd {x}")
+        return x
+
+    run = spot.map(odd_fails, range(25), progress=False)
+    # The ledger lists jobs by id ("11/..." before "3/..."); failures keep the input order.
+    assert [f.input for f in run.failures()] == list(range(1, 25, 2))
+    outcomes = dict(run)
+    assert [outcomes[x] for x in range(0, 25, 2)] == list(range(0, 25, 2))
+    assert all(isinstance(outcomes[x], JobFailed) and f"odd {x}" in str(outcomes[x])
+               for x in range(1, 25, 2))
+
+
 def test_a_second_run_reuses_every_done_task(spot):
     calls = []
 

@@ -148,15 +148,18 @@ class Run:
             raise HokuroError(f"the result of task {output_key[:12]} cannot be read")
         return value
 
-    def _why(self, item: str, job: Any) -> JobFailed:
-        """Why an item did not finish: its failed job, else the job that ended it."""
-        for failed in self._failures_by_item().get(item, []):
+    @staticmethod
+    def _why(failures: dict[str, list[Any]], item: str, job_id: str, step: str, status: str,
+             error: str | None) -> JobFailed:
+        """Why an item did not finish: its first failed job (``failures``, from
+        :meth:`_failures_by_item`), else the job that ended it (the other arguments)."""
+        for failed in failures.get(item, ()):
             return JobFailed(failed.job_id, failed.step, JobStatus.FAILED, failed.error)
-        return JobFailed(job.job_id, job.step, job.status, job.error)
+        return JobFailed(job_id, step, status, error)
 
     def _failures_by_item(self) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
-        for job in self._jobs(JobStatus.FAILED):
+        for job in sorted(self._jobs(JobStatus.FAILED), key=lambda job: job.seq):
             found.setdefault(job.job_id.partition("/")[0], []).append(job)
         return found
 
@@ -198,10 +201,7 @@ class Run:
                 continue
             if failures is None:
                 failures = self._failures_by_item()
-            first = failures.get(head)
-            failed = (JobFailed(first[0].job_id, first[0].step, JobStatus.FAILED,
-                                first[0].error) if first
-                      else JobFailed(job_id, step_name, status, error))
+            failed = self._why(failures, head, job_id, step_name, status, error)
             if strict:
                 raise failed
             results.append(failed)
@@ -239,7 +239,8 @@ class Run:
     def failures(self) -> list[Failure]:
         """Jobs that failed for good (after their retries), with their item's input."""
         found = []
-        for job in self._jobs(JobStatus.FAILED):
+        # In the order the jobs were made (the ledger lists them in job id order).
+        for job in sorted(self._jobs(JobStatus.FAILED), key=lambda job: job.seq):
             root = job.input
             if root is None and job.parents:
                 root = self._root_input(job)
@@ -263,13 +264,17 @@ class Run:
             j.job_id in ends if ends is not None
             else j.job_id.partition("/")[2] == self._result_node)]
         finished.sort(key=lambda j: (j.updated_at, j.seq))
+        failures: dict[str, list[Any]] | None = None
         for job in finished:
             root = job.input if job.input is not None else self._root_input(job)
             item = None if root is None else self.spot.codec.decode(root)
             if job.status == JobStatus.DONE:
                 yield item, self._value(job.output_key)
             else:
-                yield item, self._why(job.job_id.partition("/")[0], job)
+                if failures is None:  # read once, for every item that did not finish
+                    failures = self._failures_by_item()
+                yield item, self._why(failures, job.job_id.partition("/")[0], job.job_id,
+                                     job.step, job.status, job.error)
 
     def summary(self) -> dict[str, Any]:
         """Counts of this run: per status from the ledger, and from this process: how many

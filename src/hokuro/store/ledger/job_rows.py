@@ -21,8 +21,8 @@ from ...model.records import Claim, ClaimResult, Record, Status, decide_claim
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 #: Columns of ``runs`` in the order of :class:`RunRecord`'s fields.
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
-#: Where ``seq`` is in a job row (pages of ``find_jobs`` resume after it).
-SEQ = JOB_COLUMNS.index("seq")
+#: Where ``job_id`` is in a job row (pages of ``find_jobs`` resume after it).
+JOB_ID = JOB_COLUMNS.index("job_id")
 _INPUTS_DONE = RUN_COLUMNS.index("inputs_done")
 #: What ``update_run`` may change (``updated_at`` is always written).
 RUN_FIELDS = ("status", "cursor", "inputs_done", "finished_at", "error")
@@ -229,16 +229,17 @@ def requeue_plan(failed: dict[str, tuple[str, ...]], cancelled: dict[str, tuple[
 
 def page_jobs(rows: Callable[[dict[str, Any]], list[Any]], run_id: str, status: str | None,
               limit: int | None) -> Iterator[Job]:
-    """``find_jobs`` for both dialects: pages by seq, each page its own query (``rows``), so
-    no statement stays open and no connection is held while a slow caller iterates."""
-    after, remaining = 0, limit
+    """``find_jobs`` for both dialects: the run's jobs in job id order, in pages (each its own
+    query, ``rows``, so no statement stays open and no connection is held while a slow
+    caller iterates), each page a seek in the (run_id, job_id) key after the last."""
+    after, remaining = "", limit
     while remaining is None or remaining > 0:
         page = PAGE if remaining is None else min(PAGE, remaining)
         found = rows({"run_id": run_id, "status": status, "after": after, "page": page})
         yield from (job_from_row(row) for row in found)
         if len(found) < page:
             return
-        after = found[-1][SEQ]
+        after = found[-1][JOB_ID]
         if remaining is not None:
             remaining -= len(found)
 

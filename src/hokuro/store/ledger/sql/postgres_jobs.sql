@@ -375,10 +375,12 @@ FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
 WHERE j.run_id = %(run_id)s AND j.node = %(node)s
 
 -- name: find_jobs
+-- Pages in job id order, each a seek in the (run_id, job_id) key: a page in seq order
+-- read every job of the run and sorted them, for each page of a large run.
 SELECT {job_columns} FROM jobs
 WHERE run_id = %(run_id)s AND (%(status)s::text IS NULL OR status = %(status)s::text)
-  AND seq > %(after)s
-ORDER BY seq LIMIT %(page)s
+  AND job_id > %(after)s
+ORDER BY job_id LIMIT %(page)s
 
 -- name: reusable_tasks
 -- Which of these tasks hold a result a run may reuse now (done, not past retention), with

@@ -225,9 +225,11 @@ FROM jobs j LEFT JOIN tasks t ON t.key = j.output_key
 WHERE j.run_id = :run_id AND j.node = :node
 
 -- name: find_jobs
+-- Pages in job id order, each a seek in the (run_id, job_id) key: a page in seq order
+-- read every job of the run and sorted them, for each page of a large run.
 SELECT {job_columns} FROM jobs
-WHERE run_id = :run_id AND (:status IS NULL OR status = :status) AND seq > :after
-ORDER BY seq LIMIT :page
+WHERE run_id = :run_id AND (:status IS NULL OR status = :status) AND job_id > :after
+ORDER BY job_id LIMIT :page
 
 -- name: reusable_tasks
 -- Which of these tasks hold a result a run may reuse now (done, not past retention), with
