@@ -45,8 +45,9 @@ def main() -> None:
 
 
 def _memory() -> str:
-    """Private memory apart from file pages: the ledger is read through mmap (SQLite's
-    mmap_size), and its pages count in RSS though they are the file's, not the heap's."""
+    """Private memory apart from file pages (libraries, and a ledger read through mmap
+    where SQLite's mmap_size is set): those count in RSS though they are files', not the
+    heap's."""
     try:
         with open("/proc/self/status") as status:
             fields = dict(line.split(":", 1) for line in status)

@@ -49,12 +49,16 @@ SCHEMA_VERSION = 6
 TALLY_SCHEMA = 6
 Q = load_queries("sqlite")
 _PAGE = 500
+# No mmap: a mapped window's pages count in the process's RSS once for each connection
+# that touched them (a 1,000,000-input run peaked at 410-550 MB with 256 MiB windows, 153
+# MB without), and reading through mmap measured no faster here: the same stream rate and
+# dashboard pages, a count of a 200,000-job run 10% slower (docs/performance-runs.md).
 _PRAGMAS = (
     "PRAGMA busy_timeout = 60000",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA cache_size = -16000",
     "PRAGMA temp_store = MEMORY",
-    "PRAGMA mmap_size = 268435456",
+    "PRAGMA mmap_size = 0",
 )
 
 
