@@ -1,18 +1,25 @@
 """A streamed input through ``spot.map``: peak memory stays bounded whatever its size.
 
     .venv/bin/python benchmarks/bench_stream.py [--items 1000000] [--concurrency 1000]
+                                                [--postgres]
 
-A generator yields N small inputs to a no-op async step on the embedded Spot; jobs are made
-in windows ahead of completion, so the process never holds the whole input. Prints jobs/s
-and the peak RSS of the process (the issue's bound: 300 MB for 1,000,000 inputs).
+A generator yields N small inputs to a no-op async step on the embedded Spot (or, with
+``--postgres``, a Spot in a database of its own, made on HOKURO_BENCH_PG_URL's server and
+dropped afterwards); jobs are made in windows ahead of completion, so the process never
+holds the whole input. Prints jobs/s and the peak RSS of the process (the issue's bound:
+300 MB for 1,000,000 inputs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import resource
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 
 import hokuro
 
@@ -21,9 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--postgres", action="store_true",
+                        help="a PostgreSQL ledger instead of the embedded one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder, \
-            hokuro.Spot("stream", workspace=folder) as spot:
+    with tempfile.TemporaryDirectory() as folder, _database(args.postgres) as db, \
+            hokuro.Spot("stream", db=db, workspace=folder) as spot:
 
         @spot.mark(name="noop")
         async def noop(i: int) -> None:
@@ -42,6 +51,26 @@ def main() -> None:
               f"{wall:.1f} s, {args.items / wall:,.0f} jobs/s, peak RSS {peak:.0f} MB "
               f"(at the end: {_memory()}), {summary['done']:,} done, "
               f"{summary['failed']} failed")
+
+
+@contextlib.contextmanager
+def _database(postgres: bool) -> Iterator[str | None]:
+    """None (the embedded ledger), or the URL of a new PostgreSQL database, dropped after."""
+    if not postgres:
+        yield None
+        return
+    import psycopg
+
+    admin = os.environ.get("HOKURO_BENCH_PG_URL",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"hokuro_bench_stream_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _memory() -> str:
