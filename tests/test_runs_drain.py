@@ -6,6 +6,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -287,3 +288,66 @@ def test_a_job_that_ends_while_the_loop_reads_the_ledger_wakes_it(spot, monkeypa
     # The wake-up that came during the read is kept: no wait runs out its full second, as
     # it did when the wake-up was cleared after the read.
     assert waits and max(waits) < 0.9, waits
+
+
+def test_a_task_this_process_holds_is_busy_without_asking_the_ledger(spot):
+    """Two items with the same task: the first runs it, the second waits (busy) and is
+    claimed again while the first still runs. That claim is answered busy here, as the
+    ledger would: a held task is never taken to the ledger, which keeps claims off the
+    rows a group commit is finishing (PostgreSQL)."""
+    reclaimed = threading.Event()
+    ran = []
+
+    @spot.mark
+    def slow(x):
+        ran.append(x)
+        reclaimed.wait(10)
+        time.sleep(0.2)  # the second item's task claim is answered meanwhile
+        return x + 1
+
+    sent: list[str] = []
+    real = spot.ledger.claim_many
+
+    def claim_many(claims):
+        sent.extend(c.key for c in claims)
+        return real(claims)
+
+    spot.ledger.claim_many = claim_many
+    claimed: list[str] = []
+    real_jobs = spot.ledger.claim_jobs
+
+    def claim_jobs(*args, **kwargs):
+        jobs = real_jobs(*args, **kwargs)
+        claimed.extend(job.job_id for job in jobs)
+        if len(claimed) > 2:
+            reclaimed.set()  # a job claimed again: the one that found its task busy
+        return jobs
+
+    spot.ledger.claim_jobs = claim_jobs
+    run = spot.map(slow, [5, 5], concurrency=2, progress=False)
+    assert run.results() == [6, 6]
+    assert ran == [5]  # computed once; the other item reused it once it was done
+    assert reclaimed.is_set()
+    # Both went to the ledger once, in the first batch (where the second was busy behind
+    # the first); the claim made again while the first ran did not.
+    assert len(sent) == 2
+    summary = run.summary()
+    assert summary["done"] == 2 and summary["reused"] == 1
+
+
+def test_many_items_sharing_tasks_finish_once_each_while_commits_go_alongside_claims(spot):
+    """Duplicates in flight, claims and group commits at once: every distinct task runs
+    once, every item gets its result, and no write waits out a deadlock."""
+    ran = []
+
+    @spot.mark
+    async def step(x):
+        ran.append(x)
+        return x * 10
+
+    items = [i % 97 for i in range(3000)]
+    run = spot.map(step, items, concurrency=200, progress=False)
+    assert run.results() == [x * 10 for x in items]
+    assert sorted(ran) == list(range(97))
+    assert run.summary()["done"] == 3000
+    assert getattr(spot.ledger, "reconnects", 0) == 0  # no retry after a deadlock

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import HokuroError, RunCancelled
 from ..model.jobs import FINAL_JOB_STATUSES, JobOutcome, JobStatus, RunRecord
-from ..model.records import ClaimResult
+from ..model.records import ClaimResult, Record, Status
 from ..model.steering import DEFAULT_MAX_RESETS
 from .batching import Batched, Inbox
 from .feeding import Feeding
@@ -115,6 +115,12 @@ class Executor(Stepping, Feeding):
         # alongside the others, not in turn. On SQLite every writer takes turns.
         self._remote = bool(getattr(self.ledger, "remote", False))
         self._jobs_serial: Any = contextlib.nullcontext() if self._remote else self._serial
+        # On PostgreSQL, group commits go alongside task claims too: a commit finishes only
+        # tasks this process holds, and a claim here never takes those to the ledger
+        # (``_claim_many`` answers them busy itself), so the two lock disjoint rows; claims
+        # waited for each commit, tens of milliseconds, before. Renewals write the rows a
+        # commit finishes: those two take turns (``_commit_turn``).
+        self._commit_turn: Any = threading.Lock() if self._remote else contextlib.nullcontext()
         # Task keys of root jobs computed when they were inserted and found not done (job
         # id -> key): their claim reuses the key and skips the second look for a result.
         self._root_keys: dict[tuple[str, str], str] = {}
@@ -178,8 +184,9 @@ class Executor(Stepping, Feeding):
         self._read_jobs = Batched(loop, self._io, self._get_jobs)
         self._read_parents = Batched(loop, self._io, self._get_parents)
         self._inbox = Inbox(loop)
-        self.committer = GroupCommitter(self.ledger, self.clock, serial=self._serial,
-                                        inserts_serial=self._jobs_serial)
+        self.committer = GroupCommitter(
+            self.ledger, self.clock, serial=self._commit_turn if self._remote else self._serial,
+            inserts_serial=self._jobs_serial)
         self._jobs: set[asyncio.Task[None]] = set()
         renewing = loop.create_task(self._renew_leases())
         try:
@@ -414,14 +421,15 @@ class Executor(Stepping, Feeding):
                                 len(keys), exc)
 
     def _renew(self, jobs: list[tuple[str, str]], tasks: list[str]) -> None:
-        # The run renews its tasks' leases itself, with its jobs', under the writers' lock:
-        # renewals interleaved with a group commit finishing the same rows in another order
-        # could deadlock on PostgreSQL.
+        # The run renews its tasks' leases itself, with its jobs', under the writers' lock
+        # and in turn with group commits: renewals interleaved with a commit finishing the
+        # same rows in another order could deadlock on PostgreSQL.
         until = self.clock() + self.spot.lease
-        if jobs:
-            self.ledger.renew_jobs(self.owner, jobs, until)
-        if tasks:
-            self.ledger.renew(self.owner, tasks, until)
+        with self._commit_turn:
+            if jobs:
+                self.ledger.renew_jobs(self.owner, jobs, until)
+            if tasks:
+                self.ledger.renew(self.owner, tasks, until)
 
     # -- one job ---------------------------------------------------------------------------
     async def _run_job(self, job: Any, early: Any = None) -> None:
@@ -507,13 +515,22 @@ class Executor(Stepping, Feeding):
         # are all done writes nothing for them. Only the rest are claimed (one transaction).
         # Keys looked up when their jobs were inserted are not looked up again: the claim
         # itself still finds a result done meanwhile (a hit).
-        checked = self._checked
-        unknown = [c.key for c in claims if not c.force and c.key not in checked]
+        # A task this process holds (claimed, its outcome not written yet) is busy: that is
+        # the ledger's answer too, and not asking it keeps claims off the rows a group
+        # commit is finishing.
+        checked, held = self._checked, self._tasks_held
+        unknown = [c.key for c in claims
+                   if not c.force and c.key not in checked and c.key not in held]
         found = self.ledger.lookup_many(unknown) if unknown else {}
         checked.difference_update(c.key for c in claims)
         answers: list[Any] = [None] * len(claims)
         rest = []
         for i, claim in enumerate(claims):
+            if claim.key in held:
+                answers[i] = ClaimResult("busy", Record(
+                    claim.key, Status.RUNNING, fn=claim.fn, owner=self.owner,
+                    lease_until=claim.lease_until))
+                continue
             record = found.get(claim.key)
             if record is not None and not claim.force and record.is_fresh_result(claim.now):
                 answers[i] = ClaimResult("hit", record)
