@@ -502,10 +502,9 @@ def test_node_results_give_each_job_of_a_node_with_the_task_its_output_names(led
         ("0/a", "done", "mod.step", None, "task-0/a"),
         ("1/a", "done", "mod.step", None, "input:1/a"),
         ("2/a", "failed", "mod.step", "boom", None)]
-    record = rows[0][5]
-    assert (record.key, record.status, record.result, record.codec, record.fn) == \
-        ("task-0/a", "done", b"\xa1x", "msgpack", "mod.step")
-    assert rows[1][5] is None and rows[2][5] is None
+    # The task its output names: (fn, codec, blob, result), or nothing found.
+    assert tuple(rows[0][5:]) == ("mod.step", "msgpack", None, b"\xa1x")
+    assert rows[1][5:] == rows[2][5:] == (None, None, None, None)
     assert ledger.node_results("r", "nope") == [] and ledger.node_results("nope", "a") == []
 
 

@@ -151,6 +151,20 @@ def test_results_read_inline_blob_none_and_undecodable_results_alike(make_spot):
     assert any("cannot decode" in str(w.message) for w in caught)
 
 
+def test_results_say_which_result_is_gone_when_its_task_was_cleared(spot):
+    from hokuro.errors import HokuroError
+
+    @spot.mark
+    def triple(x):
+        return 3 * x
+
+    run = spot.map(triple, range(5), progress=False)
+    assert run.results() == [0, 3, 6, 9, 12]
+    spot.ledger.delete([triple.key_of(2)])
+    with pytest.raises(HokuroError, match=f"result of task {triple.key_of(2)[:12]} is gone"):
+        run.results()
+
+
 def test_a_window_that_fails_to_go_in_stops_the_run_and_the_cursor_stays_behind_it(spot):
     from hokuro.errors import LedgerError
 

@@ -168,12 +168,13 @@ class Run:
         :class:`JobFailed` in its place, or raised when ``strict=True``.
 
         Read in bulk: one query gives every item's last job with the kept result its
-        output names; only inputs passed on are read apart, in pages."""
+        output names; inputs passed on are read apart, in pages, and results kept any other
+        way than inline (a blob) one by one."""
         ledger = self.spot.ledger
         rows = ledger.node_results(self.id, self._result_node)
         if self.plan.uses_input:
             ends = {row[0].partition("/")[0]: row for row in rows if row[0].count("/") == 1}
-            heads = sorted(ends, key=lambda head: (len(head), head))
+            heads = sorted(ends, key=int)  # the items' indexes
         else:
             ends = {"": next(row for row in rows if row[0] == self._result_node)}
             heads = [""]
@@ -185,19 +186,19 @@ class Run:
         results: list[Any] = []
         failures: dict[str, list[Any]] | None = None
         for head in heads:
-            job_id, status, step_name, error, output_key, record = ends[head]
+            job_id, status, step_name, error, output_key, fn, codec, blob, result = ends[head]
             if status == JobStatus.DONE:
                 # The common case, a result kept inline in its step's codec, decoded here;
                 # anything else (a blob, an input passed on, a fault) the long way.
-                if record is not None and record.blob is None and record.result is not None:
-                    decoding = inline.get(record.fn)
-                    if decoding is not None and decoding[0] == record.codec:
+                if blob is None and result is not None:
+                    decoding = inline.get(fn)
+                    if decoding is not None and decoding[0] == codec:
                         try:
-                            results.append(decoding[1](record.result))
+                            results.append(decoding[1](result))
                             continue
                         except Exception:  # said (and recomputed) by the long way
                             pass
-                results.append(self._loaded(output_key, record, inputs, steps))
+                results.append(self._loaded(output_key, fn is not None, inputs, steps))
                 continue
             if failures is None:
                 failures = self._failures_by_item()
@@ -217,13 +218,15 @@ class Run:
                 found[INPUT_REF + job.job_id] = decode(job.input)
         return found
 
-    def _loaded(self, output_key: str | None, record: Any, inputs: dict[str, Any],
+    def _loaded(self, output_key: str | None, found: bool, inputs: dict[str, Any],
                 steps: dict[str, Any]) -> Any:
-        """:meth:`_value` from what ``node_results`` read with the job."""
+        """:meth:`_value` from what ``node_results`` read with the job (``found``: whether
+        its output's task was there), its record read now."""
         if output_key is None:
             raise HokuroError("a done job names no output")
         if output_key.startswith(INPUT_REF):
             return inputs[output_key]
+        record = self.spot.ledger.get(output_key) if found else None
         if record is None:
             raise HokuroError(f"the result of task {output_key[:12]} is gone (forgotten or "
                               "cleared); run again to compute it")

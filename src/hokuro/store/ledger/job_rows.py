@@ -243,9 +243,3 @@ def page_jobs(rows: Callable[[dict[str, Any]], list[Any]], run_id: str, status: 
         if remaining is not None:
             remaining -= len(found)
 
-
-def node_rows(rows: Iterable[Any]) -> list[tuple[Any, ...]]:
-    """``node_results``' rows as (job_id, status, step, error, output_key, record): the
-    task the output names (its lookup columns and ``fn``), or None."""
-    return [(*row[:5], None if row[5] is None else Record(*row[5:14], fn=row[14]))
-            for row in rows]

@@ -39,7 +39,6 @@ from .job_rows import (
     in_claim_order,
     job_from_row,
     looked_up,
-    node_rows,
     outside_parents,
     page_jobs,
     refuse_if_cancelled,
@@ -201,9 +200,10 @@ class PostgresJobs:
 
     def node_results(self, run_id: str, node: str) -> list[tuple[Any, ...]]:
         """Every job of ``node`` in run ``run_id`` (in no set order) as (job_id, status, step,
-        error, output_key, record): ``record`` is the task the output names (its lookup
-        columns and ``fn``), or None (an input passed on, or a task gone)."""
-        return node_rows(self._job_rows(J["node_results"], {"run_id": run_id, "node": node}))
+        error, output_key, fn, codec, blob, result): the last four of the task its output
+        names, or None (an input passed on, or a task gone)."""
+        return [tuple(row) for row in
+                self._job_rows(J["node_results"], {"run_id": run_id, "node": node})]
 
     def find_jobs(self, run_id: str, status: str | None = None,
                   limit: int | None = None) -> Iterator[Job]:
