@@ -99,6 +99,11 @@ def test_failures_come_in_input_order_and_iterating_says_each_item_s_failure(spo
     assert [outcomes[x] for x in range(0, 25, 2)] == list(range(0, 25, 2))
     assert all(isinstance(outcomes[x], JobFailed) and f"odd {x}" in str(outcomes[x])
                for x in range(1, 25, 2))
+    # `hokuro run show` (and the dashboard) show the first failures in input order too.
+    from hokuro.admin.runs import run_detail
+
+    detail = run_detail(spot.ledger, spot.ledger.get_run(run.id), spot.codec, limit=3)
+    assert [line.job_id.partition("/")[0] for line in detail.failures] == ["1", "3", "5"]
 
 
 def test_a_second_run_reuses_every_done_task(spot):

@@ -151,6 +151,19 @@ def test_results_read_inline_blob_none_and_undecodable_results_alike(make_spot):
     assert any("cannot decode" in str(w.message) for w in caught)
 
 
+def test_results_kept_as_blobs_are_read_in_one_bulk_read_of_their_records(make_spot):
+    spot = make_spot("rerun", blob_threshold=1000)
+
+    @spot.mark
+    def big(x):
+        return bytes([x]) * 5000  # kept in the blob store
+
+    run = spot.map(big, range(6), progress=False)
+    calls = trace_ledger(spot, "get", "get_many")
+    assert run.results() == [bytes([x]) * 5000 for x in range(6)]
+    assert [name for name, _ in calls] == ["get_many"]  # not a read per result
+
+
 def test_results_say_which_result_is_gone_when_its_task_was_cleared(spot):
     from hokuro.errors import HokuroError
 

@@ -183,8 +183,10 @@ def run_detail(ledger: Any, record: RunRecord, codec: Any, *, limit: int = 20) -
         totals[str(status)] = totals.get(str(status), 0) + n
     steps = [StepRow(node, step, by_node.pop(node, {})) for node, step in plan_nodes(plan)]
     steps += [StepRow(node, node.split(".", 1)[-1], c) for node, c in sorted(by_node.items())]
-    failures = [_line(job) for job in ledger.find_jobs(record.id, status=JobStatus.FAILED,
-                                                       limit=limit)] if limit else []
+    # The first failures in the order their jobs were made (the ledger lists them by id).
+    failures = [_line(job) for job in heapq.nsmallest(
+        limit, ledger.find_jobs(record.id, status=JobStatus.FAILED),
+        key=lambda job: job.seq)] if limit else []
     soonest = heapq.nsmallest(limit, ledger.find_jobs(record.id, status=JobStatus.WAITING),
                               key=lambda job: (job.run_after, job.seq)) if limit else []
     return RunDetail(record, plan, steps, totals, failures, [_line(j) for j in soonest],

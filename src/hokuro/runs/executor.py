@@ -415,17 +415,18 @@ class Executor(Stepping, Feeding):
             tasks = list(self._tasks_held)
             if keys or tasks:
                 try:
-                    await self._off(self._serially, self._renew, keys, tasks)
+                    await self._off(self._renew, keys, tasks)
                 except Exception as exc:  # the next round tries again; leases last longer
                     log.warning("hokuro: renewing the leases of %d jobs failed: %s",
                                 len(keys), exc)
 
     def _renew(self, jobs: list[tuple[str, str]], tasks: list[str]) -> None:
-        # The run renews its tasks' leases itself, with its jobs', under the writers' lock
-        # and in turn with group commits: renewals interleaved with a commit finishing the
-        # same rows in another order could deadlock on PostgreSQL.
+        # The run renews its tasks' leases itself, with its jobs', in turn with group commits
+        # (renewals interleaved with a commit finishing the same rows in another order could
+        # deadlock on PostgreSQL), then under the writers' lock: claims wait for the renewal
+        # alone, not for a commit it waited for.
         until = self.clock() + self.spot.lease
-        with self._commit_turn:
+        with self._commit_turn, self._serial:
             if jobs:
                 self.ledger.renew_jobs(self.owner, jobs, until)
             if tasks:
@@ -517,7 +518,9 @@ class Executor(Stepping, Feeding):
         # itself still finds a result done meanwhile (a hit).
         # A task this process holds (claimed, its outcome not written yet) is busy: that is
         # the ledger's answer too, and not asking it keeps claims off the rows a group
-        # commit is finishing.
+        # commit is finishing (PostgreSQL: the two then cannot deadlock). Held is decided
+        # under the writers' lock, and a task claimed is held from the moment its claim is
+        # written, so no later claim here can reach a task a commit is finishing.
         checked, held = self._checked, self._tasks_held
         unknown = [c.key for c in claims
                    if not c.force and c.key not in checked and c.key not in held]
@@ -526,20 +529,28 @@ class Executor(Stepping, Feeding):
         answers: list[Any] = [None] * len(claims)
         rest = []
         for i, claim in enumerate(claims):
-            if claim.key in held:
-                answers[i] = ClaimResult("busy", Record(
-                    claim.key, Status.RUNNING, fn=claim.fn, owner=self.owner,
-                    lease_until=claim.lease_until))
-                continue
             record = found.get(claim.key)
             if record is not None and not claim.force and record.is_fresh_result(claim.now):
                 answers[i] = ClaimResult("hit", record)
             else:
                 rest.append(i)
         if rest:
-            claimed = self._serially(self.ledger.claim_many, [claims[i] for i in rest])
-            for i, answer in zip(rest, claimed, strict=True):
-                answers[i] = answer
+            with self._serial:
+                asked = []
+                for i in rest:
+                    claim = claims[i]
+                    if claim.key in held:
+                        answers[i] = ClaimResult("busy", Record(
+                            claim.key, Status.RUNNING, fn=claim.fn, owner=self.owner,
+                            lease_until=claim.lease_until))
+                    else:
+                        asked.append(i)
+                if asked:
+                    claimed = self.ledger.claim_many([claims[i] for i in asked])
+                    for i, answer in zip(asked, claimed, strict=True):
+                        answers[i] = answer
+                        if answer.outcome == "claimed":
+                            held.add(claims[i].key)
         return answers
 
     def _get_many(self, keys: list[str]) -> list[Any]:

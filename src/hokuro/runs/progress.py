@@ -3,7 +3,8 @@
 The display polls ``run_counts`` twice a second from its own coroutine instead of being told
 about every job, so it costs the executor nothing per job. A count reads every job of the
 run, so a large run is counted less often: never more than a tenth of the time goes to
-counting (a run of 1,000,000 jobs, counted in about half a second, every five seconds).
+counting (a run of 1,000,000 jobs, counted in about half a second, every five seconds),
+and never less often than every five seconds.
 It is shown only on a terminal (or when asked); ``progress=False`` or a pipe keep the run
 quiet.
 """
@@ -22,11 +23,14 @@ from ..model.jobs import JobStatus
 REFRESH = 0.5
 #: The share of the time the display may spend counting the run's jobs.
 COUNTING = 0.1
+#: Seconds between two refreshes, at most (one slow count, waiting for a busy ledger, does
+#: not freeze the display).
+LONGEST = 5.0
 
 
 def pause_after(took: float) -> float:
     """Seconds to wait before the next count, after a count that took ``took`` seconds."""
-    return max(REFRESH, took / COUNTING)
+    return min(LONGEST, max(REFRESH, took / COUNTING))
 
 
 def wanted(progress: bool | None) -> bool:
@@ -107,10 +111,13 @@ class RunProgress:
     def watch(self, run: Any) -> None:
         """Show the run until it has ended (a run that workers execute elsewhere)."""
         with self.progress:
-            while True:
+            due = 0.0
+            while True:  # the run's end is seen within REFRESH; counts come when due
                 ended = run.refresh().status not in ("submitted", "running")
-                counts, took = self._count()
-                self.show(counts)
+                if ended or time.monotonic() >= due:
+                    counts, took = self._count()
+                    self.show(counts)
+                    due = time.monotonic() + pause_after(took)
                 if ended:
                     return
-                time.sleep(pause_after(took))
+                time.sleep(REFRESH)

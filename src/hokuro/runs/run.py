@@ -168,8 +168,8 @@ class Run:
         :class:`JobFailed` in its place, or raised when ``strict=True``.
 
         Read in bulk: one query gives every item's last job with the kept result its
-        output names; inputs passed on are read apart, in pages, and results kept any other
-        way than inline (a blob) one by one."""
+        output names; inputs passed on, and the records of results kept any other way
+        than inline (a blob), are read apart, in pages."""
         ledger = self.spot.ledger
         rows = ledger.node_results(self.id, self._result_node)
         if self.plan.uses_input:
@@ -184,6 +184,7 @@ class Run:
         steps = self.plan.steps()
         inline = _inline_decoders(steps)
         results: list[Any] = []
+        later: dict[int, str | None] = {}  # position -> output key, read the long way
         failures: dict[str, list[Any]] | None = None
         for head in heads:
             job_id, status, step_name, error, output_key, fn, codec, blob, result = ends[head]
@@ -198,14 +199,21 @@ class Run:
                             continue
                         except Exception:  # said (and recomputed) by the long way
                             pass
-                results.append(self._loaded(output_key, fn is not None, inputs, steps))
+                later[len(results)] = output_key if fn is not None else None
+                results.append(None)
                 continue
             if failures is None:
                 failures = self._failures_by_item()
-            failed = self._why(failures, head, job_id, step_name, status, error)
-            if strict:
-                raise failed
-            results.append(failed)
+            results.append(self._why(failures, head, job_id, step_name, status, error))
+        records = ledger.get_many(key for key in later.values()
+                                  if key is not None and not key.startswith(INPUT_REF))
+        for i, head in enumerate(heads):  # in input order: the first error is the one raised
+            if i in later:
+                key = later[i]
+                record = records.get(key) if key is not None else None
+                results[i] = self._loaded(ends[head][4], record, inputs, steps)
+            elif strict and isinstance(results[i], JobFailed):
+                raise results[i]
         return results
 
     def _inputs_of(self, output_keys: list[str]) -> dict[str, Any]:
@@ -218,15 +226,14 @@ class Run:
                 found[INPUT_REF + job.job_id] = decode(job.input)
         return found
 
-    def _loaded(self, output_key: str | None, found: bool, inputs: dict[str, Any],
+    def _loaded(self, output_key: str | None, record: Any, inputs: dict[str, Any],
                 steps: dict[str, Any]) -> Any:
-        """:meth:`_value` from what ``node_results`` read with the job (``found``: whether
-        its output's task was there), its record read now."""
+        """:meth:`_value` from what ``results`` read: the inputs passed on, and the record
+        of the task the output names (None when it is gone)."""
         if output_key is None:
             raise HokuroError("a done job names no output")
         if output_key.startswith(INPUT_REF):
             return inputs[output_key]
-        record = self.spot.ledger.get(output_key) if found else None
         if record is None:
             raise HokuroError(f"the result of task {output_key[:12]} is gone (forgotten or "
                               "cleared); run again to compute it")
