@@ -243,3 +243,15 @@ def page_jobs(rows: Callable[[dict[str, Any]], list[Any]], run_id: str, status: 
         if remaining is not None:
             remaining -= len(found)
 
+
+
+def reusable_pages(rows: Callable[[dict[str, Any]], list[Any]], keys: Iterable[str],
+                   now: float, page: int) -> dict[str, tuple[bool, float]]:
+    """``reusable`` for both dialects: the keys looked up ``page`` at a time (each page its
+    own query, ``rows``, the keys as one JSON parameter)."""
+    keys = list(dict.fromkeys(keys))
+    found: dict[str, tuple[bool, float]] = {}
+    for start in range(0, len(keys), page):
+        params = {"keys": json.dumps(keys[start:start + page]), "now": now}
+        found.update((key, (bool(nil), took)) for key, nil, took in rows(params))
+    return found

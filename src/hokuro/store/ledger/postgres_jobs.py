@@ -43,6 +43,7 @@ from .job_rows import (
     page_jobs,
     refuse_if_cancelled,
     requeue_plan,
+    reusable_pages,
     run_from_row,
     run_params,
     run_update_params,
@@ -240,14 +241,8 @@ class PostgresJobs:
     def reusable(self, keys: Iterable[str], now: float) -> dict[str, tuple[bool, float]]:
         """The keys among ``keys`` whose task holds a result a run may reuse at ``now``:
         key -> (the result is an inline None, the seconds it once took)."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[bool, float]] = {}
-        for start in range(0, len(keys), LOOKUP_PAGE):
-            params = {"keys": json.dumps(keys[start:start + LOOKUP_PAGE]), "now": now}
-            rows = self._run(lambda conn, _, p=params: conn.execute(J["reusable_tasks"], p)
-                             .fetchall())
-            found.update((key, (bool(nil), took)) for key, nil, took in rows)
-        return found
+        return reusable_pages(lambda params: self._rows(J["reusable_tasks"], params),
+                              keys, now, LOOKUP_PAGE)
 
     def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """:meth:`get_many` reading only what reusing a kept result needs: the lookup

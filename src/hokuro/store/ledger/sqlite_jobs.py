@@ -39,6 +39,7 @@ from .job_rows import (
     page_jobs,
     refuse_if_cancelled,
     requeue_plan,
+    reusable_pages,
     run_from_row,
     run_params,
     run_update_params,
@@ -214,13 +215,8 @@ class SQLiteJobs:
     def reusable(self, keys: Iterable[str], now: float) -> dict[str, tuple[bool, float]]:
         """The keys among ``keys`` whose task holds a result a run may reuse at ``now``:
         key -> (the result is an inline None, the seconds it once took)."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[bool, float]] = {}
-        for start in range(0, len(keys), REUSE_PAGE):
-            params = {"keys": json.dumps(keys[start:start + REUSE_PAGE]), "now": now}
-            found.update((key, (bool(nil), took)) for key, nil, took
-                         in self._rows(J["reusable_tasks"], params))
-        return found
+        return reusable_pages(lambda params: self._rows(J["reusable_tasks"], params),
+                              keys, now, REUSE_PAGE)
 
     def lookup_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """:meth:`get_many` reading only what reusing a kept result needs: the lookup
