@@ -178,6 +178,23 @@ def test_results_say_which_result_is_gone_when_its_task_was_cleared(spot):
         run.results()
 
 
+def fail_second_insert(spot) -> list[int]:
+    """Make the Spot's real ledger fail its second insert of jobs ("the disk is full");
+    the sizes of the inserts tried, as they come."""
+    from hokuro.errors import LedgerError
+
+    real, sizes = spot.ledger.insert_jobs, []
+
+    def failing(run_id, specs, now):
+        sizes.append(len(specs))
+        if len(sizes) == 2:
+            raise LedgerError("the disk is full")
+        return real(run_id, specs, now)
+
+    spot.ledger.insert_jobs = failing
+    return sizes
+
+
 def test_a_window_that_fails_to_go_in_stops_the_run_and_the_cursor_stays_behind_it(spot):
     from hokuro.errors import LedgerError
 
@@ -186,15 +203,8 @@ def test_a_window_that_fails_to_go_in_stops_the_run_and_the_cursor_stays_behind_
         return 2 * x
 
     spot.map(double, range(2500), concurrency=10, progress=False)
-    real, calls = spot.ledger.insert_jobs, []
-
-    def failing(run_id, specs, now):  # the real ledger, failing its second insert
-        calls.append(len(specs))
-        if len(calls) == 2:
-            raise LedgerError("the disk is full")
-        return real(run_id, specs, now)
-
-    spot.ledger.insert_jobs = failing
+    real = spot.ledger.insert_jobs
+    fail_second_insert(spot)
     with pytest.raises(LedgerError, match="the disk is full"):
         spot.map(double, range(2500), concurrency=10, progress=False, run="again")
     (record,) = [r for r in spot.ledger.list_runs() if r.name == "again"]
@@ -258,15 +268,8 @@ def test_a_large_window_goes_in_by_parts_and_a_failed_part_leaves_the_cursor_beh
         ran.append(x)
         return 3 * x
 
-    real, sizes = spot.ledger.insert_jobs, []
-
-    def failing(run_id, specs, now):  # the real ledger, failing the first window's 2nd part
-        sizes.append(len(specs))
-        if len(sizes) == 2:
-            raise LedgerError("the disk is full")
-        return real(run_id, specs, now)
-
-    spot.ledger.insert_jobs = failing
+    real = spot.ledger.insert_jobs
+    sizes = fail_second_insert(spot)  # the first window's second part
     with pytest.raises(LedgerError, match="the disk is full"):
         # concurrency 1,000: a first window of 1,250 items (2,000 on PostgreSQL, which
         # claims further ahead), in parts of at most 1,000
