@@ -99,8 +99,7 @@ class Stepping:
 
     async def _execute(self, job: Any, node: Any, key: str, attempt: int, args: list[Any]
                        ) -> tuple[JobOutcome, tuple[str, str, Any] | None]:
-        step = node.step
-        self._tasks_held.add(key)
+        step = node.step  # its task is held since its claim was written (_claim_many)
         if self._stop:
             return self._handed_back(job, key)
         ctx = step.task_context(key, attempt)
@@ -154,8 +153,7 @@ class Stepping:
         if answer.outcome != "claimed" or step.is_async or step.options.concurrency \
                 or self._timeout_of(job, step):
             return False
-        key = claim.key
-        self._tasks_held.add(key)
+        key = claim.key  # held since its claim was written (_claim_many)
         if self._stop:
             self._ended(job, node, *self._handed_back(job, key))
             return True
